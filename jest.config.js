@@ -1,0 +1,25 @@
+// Jest runs TypeScript through SWC (decorators and their metadata included). PGlite loads its
+// WebAssembly through dynamic import(), which jest only allows with --experimental-vm-modules
+// (set in the npm scripts).
+/** @type {import('jest').Config} */
+module.exports = {
+  rootDir: '.',
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'],
+  moduleFileExtensions: ['ts', 'js', 'json'],
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      {
+        jsc: {
+          parser: { syntax: 'typescript', decorators: true },
+          transform: { legacyDecorator: true, decoratorMetadata: true },
+          target: 'es2022',
+        },
+        module: { type: 'commonjs' },
+      },
+    ],
+  },
+  moduleNameMapper: { '^src/(.*)$': '<rootDir>/src/$1' },
+  testTimeout: 60000,
+};

@@ -1,0 +1,57 @@
+/** The protocol's error table (PROTOCOL.md, Errors): one code and one stable reason per kind of failure. */
+export const ERROR_CODES = {
+  parse_error: -32700,
+  invalid_request: -32600,
+  method_not_found: -32601,
+  invalid_params: -32602,
+  unauthorized: -32001,
+  session_not_found: -32002,
+  agent_not_found: -32003,
+  conflict: -32004,
+  limit_exceeded: -32005,
+  unavailable: -32006,
+  internal_error: -32603,
+} as const;
+
+export type ErrorReason = keyof typeof ERROR_CODES;
+
+export interface ParamIssue {
+  /** Dotted path of the offending param, e.g. `config.limits.maxStepsPerTask`; `""` for the params object itself. */
+  path: string;
+  message: string;
+}
+
+export interface RpcErrorBody {
+  code: number;
+  message: string;
+  data: { reason: ErrorReason; issues?: ParamIssue[]; [key: string]: unknown };
+}
+
+/** A failure the client is told about. Anything else thrown is a bug and becomes `internal_error`. */
+export class RpcError extends Error {
+  constructor(
+    readonly reason: ErrorReason,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'RpcError';
+  }
+
+  toBody(): RpcErrorBody {
+    return { code: ERROR_CODES[this.reason], message: this.message, data: { reason: this.reason, ...this.extra } };
+  }
+
+  static invalidParams(issues: ParamIssue[]): RpcError {
+    const summary = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
+    return new RpcError('invalid_params', `Invalid params: ${summary}`, { issues });
+  }
+
+  static sessionNotFound(sessionId: string): RpcError {
+    return new RpcError('session_not_found', `Session '${sessionId}' not found`);
+  }
+
+  static agentNotFound(sessionId: string, agentId: string): RpcError {
+    return new RpcError('agent_not_found', `Agent '${agentId}' not found in session '${sessionId}'`);
+  }
+}

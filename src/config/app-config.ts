@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+/**
+ * The one environment schema. Everything the service can be told from outside is here, validated
+ * at boot; nothing else in `src/` reads `process.env`.
+ */
+const intFromEnv = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const envSchema = z.object({
+  PORT: intFromEnv(3000, 0, 65535),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  DATA_DIR: z.string().min(1).default('./data'),
+  MODEL_PROVIDER: z.enum(['scripted', 'openai']).optional(),
+  OPENAI_API_KEY: z.string().optional(),
+  OPENAI_BASE_URL: z.string().url().optional(),
+  OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+  LLM_CONCURRENCY: intFromEnv(8, 1, 1024),
+  TEMPLATES_DIR: z.string().min(1).default('./templates'),
+  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+  MAX_PARAMS_BYTES: intFromEnv(256 * 1024, 1024),
+  MAX_QUEUE_SIZE: intFromEnv(10_000, 1),
+  POLL_INTERVAL_MS: intFromEnv(5_000, 50),
+  MAX_ATTEMPTS: intFromEnv(3, 1, 100),
+  CONVERSATION_WINDOW: intFromEnv(40, 2, 10_000),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface AppConfig {
+  port: number;
+  host: string;
+  /** Postgres server URL; undefined means the embedded PGlite database in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  modelProvider: 'scripted' | 'openai';
+  openai: { apiKey: string | undefined; baseUrl: string | undefined; model: string };
+  llmConcurrency: number;
+  templatesDir: string;
+  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  maxParamsBytes: number;
+  maxQueueSize: number;
+  /** Backstop poll: a lost wake-up signal delays work by at most this long, never loses it. */
+  pollIntervalMs: number;
+  /** How many times a work item interrupted by a crash is tried before it is marked failed. */
+  maxAttempts: number;
+  /** How many past conversation messages an agent's model sees besides the system prompt. */
+  conversationWindow: number;
+}
+
+export class ConfigError extends Error {}
+
+/** Validates an environment (normally `process.env`) into the typed config, or throws one clear message. */
+export function loadConfig(env: Record<string, string | undefined>): AppConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const modelProvider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'scripted');
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    modelProvider,
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
+    llmConcurrency: e.LLM_CONCURRENCY,
+    templatesDir: e.TEMPLATES_DIR,
+    logLevel: e.LOG_LEVEL,
+    maxParamsBytes: e.MAX_PARAMS_BYTES,
+    maxQueueSize: e.MAX_QUEUE_SIZE,
+    pollIntervalMs: e.POLL_INTERVAL_MS,
+    maxAttempts: e.MAX_ATTEMPTS,
+    conversationWindow: e.CONVERSATION_WINDOW,
+  };
+}
+
+/** The process environment, read here and only here. */
+export function configFromProcessEnv(): AppConfig {
+  return loadConfig(process.env);
+}

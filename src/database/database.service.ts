@@ -1,0 +1,144 @@
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DataSource, DataSourceOptions, EntityManager } from 'typeorm';
+import { PGliteDriver } from 'typeorm-pglite';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
+import { Mutex } from 'src/common/mutex';
+import { RpcError } from 'src/common/rpc-error';
+import { MIGRATIONS } from './migrations';
+
+declare const txBrand: unique symbol;
+/**
+ * A handle on an open transaction (or, from {@link DatabaseService.read}, on a plain connection).
+ * Opaque outside repositories: services pass it along without knowing it is a TypeORM EntityManager.
+ */
+export type Tx = { readonly [txBrand]: true };
+
+/** For repositories only: the EntityManager behind a {@link Tx}. */
+export function sql(tx: Tx): EntityManager {
+  return tx as unknown as EntityManager;
+}
+
+// Any session on the migration lock; an arbitrary constant shared by every Mailroom node.
+const MIGRATION_LOCK_KEY = 727_001;
+
+export function dataSourceOptions(config: Pick<AppConfig, 'databaseUrl' | 'dataDir'>): DataSourceOptions {
+  const common = {
+    type: 'postgres' as const,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'migrations',
+    synchronize: false,
+    uuidExtension: 'pgcrypto' as const,
+    installExtensions: false,
+    logging: false,
+  };
+  if (config.databaseUrl) {
+    return { ...common, url: config.databaseUrl, poolSize: 10, connectTimeoutMS: 5000 };
+  }
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  return { ...common, driver: new PGliteDriver({ dataDir }).driver };
+}
+
+/**
+ * The one way into the database. On PGlite (one connection for the whole process) every unit of
+ * work is serialized by an in-process lock, because concurrent transactions there would share one
+ * session. On a Postgres server, transactions run concurrently and rely on row locks.
+ */
+@Injectable()
+export class DatabaseService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(DatabaseService.name);
+  private readonly dataSource: DataSource;
+  readonly embedded: boolean;
+  private readonly lock = new Mutex();
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.embedded = !config.databaseUrl;
+    this.dataSource = new DataSource(dataSourceOptions(config));
+  }
+
+  async onModuleInit(): Promise<void> {
+    await this.dataSource.initialize();
+    await this.migrate();
+    this.logger.log(this.embedded ? 'Embedded PGlite database ready' : 'Postgres database ready');
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    if (this.dataSource.isInitialized) {
+      await this.serialized(() => this.dataSource.destroy());
+    }
+  }
+
+  /** Runs `fn` in one transaction: all of it commits, or none. */
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.guard(() => this.serialized(() => this.dataSource.transaction((m) => fn(m as unknown as Tx))));
+  }
+
+  /** Runs reads (or a single self-contained statement) outside an explicit transaction. */
+  read<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.guard(() => this.serialized(() => fn(this.dataSource.manager as unknown as Tx)));
+  }
+
+  /** True when the database answers a trivial query. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.read((tx) => sql(tx).query('SELECT 1'));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    return this.embedded ? this.lock.run(fn) : fn();
+  }
+
+  /** Connection-level failures become `unavailable` (safe to retry); everything else passes through. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.dataSource.isInitialized) {
+      throw new RpcError('unavailable', 'The database is not available (shutting down)');
+    }
+    try {
+      return await fn();
+    } catch (err) {
+      if (isConnectionError(err)) {
+        throw new RpcError('unavailable', 'The database is not available; retry later');
+      }
+      throw err;
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      // Several nodes may boot at once against one server: one migrates, the others wait.
+      if (!this.embedded) {
+        await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      }
+      const ran = await this.dataSource.runMigrations({ transaction: 'each' });
+      if (ran.length > 0) {
+        this.logger.log(`Applied migrations: ${ran.map((m) => m.name).join(', ')}`);
+      }
+    } finally {
+      if (!this.embedded) {
+        await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+      }
+      await runner.release();
+    }
+  }
+}
+
+function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) {
+    return false;
+  }
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (/^08/.test(code) || ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))) {
+    return true;
+  }
+  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed/i.test(
+    err.message,
+  );
+}

@@ -1,0 +1,4 @@
+import { InitialSchema1764064800000 } from './1764064800000-initial-schema';
+
+/** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
+export const MIGRATIONS = [InitialSchema1764064800000];
