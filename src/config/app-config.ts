@@ -63,7 +63,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  const modelProvider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'scripted');
+  // Until the OpenAI-compatible provider lands, an API key alone does not switch the model.
+  const modelProvider = e.MODEL_PROVIDER ?? 'scripted';
   return {
     port: e.PORT,
     host: e.HOST,

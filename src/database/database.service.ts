@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DataSource, DataSourceOptions, EntityManager } from 'typeorm';
@@ -48,11 +48,12 @@ export function dataSourceOptions(config: Pick<AppConfig, 'databaseUrl' | 'dataD
  * session. On a Postgres server, transactions run concurrently and rely on row locks.
  */
 @Injectable()
-export class DatabaseService implements OnModuleInit, OnModuleDestroy {
+export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(DatabaseService.name);
   private readonly dataSource: DataSource;
   readonly embedded: boolean;
   private readonly lock = new Mutex();
+  private readonly hooks = new WeakMap<EntityManager, Array<() => void>>();
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.embedded = !config.databaseUrl;
@@ -65,15 +66,46 @@ export class DatabaseService implements OnModuleInit, OnModuleDestroy {
     this.logger.log(this.embedded ? 'Embedded PGlite database ready' : 'Postgres database ready');
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Closed last (after every module's onModuleDestroy), so loops can put their work back first. */
+  async onApplicationShutdown(): Promise<void> {
     if (this.dataSource.isInitialized) {
       await this.serialized(() => this.dataSource.destroy());
     }
   }
 
-  /** Runs `fn` in one transaction: all of it commits, or none. */
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.guard(() => this.serialized(() => this.dataSource.transaction((m) => fn(m as unknown as Tx))));
+  /**
+   * Runs `fn` in one transaction: all of it commits, or none. Callbacks given to {@link afterCommit}
+   * run once it has committed (never on rollback), in the order they were registered.
+   */
+  async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    let hooks: Array<() => void> = [];
+    const result = await this.guard(() =>
+      this.serialized(() =>
+        this.dataSource.transaction(async (m) => {
+          hooks = [];
+          this.hooks.set(m, hooks);
+          return fn(m as unknown as Tx);
+        }),
+      ),
+    );
+    for (const hook of hooks) {
+      try {
+        hook();
+      } catch (err) {
+        this.logger.error(`afterCommit hook failed: ${String(err)}`);
+      }
+    }
+    return result;
+  }
+
+  /** Registers `fn` to run after the transaction behind `tx` commits. Outside a transaction it runs at once. */
+  afterCommit(tx: Tx, fn: () => void): void {
+    const hooks = this.hooks.get(sql(tx));
+    if (hooks) {
+      hooks.push(fn);
+    } else {
+      fn();
+    }
   }
 
   /** Runs reads (or a single self-contained statement) outside an explicit transaction. */

@@ -1,0 +1,17 @@
+import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { DatabaseService } from 'src/database/database.service';
+
+@Controller()
+export class HealthController {
+  constructor(private readonly db: DatabaseService) {}
+
+  /** 200 when the database answers, 503 when it does not. */
+  @Get('health')
+  async health(@Res() res: Response): Promise<void> {
+    const up = await this.db.ping();
+    res
+      .status(up ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE)
+      .json({ status: up ? 'ok' : 'unavailable', database: up ? 'up' : 'down' });
+  }
+}

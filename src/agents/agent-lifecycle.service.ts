@@ -1,0 +1,106 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CLOCK, Clock } from 'src/common/clock';
+import { RpcError } from 'src/common/rpc-error';
+import { DatabaseService, Tx } from 'src/database/database.service';
+import { AgentSignals } from 'src/mailbox/agent-signals';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryService } from 'src/sessions/history.service';
+import { AgentPatch, AgentRepository } from './agent.repository';
+import { Agent, AgentState } from './agent.types';
+
+/**
+ * The agent state machine. Every change of `state` goes through {@link transition}, inside the
+ * session's transaction, and is recorded as `async.agent.stateChanged`:
+ *
+ *   idle ⇄ active ⇄ waiting      (the loop: claim, send-and-switch, finish)
+ *   any → sleeping → idle/active  (sleep; woken by timer, event, mail or wakeAgent)
+ *   any → stopped → idle          (stopAgent / limits; startAgent)
+ */
+@Injectable()
+export class AgentLifecycleService {
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly agents: AgentRepository,
+    private readonly items: WorkItemRepository,
+    private readonly history: HistoryService,
+    private readonly signals: AgentSignals,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  async transition(tx: Tx, agent: Agent, to: AgentState, reason: string, patch: AgentPatch = {}): Promise<Agent> {
+    const updated = await this.agents.update(tx, agent.sessionId, agent.agentId, { ...patch, state: to });
+    if (agent.state !== to) {
+      await this.history.record(tx, agent.sessionId, 'async.agent.stateChanged', {
+        agentId: agent.agentId,
+        state: to,
+        previous: agent.state,
+        reason,
+      });
+    }
+    return updated;
+  }
+
+  /** The state a sleeping or stopped agent returns to: what its loop is doing right now. */
+  async resumeState(tx: Tx, agent: Agent): Promise<AgentState> {
+    if (agent.waitingOn) {
+      return 'waiting';
+    }
+    return (await this.items.findRunning(tx, agent.sessionId, agent.agentId)) ? 'active' : 'idle';
+  }
+
+  /** Wakes a sleeping agent; false when it was not asleep. */
+  async wake(tx: Tx, agent: Agent, reason: string): Promise<{ agent: Agent; woke: boolean }> {
+    if (agent.state !== 'sleeping') {
+      return { agent, woke: false };
+    }
+    const to = await this.resumeState(tx, agent);
+    const woken = await this.transition(tx, agent, to, reason, { sleepingUntil: null });
+    this.signalAfterCommit(tx, agent);
+    return { agent: woken, woke: true };
+  }
+
+  async start(tx: Tx, agent: Agent, reason = 'started'): Promise<Agent> {
+    if (agent.state !== 'stopped') {
+      return agent;
+    }
+    const to = await this.resumeState(tx, agent);
+    const started = await this.transition(tx, agent, to, reason, { stopReason: null, sleepingUntil: null });
+    this.signalAfterCommit(tx, agent);
+    return started;
+  }
+
+  /** Stops the agent; its loop abandons the item in hand (which goes back to the queue) once this commits. */
+  async stop(tx: Tx, agent: Agent, reason: string): Promise<Agent> {
+    if (agent.state === 'stopped') {
+      return agent;
+    }
+    const stopped = await this.transition(tx, agent, 'stopped', reason, { stopReason: reason, sleepingUntil: null });
+    this.db.afterCommit(tx, () =>
+      this.signals.emit({ sessionId: agent.sessionId, agentId: agent.agentId, type: 'abort' }),
+    );
+    return stopped;
+  }
+
+  /** The agent, or `agent_not_found`. */
+  async get(tx: Tx, sessionId: string, agentId: string): Promise<Agent> {
+    const agent = await this.agents.find(tx, sessionId, agentId);
+    if (!agent) {
+      throw RpcError.agentNotFound(sessionId, agentId);
+    }
+    return agent;
+  }
+
+  afterCommit(tx: Tx, fn: () => void): void {
+    this.db.afterCommit(tx, fn);
+  }
+
+  now(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  signalAfterCommit(tx: Tx, agent: Pick<Agent, 'sessionId' | 'agentId'>): void {
+    this.db.afterCommit(tx, () =>
+      this.signals.emit({ sessionId: agent.sessionId, agentId: agent.agentId, type: 'work' }),
+    );
+  }
+}

@@ -1,0 +1,170 @@
+import { Injectable } from '@nestjs/common';
+import { Tx } from 'src/database/database.service';
+import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { Agent, AgentConfig, AgentState, AgentStateSnapshot, WorkKind } from './agent.types';
+
+interface AgentRow {
+  session_id: string;
+  id: string;
+  template: string;
+  config: AgentConfig;
+  state: AgentState;
+  stop_reason: string | null;
+  waiting_on: string | null;
+  wake_events: string[];
+  sleeping_until: Date | string | null;
+  error_count: number;
+  last_error: string | null;
+  last_active_at: Date | string | null;
+  tokens_used: number | string;
+  created_at: Date | string;
+}
+
+const toAgent = (r: AgentRow): Agent => ({
+  sessionId: r.session_id,
+  agentId: r.id,
+  template: r.template,
+  config: r.config,
+  state: r.state,
+  stopReason: r.stop_reason,
+  waitingOn: r.waiting_on,
+  wakeEvents: r.wake_events,
+  sleepingUntil: iso(r.sleeping_until),
+  errorCount: r.error_count,
+  lastError: r.last_error,
+  lastActiveAt: iso(r.last_active_at),
+  tokensUsed: num(r.tokens_used),
+  createdAt: iso(r.created_at)!,
+});
+
+/** The columns a state transition may change. */
+export interface AgentPatch {
+  state?: AgentState;
+  stopReason?: string | null;
+  waitingOn?: string | null;
+  wakeEvents?: string[];
+  sleepingUntil?: string | null;
+  lastActiveAt?: string;
+}
+
+const PATCH_COLUMNS: Record<keyof AgentPatch, [string, string]> = {
+  state: ['state', ''],
+  stopReason: ['stop_reason', ''],
+  waitingOn: ['waiting_on', ''],
+  wakeEvents: ['wake_events', '::jsonb'],
+  sleepingUntil: ['sleeping_until', '::timestamptz'],
+  lastActiveAt: ['last_active_at', '::timestamptz'],
+};
+
+@Injectable()
+export class AgentRepository {
+  /** Inserts a new agent; undefined when the id is taken in that session. */
+  async insert(tx: Tx, a: Agent): Promise<Agent | undefined> {
+    const row = await queryOne<AgentRow>(
+      tx,
+      `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
+       VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::timestamptz)
+       ON CONFLICT (session_id, id) DO NOTHING RETURNING *`,
+      [a.sessionId, a.agentId, a.template, json(a.config), a.state, a.stopReason, json(a.wakeEvents), a.createdAt],
+    );
+    return row && toAgent(row);
+  }
+
+  async find(tx: Tx, sessionId: string, agentId: string): Promise<Agent | undefined> {
+    const row = await queryOne<AgentRow>(tx, `SELECT * FROM agent WHERE session_id = $1 AND id = $2`, [
+      sessionId,
+      agentId,
+    ]);
+    return row && toAgent(row);
+  }
+
+  async listBySession(tx: Tx, sessionId: string): Promise<Agent[]> {
+    const rows = await query<AgentRow>(tx, `SELECT * FROM agent WHERE session_id = $1 ORDER BY created_at, id`, [
+      sessionId,
+    ]);
+    return rows.map(toAgent);
+  }
+
+  /** Agents that have a loop to run: everything not stopped, across sessions. */
+  async listLive(tx: Tx): Promise<Agent[]> {
+    const rows = await query<AgentRow>(tx, `SELECT * FROM agent WHERE state <> 'stopped'`);
+    return rows.map(toAgent);
+  }
+
+  /** Sleeping agents with a deadline, for re-arming timers at boot. */
+  async listSleepingWithDeadline(tx: Tx): Promise<Agent[]> {
+    const rows = await query<AgentRow>(
+      tx,
+      `SELECT * FROM agent WHERE state = 'sleeping' AND sleeping_until IS NOT NULL`,
+    );
+    return rows.map(toAgent);
+  }
+
+  async update(tx: Tx, sessionId: string, agentId: string, patch: AgentPatch): Promise<Agent> {
+    const sets: string[] = [];
+    const params: unknown[] = [sessionId, agentId];
+    for (const [key, value] of Object.entries(patch) as Array<[keyof AgentPatch, unknown]>) {
+      if (value === undefined) {
+        continue;
+      }
+      const [column, cast] = PATCH_COLUMNS[key];
+      params.push(key === 'wakeEvents' ? json(value) : value);
+      sets.push(`${column} = $${params.length}${cast}`);
+    }
+    const row = await queryOne<AgentRow>(
+      tx,
+      `UPDATE agent SET ${sets.length ? sets.join(', ') : 'state = state'} WHERE session_id = $1 AND id = $2 RETURNING *`,
+      params,
+    );
+    return toAgent(row!);
+  }
+
+  async recordError(tx: Tx, sessionId: string, agentId: string, message: string): Promise<number> {
+    const row = await queryOne<{ error_count: number }>(
+      tx,
+      `UPDATE agent SET error_count = error_count + 1, last_error = $3 WHERE session_id = $1 AND id = $2
+       RETURNING error_count`,
+      [sessionId, agentId, message],
+    );
+    return row?.error_count ?? 0;
+  }
+
+  async addTokens(tx: Tx, sessionId: string, agentId: string, tokens: number): Promise<number> {
+    const row = await queryOne<{ tokens_used: number | string }>(
+      tx,
+      `UPDATE agent SET tokens_used = tokens_used + $3 WHERE session_id = $1 AND id = $2 RETURNING tokens_used`,
+      [sessionId, agentId, tokens],
+    );
+    return num(row?.tokens_used);
+  }
+
+  /** Every agent of a session with its queue size and the kind of the item it is running. */
+  async snapshots(tx: Tx, sessionId: string): Promise<Record<string, AgentStateSnapshot>> {
+    const rows = await query<AgentRow & { queue_size: number; current_task: WorkKind | null }>(
+      tx,
+      `SELECT a.*,
+         (SELECT count(*) FROM work_item w WHERE w.session_id = a.session_id AND w.agent_id = a.id
+            AND w.state = 'queued')::int AS queue_size,
+         (SELECT w.kind FROM work_item w WHERE w.session_id = a.session_id AND w.agent_id = a.id
+            AND w.state = 'running' LIMIT 1) AS current_task
+       FROM agent a WHERE a.session_id = $1 ORDER BY a.created_at, a.id`,
+      [sessionId],
+    );
+    const out: Record<string, AgentStateSnapshot> = {};
+    for (const r of rows) {
+      out[r.id] = {
+        state: r.state,
+        current_task: r.current_task,
+        queue_size: num(r.queue_size),
+        sleeping_until: iso(r.sleeping_until),
+        wake_events: r.wake_events,
+        error_count: r.error_count,
+        last_error: r.last_error,
+        last_active_at: iso(r.last_active_at),
+        template: r.template,
+        tokens_used: num(r.tokens_used),
+      };
+    }
+    return out;
+  }
+}

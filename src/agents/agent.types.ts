@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { eventNameSchema, idSchema } from 'src/common/names';
+import { scriptSchema } from 'src/llm/scripted/script.schema';
+import { TOOL_NAMES } from 'src/tools/tool-names';
+
+export const AGENT_STATES = ['idle', 'active', 'waiting', 'sleeping', 'stopped'] as const;
+export type AgentState = (typeof AGENT_STATES)[number];
+
+export const WORK_KINDS = ['task', 'mailbox_message', 'event', 'schedule'] as const;
+export type WorkKind = (typeof WORK_KINDS)[number];
+
+const positiveInt = (max: number) => z.number().int().min(1).max(max);
+
+export const limitsSchema = z
+  .object({
+    maxStepsPerTask: positiveInt(1000).optional(),
+    maxTokensPerTask: positiveInt(1e12).optional(),
+    maxTokens: positiveInt(1e12).optional(),
+    maxMailPerMinute: positiveInt(1_000_000).optional(),
+  })
+  .strict();
+
+/** What a template file holds, and (all optional) what `async.createAgent`'s `config` may override. */
+const agentFields = {
+  description: z.string().max(2000),
+  systemPrompt: z.string().max(100_000),
+  model: z.string().min(1).max(200),
+  temperature: z.number().min(0).max(2),
+  maxTokens: positiveInt(1_000_000),
+  tools: z.array(z.enum(TOOL_NAMES)).max(TOOL_NAMES.length),
+  wakeEvents: z.array(eventNameSchema).max(100),
+  script: scriptSchema,
+  limits: limitsSchema,
+};
+
+export const agentConfigOverridesSchema = z.object(agentFields).partial().strict();
+export type AgentConfigOverrides = z.infer<typeof agentConfigOverridesSchema>;
+
+export const templateSchema = z
+  .object({
+    name: idSchema,
+    description: agentFields.description,
+    systemPrompt: agentFields.systemPrompt,
+    tools: agentFields.tools,
+    wakeEvents: agentFields.wakeEvents.default([]),
+    script: agentFields.script.default([]),
+    model: agentFields.model.optional(),
+    temperature: agentFields.temperature.optional(),
+    maxTokens: agentFields.maxTokens.optional(),
+    limits: limitsSchema.optional(),
+  })
+  .strict();
+export type Template = z.infer<typeof templateSchema>;
+
+export interface AgentLimits {
+  maxStepsPerTask: number;
+  maxTokensPerTask?: number;
+  maxTokens?: number;
+  maxMailPerMinute: number;
+}
+
+export const DEFAULT_LIMITS: AgentLimits = { maxStepsPerTask: 16, maxMailPerMinute: 60 };
+
+/** An agent's effective configuration: its template with `config` laid over it. Stored with the agent. */
+export interface AgentConfig {
+  description: string;
+  systemPrompt: string;
+  model?: string;
+  temperature?: number;
+  maxTokens?: number;
+  tools: Array<(typeof TOOL_NAMES)[number]>;
+  script: z.infer<typeof scriptSchema>;
+  limits: AgentLimits;
+}
+
+export interface Agent {
+  sessionId: string;
+  agentId: string;
+  template: string;
+  config: AgentConfig;
+  state: AgentState;
+  stopReason: string | null;
+  /** The agent whose reply this one awaits (send_mail_with_switch): an edge of the waits-for graph. */
+  waitingOn: string | null;
+  wakeEvents: string[];
+  sleepingUntil: string | null;
+  errorCount: number;
+  lastError: string | null;
+  lastActiveAt: string | null;
+  tokensUsed: number;
+  createdAt: string;
+}
+
+/** `async.getAgentStates`' per-agent snapshot; the seed's snake_case names are kept on purpose. */
+export interface AgentStateSnapshot {
+  state: AgentState;
+  current_task: WorkKind | null;
+  queue_size: number;
+  sleeping_until: string | null;
+  wake_events: string[];
+  error_count: number;
+  last_error: string | null;
+  last_active_at: string | null;
+  template: string;
+  tokens_used: number;
+}

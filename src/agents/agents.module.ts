@@ -1,0 +1,37 @@
+import { Module } from '@nestjs/common';
+import { MailboxModule } from 'src/mailbox/mailbox.module';
+import { SessionsModule } from 'src/sessions/sessions.module';
+import { AgentLifecycleService } from './agent-lifecycle.service';
+import { AgentRepository } from './agent.repository';
+import { AgentsService } from './agents.service';
+import { ConversationRepository } from './conversation.repository';
+import { MailService } from './mail.service';
+import { PostOfficeService } from './post-office.service';
+import { TasksService } from './tasks.service';
+import { TemplatesService } from './templates.service';
+
+/** Agent records, templates and lifecycle. The loop that runs agents is AgentRuntimeModule (`runtime/`). */
+@Module({
+  imports: [SessionsModule, MailboxModule],
+  providers: [
+    AgentRepository,
+    ConversationRepository,
+    AgentLifecycleService,
+    AgentsService,
+    TasksService,
+    MailService,
+    PostOfficeService,
+    TemplatesService,
+  ],
+  exports: [
+    AgentRepository,
+    ConversationRepository,
+    AgentLifecycleService,
+    AgentsService,
+    TasksService,
+    MailService,
+    PostOfficeService,
+    TemplatesService,
+  ],
+})
+export class AgentsModule {}

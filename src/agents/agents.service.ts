@@ -1,0 +1,101 @@
+import { Injectable } from '@nestjs/common';
+import { RpcError } from 'src/common/rpc-error';
+import { DatabaseService } from 'src/database/database.service';
+import { HistoryService } from 'src/sessions/history.service';
+import { SessionRepository } from 'src/sessions/session.repository';
+import { AgentLifecycleService } from './agent-lifecycle.service';
+import { AgentRepository } from './agent.repository';
+import { AgentConfigOverrides, AgentState, AgentStateSnapshot, Template } from './agent.types';
+import { TemplatesService } from './templates.service';
+
+/** Agent records and lifecycle as the client sees them: create, start, stop, look. */
+@Injectable()
+export class AgentsService {
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly history: HistoryService,
+    private readonly sessions: SessionRepository,
+    private readonly agents: AgentRepository,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly templates: TemplatesService,
+  ) {}
+
+  create(input: {
+    sessionId: string;
+    agentId: string;
+    template?: string;
+    autoStart: boolean;
+    config?: AgentConfigOverrides;
+  }): Promise<{ agentId: string; state: AgentState; template: string }> {
+    const template = this.templates.resolve(input.agentId, input.template);
+    const { config, wakeEvents } = this.templates.effectiveConfig(template, input.config);
+    return this.history.inSession(input.sessionId, async (tx) => {
+      const state: AgentState = input.autoStart ? 'idle' : 'stopped';
+      const agent = await this.agents.insert(tx, {
+        sessionId: input.sessionId,
+        agentId: input.agentId,
+        template: template.name,
+        config,
+        state,
+        stopReason: input.autoStart ? null : 'created_stopped',
+        waitingOn: null,
+        wakeEvents,
+        sleepingUntil: null,
+        errorCount: 0,
+        lastError: null,
+        lastActiveAt: null,
+        tokensUsed: 0,
+        createdAt: this.lifecycle.now(),
+      });
+      if (!agent) {
+        throw new RpcError('conflict', `Agent '${input.agentId}' already exists in session '${input.sessionId}'`);
+      }
+      await this.history.record(tx, input.sessionId, 'async.agent.stateChanged', {
+        agentId: agent.agentId,
+        state,
+        previous: null,
+        reason: 'created',
+      });
+      this.lifecycle.signalAfterCommit(tx, agent);
+      return { agentId: agent.agentId, state: agent.state, template: agent.template };
+    });
+  }
+
+  start(sessionId: string, agentId: string): Promise<{ agentId: string; state: AgentState }> {
+    return this.history.inSession(sessionId, async (tx) => {
+      const agent = await this.lifecycle.start(tx, await this.lifecycle.get(tx, sessionId, agentId));
+      return { agentId, state: agent.state };
+    });
+  }
+
+  stop(sessionId: string, agentId: string): Promise<{ agentId: string; state: 'stopped' }> {
+    return this.history.inSession(sessionId, async (tx) => {
+      await this.lifecycle.stop(tx, await this.lifecycle.get(tx, sessionId, agentId), 'stopped');
+      return { agentId, state: 'stopped' as const };
+    });
+  }
+
+  /** Stops every agent of the session; the session and its history stay readable. */
+  stopSession(sessionId: string): Promise<{ sessionId: string; stopped: true }> {
+    return this.history.inSession(sessionId, async (tx) => {
+      for (const agent of await this.agents.listBySession(tx, sessionId)) {
+        await this.lifecycle.stop(tx, agent, 'session_stopped');
+      }
+      await this.sessions.markStopped(tx, sessionId, this.lifecycle.now());
+      return { sessionId, stopped: true as const };
+    });
+  }
+
+  states(sessionId: string): Promise<{ agents: Record<string, AgentStateSnapshot> }> {
+    return this.db.read(async (tx) => {
+      if (!(await this.sessions.find(tx, sessionId))) {
+        throw RpcError.sessionNotFound(sessionId);
+      }
+      return { agents: await this.agents.snapshots(tx, sessionId) };
+    });
+  }
+
+  listTemplates(): Template[] {
+    return this.templates.list();
+  }
+}

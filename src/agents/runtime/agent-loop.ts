@@ -1,0 +1,84 @@
+import { Logger } from '@nestjs/common';
+import { defer, exhaustMap, Subject, Subscription } from 'rxjs';
+
+/** One step of an agent's work: claim and run one item. Resolves false when there was nothing to take. */
+export type RunOne = (signal: AbortSignal, onClaim: (taskId: string) => void) => Promise<boolean>;
+
+/**
+ * An agent's own loop: a stream of wake-up signals drained by `exhaustMap`, so the agent works on
+ * one item at a time while every agent's loop runs in parallel. A signal that arrives mid-drain
+ * marks the loop dirty and is honoured by the drain in progress; none is lost.
+ */
+export class AgentLoop {
+  private readonly wake$ = new Subject<void>();
+  private readonly subscription: Subscription;
+  private dirty = false;
+  private running = false;
+  private closed = false;
+  private current?: { taskId: string; controller: AbortController };
+  private draining: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly key: string,
+    private readonly runOne: RunOne,
+    private readonly logger: Logger,
+  ) {
+    this.subscription = this.wake$
+      .pipe(exhaustMap(() => defer(() => (this.draining = this.drain()))))
+      .subscribe();
+  }
+
+  signal(): void {
+    if (!this.closed) {
+      this.dirty = true;
+      this.wake$.next();
+    }
+  }
+
+  /** Abandons the item in hand (all of them, or only `taskId`) at its next safe point. */
+  abort(taskId?: string): void {
+    if (this.current && (taskId === undefined || this.current.taskId === taskId)) {
+      this.current.controller.abort();
+    }
+  }
+
+  /** True from the start of a claim to the end of its item. */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  /** Stops taking work, abandons the item in hand and waits for the loop to settle. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.abort();
+    await this.draining;
+    this.subscription.unsubscribe();
+  }
+
+  private async drain(): Promise<void> {
+    while (this.dirty && !this.closed) {
+      this.dirty = false;
+      for (;;) {
+        if (this.closed) {
+          return;
+        }
+        const controller = new AbortController();
+        let worked: boolean;
+        this.running = true;
+        try {
+          worked = await this.runOne(controller.signal, (taskId) => (this.current = { taskId, controller }));
+        } catch (err) {
+          // The database is down or a bug: the backstop poll will signal again.
+          this.logger.warn(`Loop ${this.key} paused: ${err instanceof Error ? err.message : String(err)}`);
+          return;
+        } finally {
+          this.current = undefined;
+          this.running = false;
+        }
+        if (!worked) {
+          break;
+        }
+      }
+    }
+  }
+}

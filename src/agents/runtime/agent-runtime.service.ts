@@ -1,0 +1,166 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Subscription } from 'rxjs';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
+import { DatabaseService } from 'src/database/database.service';
+import { AgentSignal, AgentSignals } from 'src/mailbox/agent-signals';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryService } from 'src/sessions/history.service';
+import { AgentLifecycleService } from '../agent-lifecycle.service';
+import { AgentRepository } from '../agent.repository';
+import { AgentLoop } from './agent-loop';
+import { AgentWorker } from './agent-worker.service';
+
+/**
+ * Runs every agent's loop in this process. Loops are made on demand from signals; at boot the
+ * runtime first puts back work that a dead process left running, then wakes every live agent. A
+ * slow poll is the backstop for a lost signal.
+ */
+@Injectable()
+export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(AgentRuntimeService.name);
+  private readonly loops = new Map<string, AgentLoop>();
+  private subscription?: Subscription;
+  private poll?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly history: HistoryService,
+    private readonly agents: AgentRepository,
+    private readonly items: WorkItemRepository,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly worker: AgentWorker,
+    private readonly signals: AgentSignals,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.recover();
+    this.subscription = this.signals.signals$.subscribe((s) => this.onSignal(s));
+    for (const agent of await this.db.read((tx) => this.agents.listLive(tx))) {
+      this.loopFor(agent.sessionId, agent.agentId).signal();
+    }
+    this.poll = setInterval(() => void this.backstop(), this.config.pollIntervalMs);
+    this.poll.unref();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.poll);
+    this.subscription?.unsubscribe();
+    await Promise.all([...this.loops.values()].map((l) => l.close()));
+    this.loops.clear();
+  }
+
+  /** How many agents are working on an item right now (for metrics and tests). */
+  get busyAgents(): number {
+    return [...this.loops.values()].filter((l) => l.busy).length;
+  }
+
+  private onSignal(signal: AgentSignal): void {
+    if (signal.type === 'abort') {
+      this.loops.get(key(signal.sessionId, signal.agentId))?.abort(signal.taskId);
+    } else {
+      this.loopFor(signal.sessionId, signal.agentId).signal();
+    }
+  }
+
+  private loopFor(sessionId: string, agentId: string): AgentLoop {
+    const k = key(sessionId, agentId);
+    let loop = this.loops.get(k);
+    if (!loop) {
+      loop = new AgentLoop(
+        `${sessionId}/${agentId}`,
+        async (signal, onClaim) => {
+          const claimed = await this.worker.claim(sessionId, agentId);
+          if (!claimed) {
+            return false;
+          }
+          onClaim(claimed.item.taskId);
+          await this.worker.process(claimed.agent, claimed.item, signal);
+          return true;
+        },
+        this.logger,
+      );
+      this.loops.set(k, loop);
+    }
+    return loop;
+  }
+
+  private async backstop(): Promise<void> {
+    if (this.closed) {
+      return;
+    }
+    try {
+      await this.recoverOrphans();
+      for (const { sessionId, agentId } of await this.db.read((tx) => this.items.listClaimable(tx))) {
+        this.loopFor(sessionId, agentId).signal();
+      }
+    } catch (err) {
+      this.logger.debug(`Backstop poll skipped: ${String(err)}`);
+    }
+  }
+
+  /**
+   * Items a dead process left `running` go back to the queue (or fail, after too many tries: a
+   * poison item must not crash-loop the server), and agents it left active or waiting become idle.
+   */
+  private async recover(): Promise<void> {
+    const running = await this.db.read((tx) => this.items.listRunning(tx));
+    const sessions = new Set(running.map((i) => i.sessionId));
+    for (const a of await this.db.read((tx) => this.agents.listLive(tx))) {
+      if (a.state === 'active' || a.state === 'waiting') {
+        sessions.add(a.sessionId);
+      }
+    }
+    for (const sessionId of sessions) {
+      await this.history.inSession(sessionId, async (tx) => {
+        for (const item of running.filter((i) => i.sessionId === sessionId)) {
+          if (item.attempts >= this.config.maxAttempts) {
+            const error = { code: 'interrupted', message: `interrupted ${item.attempts} times; giving up` };
+            await this.items.finish(tx, item.taskId, { state: 'failed', error, at: this.lifecycle.now() });
+            const errorCount = await this.agents.recordError(tx, sessionId, item.agentId, error.message);
+            await this.history.record(tx, sessionId, 'async.task.failed', {
+              agentId: item.agentId,
+              taskId: item.taskId,
+              error,
+              errorCount,
+            });
+          } else {
+            await this.items.requeue(tx, item.taskId);
+          }
+        }
+        for (const agent of await this.agents.listBySession(tx, sessionId)) {
+          if (agent.state === 'active' || agent.state === 'waiting') {
+            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+          } else if (agent.waitingOn) {
+            await this.agents.update(tx, sessionId, agent.agentId, { waitingOn: null });
+          }
+        }
+      });
+    }
+    if (running.length > 0) {
+      this.logger.log(`Recovered ${running.length} interrupted work item(s)`);
+    }
+  }
+
+  /** Items whose loop lost the database mid-item: put back once it answers again. */
+  private async recoverOrphans(): Promise<void> {
+    const running = await this.db.read((tx) => this.items.listRunning(tx));
+    for (const item of running) {
+      const loop = this.loops.get(key(item.sessionId, item.agentId));
+      if (loop && !loop.busy) {
+        await this.history.inSession(item.sessionId, async (tx) => {
+          await this.items.requeue(tx, item.taskId);
+          const agent = await this.agents.find(tx, item.sessionId, item.agentId);
+          if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
+            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+          }
+        });
+      }
+    }
+  }
+}
+
+const key = (sessionId: string, agentId: string) => `${sessionId}\u0000${agentId}`;

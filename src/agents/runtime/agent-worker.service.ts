@@ -1,0 +1,322 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
+import { RpcError } from 'src/common/rpc-error';
+import { DatabaseService, Tx } from 'src/database/database.service';
+import { EventsService, SleepRequest } from 'src/events/events.service';
+import { ChatMessage, ToolCall } from 'src/llm/model-provider';
+import { LlmService } from 'src/llm/llm.service';
+import { MailRepository } from 'src/mailbox/mail.repository';
+import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryService } from 'src/sessions/history.service';
+import { SessionRepository } from 'src/sessions/session.repository';
+import { SwitchService } from 'src/tools/switch.service';
+import { ToolRegistryService } from 'src/tools/tool-registry.service';
+import { AgentLimitError } from 'src/tools/tool.types';
+import { AgentLifecycleService } from '../agent-lifecycle.service';
+import { AgentRepository } from '../agent.repository';
+import { Agent } from '../agent.types';
+import { ConversationRepository } from '../conversation.repository';
+import { PostOfficeService } from '../post-office.service';
+import { TaskFailure } from './task-failure';
+import { describeWork, workContext } from './work-prompt';
+
+interface Outcome {
+  final: string;
+  usage: Usage;
+  turns: ChatMessage[];
+}
+
+/**
+ * Takes one work item through the model: claim, think (model turns and tool calls), then commit
+ * the result, the conversation, the usage and the state change together. No transaction is open
+ * while the model thinks.
+ */
+@Injectable()
+export class AgentWorker {
+  private readonly logger = new Logger(AgentWorker.name);
+
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly history: HistoryService,
+    private readonly sessions: SessionRepository,
+    private readonly agents: AgentRepository,
+    private readonly items: WorkItemRepository,
+    private readonly mail: MailRepository,
+    private readonly conversation: ConversationRepository,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly postOffice: PostOfficeService,
+    private readonly events: EventsService,
+    private readonly tools: ToolRegistryService,
+    private readonly switches: SwitchService,
+    private readonly llm: LlmService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** Claims the agent's next item in protocol order; undefined when it has none or may not work now. */
+  claim(sessionId: string, agentId: string): Promise<{ agent: Agent; item: WorkItem } | undefined> {
+    return this.history.inSession(sessionId, async (tx) => {
+      const agent = await this.agents.find(tx, sessionId, agentId);
+      if (agent?.state !== 'idle') {
+        return undefined;
+      }
+      const now = this.lifecycle.now();
+      const item = await this.items.claimNext(tx, sessionId, agentId, now);
+      if (!item) {
+        return undefined;
+      }
+      const active = await this.lifecycle.transition(tx, agent, 'active', item.kind, { lastActiveAt: now });
+      if (item.payload.messageId) {
+        await this.mail.markRead(tx, [item.payload.messageId], now);
+      }
+      await this.history.record(tx, sessionId, 'async.task.started', { agentId, taskId: item.taskId, kind: item.kind });
+      return { agent: active, item };
+    });
+  }
+
+  /** Runs a claimed item to its end: done, failed, or (when aborted) back in the queue. */
+  async process(agent: Agent, item: WorkItem, signal: AbortSignal): Promise<void> {
+    let pendingSleep: SleepRequest | undefined;
+    let outcome: Outcome;
+    try {
+      outcome = await this.think(agent, item, signal, (request) => (pendingSleep = request));
+    } catch (err) {
+      if (signal.aborted) {
+        await this.abandon(agent, item);
+      } else {
+        await this.fail(agent, item, err);
+      }
+      return;
+    }
+    await this.complete(agent, item, outcome, pendingSleep);
+  }
+
+  private async think(
+    agent: Agent,
+    item: WorkItem,
+    signal: AbortSignal,
+    deferSleep: (request: SleepRequest) => void,
+  ): Promise<Outcome> {
+    const { limits } = agent.config;
+    const { session, window } = await this.db.read(async (tx) => ({
+      session: await this.sessions.find(tx, agent.sessionId),
+      window: await this.conversation.window(tx, agent.sessionId, agent.agentId, this.config.conversationWindow),
+    }));
+    if (session?.limits.maxTokens !== undefined && session.tokensUsed >= session.limits.maxTokens) {
+      throw new TaskFailure('limit_exceeded', `the session's token budget (${session.limits.maxTokens}) is spent`, true);
+    }
+    if (limits.maxTokens !== undefined && agent.tokensUsed >= limits.maxTokens) {
+      throw new TaskFailure('limit_exceeded', `the agent's token budget (${limits.maxTokens}) is spent`, true);
+    }
+    const input: ChatMessage = { role: 'user', content: describeWork(item) };
+    const messages: ChatMessage[] = [{ role: 'system', content: agent.config.systemPrompt }, ...window, input];
+    const turns: ChatMessage[] = [input];
+    const usage: Usage = { promptTokens: 0, completionTokens: 0 };
+    const toolSchemas = this.tools.schemasFor(agent.config.tools);
+    const work = workContext(agent.agentId, item);
+
+    for (let step = 1; ; step++) {
+      if (step > limits.maxStepsPerTask) {
+        throw new TaskFailure('limit_exceeded', `step limit reached (${limits.maxStepsPerTask} model calls)`);
+      }
+      signal.throwIfAborted();
+      let text = '';
+      const calls: ToolCall[] = [];
+      await this.llm.complete(
+        {
+          model: agent.config.model,
+          temperature: agent.config.temperature,
+          maxTokens: agent.config.maxTokens,
+          messages,
+          tools: toolSchemas,
+          signal,
+          work,
+          script: agent.config.script,
+        },
+        async (chunk) => {
+          switch (chunk.type) {
+            case 'text':
+              text += chunk.delta;
+              await this.recordOutput(agent, item, chunk.delta);
+              break;
+            case 'tool_call':
+              calls.push(chunk.call);
+              break;
+            case 'usage':
+              usage.promptTokens += chunk.usage.promptTokens;
+              usage.completionTokens += chunk.usage.completionTokens;
+              break;
+          }
+        },
+      );
+      if (limits.maxTokensPerTask !== undefined && usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask) {
+        throw new TaskFailure('limit_exceeded', `token limit per task reached (${limits.maxTokensPerTask})`);
+      }
+      const reply: ChatMessage = { role: 'assistant', content: text || null, ...(calls.length ? { toolCalls: calls } : {}) };
+      messages.push(reply);
+      turns.push(reply);
+      if (calls.length === 0) {
+        return { final: text, usage, turns };
+      }
+      for (const call of calls) {
+        signal.throwIfAborted();
+        const outcome = await this.runTool(agent, item, signal, deferSleep, call);
+        const result: ChatMessage = { role: 'tool', toolCallId: call.id, name: call.name, content: JSON.stringify(outcome) };
+        messages.push(result);
+        turns.push(result);
+      }
+    }
+  }
+
+  private async runTool(
+    agent: Agent,
+    item: WorkItem,
+    signal: AbortSignal,
+    deferSleep: (request: SleepRequest) => void,
+    call: ToolCall,
+  ): Promise<unknown> {
+    try {
+      const outcome = await this.tools.execute({ agent, item, signal, deferSleep }, call);
+      await this.history.inSession(agent.sessionId, (tx) =>
+        this.history.record(tx, agent.sessionId, 'async.tool.called', {
+          agentId: agent.agentId,
+          taskId: item.taskId,
+          tool: outcome.tool,
+          args: outcome.args,
+          result: outcome.result,
+        }),
+      );
+      return outcome.result;
+    } catch (err) {
+      if (err instanceof AgentLimitError) {
+        throw new TaskFailure('limit_exceeded', err.message, true);
+      }
+      throw err;
+    }
+  }
+
+  private recordOutput(agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
+    return this.history.inSession(agent.sessionId, (tx) =>
+      this.history.record(tx, agent.sessionId, 'async.task.output', { agentId: agent.agentId, taskId: item.taskId, delta }),
+    );
+  }
+
+  private async complete(agent: Agent, item: WorkItem, outcome: Outcome, pendingSleep?: SleepRequest): Promise<void> {
+    const { sessionId, agentId } = agent;
+    await this.history.inSession(sessionId, async (tx, session) => {
+      const now = this.lifecycle.now();
+      const done = await this.items.finish(tx, item.taskId, {
+        state: 'done',
+        result: { final: outcome.final },
+        usage: outcome.usage,
+        at: now,
+      });
+      let me = await this.lifecycle.get(tx, sessionId, agentId);
+      if (done) {
+        const tokens = outcome.usage.promptTokens + outcome.usage.completionTokens;
+        await this.conversation.append(tx, sessionId, agentId, outcome.turns, now);
+        const agentTokens = await this.agents.addTokens(tx, sessionId, agentId, tokens);
+        const sessionTokens = await this.sessions.addTokens(tx, sessionId, tokens);
+        await this.history.record(tx, sessionId, 'async.task.completed', {
+          agentId,
+          taskId: item.taskId,
+          result: { final: outcome.final },
+          usage: outcome.usage,
+        });
+        if (item.isSwitch && item.payload.messageId) {
+          await this.answerSwitch(tx, agent, item, outcome.final);
+        }
+        me = await this.lifecycle.get(tx, sessionId, agentId);
+        if (me.config.limits.maxTokens !== undefined && agentTokens >= me.config.limits.maxTokens) {
+          me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
+        }
+        if (session.limits.maxTokens !== undefined && sessionTokens >= session.limits.maxTokens) {
+          for (const other of await this.agents.listBySession(tx, sessionId)) {
+            await this.lifecycle.stop(tx, other, 'limit_exceeded');
+          }
+          me = await this.lifecycle.get(tx, sessionId, agentId);
+        }
+      }
+      if (me.state === 'active' && pendingSleep) {
+        await this.events.sleep(tx, me, pendingSleep, 'sleep_tool');
+      } else if (me.state === 'active') {
+        await this.lifecycle.transition(tx, me, 'idle', done ? 'task_done' : 'task_cancelled');
+      }
+    });
+  }
+
+  /** The final answer to send-and-switch mail is its reply, handed to the waiting caller. */
+  private async answerSwitch(tx: Tx, agent: Agent, item: WorkItem, final: string): Promise<void> {
+    const original = item.payload.messageId!;
+    const caller = item.payload.from!;
+    if (!(await this.mail.markReplied(tx, original, this.lifecycle.now()))) {
+      return; // answered already, with reply_mail
+    }
+    {
+      const awaited = this.switches.isAwaited(original);
+      const { mail } = await this.postOffice.deliver(tx, {
+        sessionId: agent.sessionId,
+        from: agent.agentId,
+        to: caller,
+        subject: `Re: ${item.payload.subject ?? ''}`,
+        body: final,
+        priority: 'high',
+        replyTo: original,
+        enqueue: !awaited,
+      });
+      this.lifecycle.afterCommit(tx, () =>
+        this.switches.deliverReply(original, { from: agent.agentId, body: final, messageId: mail.messageId }),
+      );
+    }
+  }
+
+  private async fail(agent: Agent, item: WorkItem, err: unknown): Promise<void> {
+    const failure =
+      err instanceof TaskFailure
+        ? err
+        : err instanceof RpcError
+          ? new TaskFailure(err.reason, err.message)
+          : new TaskFailure('internal_error', err instanceof Error ? err.message : String(err));
+    if (!(err instanceof TaskFailure)) {
+      this.logger.warn(`Task ${item.taskId} of ${agent.agentId} failed: ${err instanceof Error ? err.stack : String(err)}`);
+    }
+    const error = { code: failure.code, message: failure.message };
+    await this.history.inSession(agent.sessionId, async (tx) => {
+      const failed = await this.items.finish(tx, item.taskId, { state: 'failed', error, at: this.lifecycle.now() });
+      let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
+      if (failed) {
+        const errorCount = await this.agents.recordError(tx, agent.sessionId, agent.agentId, failure.message);
+        await this.history.record(tx, agent.sessionId, 'async.task.failed', {
+          agentId: agent.agentId,
+          taskId: item.taskId,
+          error,
+          errorCount,
+        });
+        if (item.isSwitch && item.payload.messageId) {
+          const original = item.payload.messageId;
+          this.lifecycle.afterCommit(tx, () => this.switches.fail(original, `'${agent.agentId}' failed: ${failure.message}`));
+        }
+      }
+      if (failure.stopAgent) {
+        me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
+      }
+      if (me.state === 'active' || me.state === 'waiting') {
+        await this.lifecycle.transition(tx, me, 'idle', 'task_failed', { waitingOn: null });
+      }
+    });
+  }
+
+  /** The agent was stopped (or the task cancelled) mid-step: the item goes back to the queue unless cancelled. */
+  private async abandon(agent: Agent, item: WorkItem): Promise<void> {
+    await this.history.inSession(agent.sessionId, async (tx) => {
+      await this.items.requeue(tx, item.taskId);
+      const me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
+      if (me.state === 'active' || me.state === 'waiting') {
+        await this.lifecycle.transition(tx, me, 'idle', 'task_cancelled', { waitingOn: null });
+      } else if (me.waitingOn) {
+        await this.agents.update(tx, agent.sessionId, agent.agentId, { waitingOn: null });
+      }
+    });
+  }
+}

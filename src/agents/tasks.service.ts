@@ -1,0 +1,125 @@
+import { Injectable } from '@nestjs/common';
+import { Priority } from 'src/common/names';
+import { RpcError } from 'src/common/rpc-error';
+import { DatabaseService } from 'src/database/database.service';
+import { AgentSignals } from 'src/mailbox/agent-signals';
+import { MailboxService } from 'src/mailbox/mailbox.service';
+import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { isUuid } from 'src/mailbox/mail.repository';
+import { HistoryService } from 'src/sessions/history.service';
+import { SessionRepository } from 'src/sessions/session.repository';
+import { AgentLifecycleService } from './agent-lifecycle.service';
+
+export interface TaskView {
+  taskId: string;
+  agentId: string;
+  kind: WorkItem['kind'];
+  state: WorkState;
+  prompt: string;
+  priority: Priority;
+  result?: { final: string };
+  error?: { code: string; message: string };
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  usage?: { promptTokens: number; completionTokens: number };
+}
+
+/** Tasks from the client, and the task view of every work item (mail, events and schedules have task ids too). */
+@Injectable()
+export class TasksService {
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly history: HistoryService,
+    private readonly sessions: SessionRepository,
+    private readonly items: WorkItemRepository,
+    private readonly mailbox: MailboxService,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly signals: AgentSignals,
+  ) {}
+
+  /** Commits the task before answering, so an acknowledged task is never lost. */
+  send(input: {
+    sessionId: string;
+    agentId: string;
+    prompt: string;
+    priority: Priority;
+    idempotencyKey?: string;
+  }): Promise<{ taskId: string; queued: true; queueSize: number }> {
+    return this.history.inSession(input.sessionId, async (tx) => {
+      await this.lifecycle.get(tx, input.sessionId, input.agentId);
+      const { item, queueSize } = await this.mailbox.enqueue(tx, {
+        sessionId: input.sessionId,
+        agentId: input.agentId,
+        kind: 'task',
+        priority: input.priority,
+        idempotencyKey: input.idempotencyKey,
+        prompt: input.prompt,
+        createdAt: this.lifecycle.now(),
+      });
+      return { taskId: item.taskId, queued: true as const, queueSize };
+    });
+  }
+
+  get(sessionId: string, taskId: string): Promise<TaskView> {
+    return this.db.read(async (tx) => {
+      if (!(await this.sessions.find(tx, sessionId))) {
+        throw RpcError.sessionNotFound(sessionId);
+      }
+      const item = isUuid(taskId) ? await this.items.find(tx, sessionId, taskId) : undefined;
+      if (!item) {
+        throw taskNotFound(taskId);
+      }
+      return toView(item);
+    });
+  }
+
+  /**
+   * Cancels a queued or running task. A running one is abandoned at its next safe point; a
+   * finished one is left as it is (cancelling is idempotent) and its state returned.
+   */
+  cancel(sessionId: string, taskId: string): Promise<{ taskId: string; state: WorkState }> {
+    return this.history.inSession(sessionId, async (tx) => {
+      const item = isUuid(taskId) ? await this.items.find(tx, sessionId, taskId) : undefined;
+      if (!item) {
+        throw taskNotFound(taskId);
+      }
+      if (item.state !== 'queued' && item.state !== 'running') {
+        return { taskId, state: item.state };
+      }
+      await this.items.finish(tx, taskId, {
+        state: 'cancelled',
+        error: { code: 'cancelled', message: 'Cancelled by the client' },
+        at: this.lifecycle.now(),
+      });
+      if (item.state === 'running') {
+        this.lifecycle.afterCommit(tx, () =>
+          this.signals.emit({ sessionId, agentId: item.agentId, type: 'abort', taskId }),
+        );
+      }
+      return { taskId, state: 'cancelled' as const };
+    });
+  }
+}
+
+function taskNotFound(taskId: string): RpcError {
+  return RpcError.invalidParams([{ path: 'taskId', message: `no task '${taskId}' in this session` }]);
+}
+
+export function toView(item: WorkItem): TaskView {
+  return {
+    taskId: item.taskId,
+    agentId: item.agentId,
+    kind: item.kind,
+    state: item.state,
+    prompt: item.prompt,
+    priority: item.priority,
+    ...(item.result ? { result: item.result } : {}),
+    ...(item.error ? { error: item.error } : {}),
+    createdAt: item.createdAt,
+    ...(item.startedAt ? { startedAt: item.startedAt } : {}),
+    ...(item.finishedAt ? { finishedAt: item.finishedAt } : {}),
+    ...(item.usage ? { usage: item.usage } : {}),
+  };
+}

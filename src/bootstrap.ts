@@ -1,0 +1,20 @@
+import { INestApplication, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from './app.module';
+import { Clock, SystemClock } from './common/clock';
+import { AppConfig } from './config/app-config';
+import { MailroomIoAdapter } from './gateway/io.adapter';
+
+const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+
+/** Builds and starts the service; `main.ts` and the tests both start it this way. */
+export async function createApp(config: AppConfig, clock: Clock = new SystemClock()): Promise<INestApplication> {
+  const app = await NestFactory.create(AppModule.forRoot(config, clock), {
+    logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
+    bodyParser: true,
+  });
+  app.useWebSocketAdapter(new MailroomIoAdapter(app, config.maxParamsBytes));
+  app.enableShutdownHooks();
+  await app.listen(config.port, config.host);
+  return app;
+}

@@ -1,0 +1,35 @@
+import { sql, Tx } from './database.service';
+
+/**
+ * Runs one statement and returns its rows. TypeORM's postgres driver answers UPDATE/DELETE with
+ * `[rows, count]` and everything else with `rows`; repositories should not care.
+ */
+export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
+  const result: unknown = await sql(tx).query(text, params);
+  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+    return result[0] as T[];
+  }
+  return result as T[];
+}
+
+export async function queryOne<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T | undefined> {
+  const rows = await query<T>(tx, text, params);
+  return rows[0];
+}
+
+/** ISO 8601 UTC from whatever the driver returned for a timestamptz (Date or string). */
+export function iso(value: Date | string | null | undefined): string | null {
+  if (value === null || value === undefined) {
+    return null;
+  }
+  return (value instanceof Date ? value : new Date(value)).toISOString();
+}
+
+/** A number from an int8/numeric column (pg returns strings, PGlite numbers). */
+export function num(value: number | string | bigint | null | undefined): number {
+  return value === null || value === undefined ? 0 : Number(value);
+}
+
+export function json(value: unknown): string {
+  return JSON.stringify(value ?? null);
+}

@@ -1,0 +1,104 @@
+import { Injectable } from '@nestjs/common';
+import { RpcError } from 'src/common/rpc-error';
+import { Tx } from 'src/database/database.service';
+import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
+import { AgentRepository } from 'src/agents/agent.repository';
+import { Agent, AgentState } from 'src/agents/agent.types';
+import { MailboxService } from 'src/mailbox/mailbox.service';
+import { HistoryService } from 'src/sessions/history.service';
+import { SleepTimerService } from './sleep-timer.service';
+
+export interface SleepRequest {
+  durationSeconds?: number;
+  /** When given, replaces the agent's wake events. */
+  wakeEvents?: string[];
+}
+
+/** Sleep, wake and broadcast: what makes agents wait for time or for each other. */
+@Injectable()
+export class EventsService {
+  constructor(
+    private readonly history: HistoryService,
+    private readonly agents: AgentRepository,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly mailbox: MailboxService,
+    private readonly timers: SleepTimerService,
+  ) {}
+
+  sleepAgent(sessionId: string, agentId: string, request: SleepRequest) {
+    return this.history.inSession(sessionId, async (tx) => this.sleep(tx, await this.lifecycle.get(tx, sessionId, agentId), request, 'sleep'));
+  }
+
+  /** Puts an agent to sleep in the caller's transaction. A step in progress finishes first (the loop claims nothing while asleep). */
+  async sleep(
+    tx: Tx,
+    agent: Agent,
+    request: SleepRequest,
+    reason: string,
+  ): Promise<{ agentId: string; state: AgentState; sleepingUntil: string | null; wakeEvents: string[] }> {
+    if (agent.state === 'stopped') {
+      throw new RpcError('conflict', `Agent '${agent.agentId}' is stopped; start it before putting it to sleep`);
+    }
+    const until =
+      request.durationSeconds === undefined
+        ? null
+        : new Date(Date.parse(this.lifecycle.now()) + request.durationSeconds * 1000).toISOString();
+    const slept = await this.lifecycle.transition(tx, agent, 'sleeping', reason, {
+      sleepingUntil: until,
+      wakeEvents: request.wakeEvents ?? agent.wakeEvents,
+    });
+    this.afterCommitArm(tx, slept);
+    return { agentId: slept.agentId, state: slept.state, sleepingUntil: slept.sleepingUntil, wakeEvents: slept.wakeEvents };
+  }
+
+  wakeAgent(sessionId: string, agentId: string, reason?: string) {
+    return this.history.inSession(sessionId, async (tx) => {
+      const agent = await this.lifecycle.get(tx, sessionId, agentId);
+      const { agent: after, woke } = await this.lifecycle.wake(tx, agent, reason ?? 'woken');
+      return { agentId, state: after.state, woke };
+    });
+  }
+
+  broadcastEvent(sessionId: string, event: string, data: unknown, from?: string) {
+    return this.history.inSession(sessionId, (tx) => this.broadcast(tx, sessionId, event, data, from));
+  }
+
+  /**
+   * Gives the event (with its data) as a work item to every running agent of the session that
+   * listens to it, waking those that sleep. The sender itself is skipped, so an agent cannot wake itself in a loop.
+   */
+  async broadcast(
+    tx: Tx,
+    sessionId: string,
+    event: string,
+    data: unknown,
+    from?: string,
+  ): Promise<{ event: string; delivered: string[]; woke: string[] }> {
+    const delivered: string[] = [];
+    const woke: string[] = [];
+    for (const agent of await this.agents.listBySession(tx, sessionId)) {
+      if (agent.state === 'stopped' || agent.agentId === from || !agent.wakeEvents.includes(event)) {
+        continue;
+      }
+      await this.mailbox.enqueue(tx, {
+        sessionId,
+        agentId: agent.agentId,
+        kind: 'event',
+        priority: 'normal',
+        prompt: event,
+        payload: { event, data },
+        createdAt: this.lifecycle.now(),
+      });
+      delivered.push(agent.agentId);
+      if ((await this.lifecycle.wake(tx, agent, `event:${event}`)).woke) {
+        woke.push(agent.agentId);
+      }
+    }
+    await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
+    return { event, delivered, woke };
+  }
+
+  private afterCommitArm(tx: Tx, agent: Agent): void {
+    this.lifecycle.afterCommit(tx, () => this.timers.arm(agent.sessionId, agent.agentId, agent.sleepingUntil));
+  }
+}

@@ -1,0 +1,53 @@
+import { Logger, OnModuleDestroy } from '@nestjs/common';
+import { OnGatewayConnection, OnGatewayInit, WebSocketGateway, WebSocketServer } from '@nestjs/websockets';
+import { Subscription } from 'rxjs';
+import type { Server, Socket } from 'socket.io';
+import { NotificationBus } from 'src/sessions/notification-bus';
+import { HistoryRecord } from 'src/sessions/session.types';
+import { RpcDispatcher } from './rpc-dispatcher.service';
+
+export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
+
+/** A push as clients receive it: the record's payload plus `sessionId`, `at` and `seq`. */
+export function toPush(r: HistoryRecord): Record<string, unknown> {
+  return { ...r.payload, sessionId: r.sessionId, at: r.at, seq: r.seq };
+}
+
+/**
+ * socket.io transport: `socket.emit(method, params, ack)`; the ack gets `{ result }` or `{ error }`.
+ * Every event name goes to the dispatcher (so unknown ones get `method_not_found`), and committed
+ * history records are pushed to the session's room.
+ */
+@WebSocketGateway({ cors: { origin: true } })
+export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleDestroy {
+  private readonly logger = new Logger(RpcGateway.name);
+  @WebSocketServer() private server!: Server;
+  private subscription?: Subscription;
+
+  constructor(
+    private readonly dispatcher: RpcDispatcher,
+    private readonly bus: NotificationBus,
+  ) {}
+
+  afterInit(server: Server): void {
+    this.subscription = this.bus.records$.subscribe((r) => server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)));
+  }
+
+  handleConnection(socket: Socket): void {
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : undefined;
+      const ctx = { subscribe: (sessionId: string) => void socket.join(sessionRoom(sessionId)) };
+      void this.dispatcher.dispatch(event, args[0], ctx).then((reply) => {
+        if (ack) {
+          ack(reply);
+        } else if ('error' in reply) {
+          this.logger.debug(`Unacknowledged ${String(event)} failed: ${reply.error.message}`);
+        }
+      });
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.subscription?.unsubscribe();
+  }
+}

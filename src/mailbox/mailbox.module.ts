@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { SessionsModule } from 'src/sessions/sessions.module';
+import { AgentSignals } from './agent-signals';
+import { MailRepository } from './mail.repository';
+import { MailboxService } from './mailbox.service';
+import { WorkItemRepository } from './work-item.repository';
+
+@Module({
+  imports: [SessionsModule],
+  providers: [MailRepository, WorkItemRepository, MailboxService, AgentSignals],
+  exports: [MailRepository, WorkItemRepository, MailboxService, AgentSignals],
+})
+export class MailboxModule {}

@@ -1,0 +1,62 @@
+import { Priority } from 'src/common/names';
+
+export type WorkKind = 'task' | 'mailbox_message' | 'event' | 'schedule';
+export type WorkState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+export type MailStatus = 'unread' | 'read' | 'replied' | 'archived';
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** What a work item carries besides its prompt, by kind. */
+export interface WorkPayload {
+  /** mailbox_message: the mail that made this item. */
+  messageId?: string;
+  from?: string;
+  subject?: string;
+  /** event / schedule: the event name and its data. */
+  event?: string;
+  data?: unknown;
+  scheduleId?: string;
+}
+
+/** One unit of an agent's work: a task, a mail, an event or a schedule firing. */
+export interface WorkItem {
+  taskId: string;
+  sessionId: string;
+  agentId: string;
+  kind: WorkKind;
+  priority: Priority;
+  /** Sync-switch mail: taken before all other queued work. */
+  isSwitch: boolean;
+  state: WorkState;
+  attempts: number;
+  idempotencyKey: string | null;
+  prompt: string;
+  payload: WorkPayload;
+  result: { final: string } | null;
+  error: { code: string; message: string } | null;
+  usage: Usage | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Mail {
+  messageId: string;
+  sessionId: string;
+  from: string;
+  to: string;
+  subject: string;
+  body: string;
+  priority: Priority;
+  status: MailStatus;
+  replyTo: string | null;
+  threadId: string;
+  createdAt: string;
+  readAt: string | null;
+}
+
+/** The address of the human client in `from`/`to`. */
+export const USER = 'user';

@@ -1,0 +1,205 @@
+import { Injectable } from '@nestjs/common';
+import { Priority, PRIORITY_RANK } from 'src/common/names';
+import { Tx } from 'src/database/database.service';
+import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
+
+interface WorkItemRow {
+  id: string;
+  session_id: string;
+  agent_id: string;
+  kind: WorkKind;
+  priority: number;
+  is_switch: boolean;
+  state: WorkState;
+  attempts: number;
+  idempotency_key: string | null;
+  prompt: string;
+  payload: WorkPayload;
+  result: { final: string } | null;
+  error: { code: string; message: string } | null;
+  usage: Usage | null;
+  created_at: Date | string;
+  started_at: Date | string | null;
+  finished_at: Date | string | null;
+}
+
+const PRIORITY_BY_RANK = Object.fromEntries(Object.entries(PRIORITY_RANK).map(([k, v]) => [v, k])) as Record<
+  number,
+  Priority
+>;
+
+const toItem = (r: WorkItemRow): WorkItem => ({
+  taskId: r.id,
+  sessionId: r.session_id,
+  agentId: r.agent_id,
+  kind: r.kind,
+  priority: PRIORITY_BY_RANK[r.priority] ?? 'normal',
+  isSwitch: r.is_switch,
+  state: r.state,
+  attempts: r.attempts,
+  idempotencyKey: r.idempotency_key,
+  prompt: r.prompt,
+  payload: r.payload,
+  result: r.result,
+  error: r.error,
+  usage: r.usage,
+  createdAt: iso(r.created_at)!,
+  startedAt: iso(r.started_at),
+  finishedAt: iso(r.finished_at),
+});
+
+export interface NewWorkItem {
+  sessionId: string;
+  agentId: string;
+  kind: WorkKind;
+  priority: Priority;
+  isSwitch?: boolean;
+  idempotencyKey?: string;
+  prompt: string;
+  payload?: WorkPayload;
+  createdAt: string;
+}
+
+@Injectable()
+export class WorkItemRepository {
+  /**
+   * Queues an item. With an idempotency key already used for that agent, nothing is inserted and
+   * the earlier item is returned with `created: false`.
+   */
+  async insert(tx: Tx, item: NewWorkItem): Promise<{ item: WorkItem; created: boolean }> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at)
+       VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz)
+       ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING *`,
+      [
+        item.sessionId,
+        item.agentId,
+        item.kind,
+        PRIORITY_RANK[item.priority],
+        item.isSwitch ?? false,
+        item.idempotencyKey ?? null,
+        item.prompt,
+        json(item.payload ?? {}),
+        item.createdAt,
+      ],
+    );
+    if (row) {
+      return { item: toItem(row), created: true };
+    }
+    const existing = await queryOne<WorkItemRow>(
+      tx,
+      `SELECT * FROM work_item WHERE session_id = $1 AND agent_id = $2 AND idempotency_key = $3`,
+      [item.sessionId, item.agentId, item.idempotencyKey],
+    );
+    return { item: toItem(existing!), created: false };
+  }
+
+  async find(tx: Tx, sessionId: string, taskId: string): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(tx, `SELECT * FROM work_item WHERE session_id = $1 AND id = $2`, [
+      sessionId,
+      taskId,
+    ]);
+    return row && toItem(row);
+  }
+
+  /**
+   * Marks the agent's next queued item running and returns it: sync-switch mail first, then
+   * priority, then first in, first out. SKIP LOCKED keeps two claimers (on a server) apart.
+   */
+  async claimNext(tx: Tx, sessionId: string, agentId: string, at: string): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `UPDATE work_item SET state = 'running', started_at = $3::timestamptz, attempts = attempts + 1
+       WHERE id = (
+         SELECT id FROM work_item
+         WHERE session_id = $1 AND agent_id = $2 AND state = 'queued'
+         ORDER BY is_switch DESC, priority DESC, seq
+         LIMIT 1 FOR UPDATE SKIP LOCKED)
+       RETURNING *`,
+      [sessionId, agentId, at],
+    );
+    return row && toItem(row);
+  }
+
+  async finish(
+    tx: Tx,
+    taskId: string,
+    outcome: {
+      state: 'done' | 'failed' | 'cancelled';
+      result?: { final: string };
+      error?: { code: string; message: string };
+      usage?: Usage;
+      at: string;
+    },
+  ): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `UPDATE work_item SET state = $2, result = $3::jsonb, error = $4::jsonb, usage = $5::jsonb, finished_at = $6::timestamptz
+       WHERE id = $1 AND state IN ('queued', 'running') RETURNING *`,
+      [
+        taskId,
+        outcome.state,
+        outcome.result ? json(outcome.result) : null,
+        outcome.error ? json(outcome.error) : null,
+        outcome.usage ? json(outcome.usage) : null,
+        outcome.at,
+      ],
+    );
+    return row && toItem(row);
+  }
+
+  /** Puts a running item back in the queue (its agent was stopped mid-step); it keeps its place. */
+  async requeue(tx: Tx, taskId: string): Promise<void> {
+    await query(tx, `UPDATE work_item SET state = 'queued', started_at = NULL WHERE id = $1 AND state = 'running'`, [
+      taskId,
+    ]);
+  }
+
+  /** Items left running by a process that died. Returned so the caller can requeue or fail each. */
+  async listRunning(tx: Tx): Promise<WorkItem[]> {
+    const rows = await query<WorkItemRow>(tx, `SELECT * FROM work_item WHERE state = 'running' ORDER BY seq`);
+    return rows.map(toItem);
+  }
+
+  /** Agents that are idle with work queued: what the backstop poll wakes. */
+  async listClaimable(tx: Tx): Promise<Array<{ sessionId: string; agentId: string }>> {
+    const rows = await query<{ session_id: string; agent_id: string }>(
+      tx,
+      `SELECT DISTINCT w.session_id, w.agent_id FROM work_item w
+       JOIN agent a ON a.session_id = w.session_id AND a.id = w.agent_id
+       WHERE w.state = 'queued' AND a.state = 'idle'`,
+    );
+    return rows.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id }));
+  }
+
+  async countQueued(tx: Tx, sessionId: string, agentId: string): Promise<number> {
+    const row = await queryOne<{ n: number }>(
+      tx,
+      `SELECT count(*)::int AS n FROM work_item WHERE session_id = $1 AND agent_id = $2 AND state = 'queued'`,
+      [sessionId, agentId],
+    );
+    return num(row?.n);
+  }
+
+  async findRunning(tx: Tx, sessionId: string, agentId: string): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `SELECT * FROM work_item WHERE session_id = $1 AND agent_id = $2 AND state = 'running' LIMIT 1`,
+      [sessionId, agentId],
+    );
+    return row && toItem(row);
+  }
+
+  /** The queued work item a mail made, if it has not been taken yet. */
+  async findQueuedForMail(tx: Tx, sessionId: string, messageId: string): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `SELECT * FROM work_item WHERE session_id = $1 AND state = 'queued' AND payload->>'messageId' = $2`,
+      [sessionId, messageId],
+    );
+    return row && toItem(row);
+  }
+}

@@ -1,0 +1,79 @@
+import { Injectable } from '@nestjs/common';
+import { Tx } from 'src/database/database.service';
+import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { Session } from './session.types';
+
+interface SessionRow {
+  id: string;
+  metadata: Record<string, unknown>;
+  limits: { maxTokens?: number };
+  tokens_used: number | string;
+  created_at: Date | string;
+  stopped_at: Date | string | null;
+}
+
+const toSession = (r: SessionRow): Session => ({
+  sessionId: r.id,
+  createdAt: iso(r.created_at)!,
+  metadata: r.metadata,
+  limits: r.limits,
+  tokensUsed: num(r.tokens_used),
+  stoppedAt: iso(r.stopped_at),
+});
+
+@Injectable()
+export class SessionRepository {
+  /** Inserts the session unless it exists; returns the row either way and whether it was created. */
+  async upsert(
+    tx: Tx,
+    s: { sessionId: string; metadata: Record<string, unknown>; limits: { maxTokens?: number }; at: string },
+  ): Promise<{ session: Session; created: boolean }> {
+    const inserted = await queryOne<SessionRow>(
+      tx,
+      `INSERT INTO session (id, metadata, limits, created_at) VALUES ($1, $2::jsonb, $3::jsonb, $4::timestamptz)
+       ON CONFLICT (id) DO NOTHING RETURNING *`,
+      [s.sessionId, json(s.metadata), json(s.limits), s.at],
+    );
+    if (inserted) {
+      return { session: toSession(inserted), created: true };
+    }
+    return { session: (await this.find(tx, s.sessionId))!, created: false };
+  }
+
+  async find(tx: Tx, sessionId: string): Promise<Session | undefined> {
+    const row = await queryOne<SessionRow>(tx, `SELECT * FROM session WHERE id = $1`, [sessionId]);
+    return row && toSession(row);
+  }
+
+  /** Locks the session row for the rest of the transaction: the order in which a session's changes commit. */
+  async lock(tx: Tx, sessionId: string): Promise<Session | undefined> {
+    const row = await queryOne<SessionRow>(tx, `SELECT * FROM session WHERE id = $1 FOR UPDATE`, [sessionId]);
+    return row && toSession(row);
+  }
+
+  async list(tx: Tx): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number }>> {
+    const rows = await query<{ id: string; created_at: Date; agent_count: number | string }>(
+      tx,
+      `SELECT s.id, s.created_at, (SELECT count(*) FROM agent a WHERE a.session_id = s.id)::int AS agent_count
+       FROM session s ORDER BY s.created_at, s.id`,
+    );
+    return rows.map((r) => ({ sessionId: r.id, createdAt: iso(r.created_at)!, agentCount: num(r.agent_count) }));
+  }
+
+  async markStopped(tx: Tx, sessionId: string, at: string): Promise<void> {
+    await query(tx, `UPDATE session SET stopped_at = $2::timestamptz WHERE id = $1`, [sessionId, at]);
+  }
+
+  async reopen(tx: Tx, sessionId: string): Promise<void> {
+    await query(tx, `UPDATE session SET stopped_at = NULL WHERE id = $1`, [sessionId]);
+  }
+
+  async addTokens(tx: Tx, sessionId: string, tokens: number): Promise<number> {
+    const row = await queryOne<{ tokens_used: number | string }>(
+      tx,
+      `UPDATE session SET tokens_used = tokens_used + $2 WHERE id = $1 RETURNING tokens_used`,
+      [sessionId, tokens],
+    );
+    return num(row?.tokens_used);
+  }
+}

@@ -1,0 +1,28 @@
+/** The server pushes of PROTOCOL.md ("Server push"), each also a record in the session's history. */
+export type NotificationType =
+  | 'async.agent.stateChanged'
+  | 'async.task.started'
+  | 'async.task.output'
+  | 'async.task.completed'
+  | 'async.task.failed'
+  | 'async.mail.sent'
+  | 'async.event.broadcast'
+  | 'async.tool.called';
+
+/** One record of a session's history: gap-free `seq`, written in the transaction of the change it records. */
+export interface HistoryRecord {
+  sessionId: string;
+  seq: number;
+  at: string;
+  type: NotificationType;
+  payload: Record<string, unknown>;
+}
+
+export interface Session {
+  sessionId: string;
+  createdAt: string;
+  metadata: Record<string, unknown>;
+  limits: { maxTokens?: number };
+  tokensUsed: number;
+  stoppedAt: string | null;
+}

@@ -1,0 +1,211 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { z } from 'zod';
+import { CLOCK, Clock } from 'src/common/clock';
+import { eventNameSchema, idSchema, prioritySchema } from 'src/common/names';
+import { RpcError } from 'src/common/rpc-error';
+import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
+import { AgentRepository } from 'src/agents/agent.repository';
+import { Agent } from 'src/agents/agent.types';
+import { PostOfficeService } from 'src/agents/post-office.service';
+import { EventsService } from 'src/events/events.service';
+import { MailRepository } from 'src/mailbox/mail.repository';
+import { USER } from 'src/mailbox/mailbox.types';
+import { HistoryService } from 'src/sessions/history.service';
+import { Tx } from 'src/database/database.service';
+import { SwitchService } from './switch.service';
+import { AgentLimitError, ToolDefinition, ToolError } from './tool.types';
+
+const recipient = z.union([idSchema, z.literal(USER)]);
+const subject = z.string().min(1).max(1000);
+const body = z.string().max(100_000);
+
+/** The built-in tools (PROTOCOL.md, "Tools an agent's model can call"). */
+@Injectable()
+export class BuiltinToolsService {
+  readonly definitions: ToolDefinition[];
+
+  constructor(
+    private readonly history: HistoryService,
+    private readonly agents: AgentRepository,
+    private readonly mail: MailRepository,
+    private readonly postOffice: PostOfficeService,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly events: EventsService,
+    private readonly switches: SwitchService,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {
+    this.definitions = [
+      this.sendMail(),
+      this.sendMailWithSwitch(),
+      this.checkMail(),
+      this.replyMail(),
+      this.broadcastEvent(),
+      this.sleep(),
+      this.listAgents(),
+    ] as ToolDefinition[];
+  }
+
+  private sendMail(): ToolDefinition {
+    const schema = z.object({ to: recipient, subject, body, priority: prioritySchema.default('normal') }).strict();
+    return {
+      name: 'send_mail',
+      description:
+        'Send mail to another agent (or to "user", the human client) and carry on without waiting. The recipient handles it in its own loop.',
+      schema,
+      run: async ({ agent }, args: z.infer<typeof schema>) =>
+        this.history.inSession(agent.sessionId, async (tx) => {
+          await this.checkMailRate(tx, agent);
+          if (args.to === agent.agentId) {
+            throw new ToolError('cannot send mail to yourself');
+          }
+          const { mail } = await this.postOffice.deliver(tx, { ...args, sessionId: agent.sessionId, from: agent.agentId });
+          return { messageId: mail.messageId };
+        }),
+    };
+  }
+
+  private sendMailWithSwitch(): ToolDefinition {
+    const schema = z
+      .object({ to: idSchema, subject, body, timeoutSeconds: z.number().positive().max(86_400).default(120) })
+      .strict();
+    return {
+      name: 'send_mail_with_switch',
+      description:
+        'Send mail to another agent and wait for its answer, which is returned as this tool\'s result. Use when you cannot continue without the reply.',
+      schema,
+      run: async ({ agent, signal }, args: z.infer<typeof schema>) => {
+        await this.history.inSession(agent.sessionId, (tx) => this.checkMailRate(tx, agent));
+        return this.switches.call(agent, args, signal);
+      },
+    };
+  }
+
+  private checkMail(): ToolDefinition {
+    const schema = z
+      .object({ unreadOnly: z.boolean().default(true), limit: z.number().int().min(1).max(100).default(10) })
+      .strict();
+    return {
+      name: 'check_mail',
+      description: 'Read your inbox (oldest first). Returned messages are marked read.',
+      schema,
+      run: async ({ agent }, args: z.infer<typeof schema>) =>
+        this.history.inSession(agent.sessionId, async (tx) => {
+          const messages = await this.mail.takeInbox(tx, agent.sessionId, agent.agentId, args.unreadOnly, args.limit, this.now());
+          return { messages, count: messages.length };
+        }),
+    };
+  }
+
+  private replyMail(): ToolDefinition {
+    const schema = z.object({ messageId: z.string().min(1).max(100), body, priority: prioritySchema.optional() }).strict();
+    return {
+      name: 'reply_mail',
+      description: 'Reply to a message you received; the reply goes to its sender, in the same thread.',
+      schema,
+      run: async ({ agent }, args: z.infer<typeof schema>) => {
+        const reply = await this.history.inSession(agent.sessionId, async (tx) => {
+          await this.checkMailRate(tx, agent);
+          const original = await this.mail.find(tx, agent.sessionId, args.messageId);
+          if (!original || original.to !== agent.agentId) {
+            throw new ToolError(`no message '${args.messageId}' in your inbox`);
+          }
+          const awaited = this.switches.isAwaited(original.messageId);
+          if (awaited && !(await this.mail.markReplied(tx, original.messageId, this.now()))) {
+            throw new ToolError('this message has already been answered');
+          }
+          if (!awaited) {
+            await this.mail.markReplied(tx, original.messageId, this.now());
+          }
+          const { mail } = await this.postOffice.deliver(tx, {
+            sessionId: agent.sessionId,
+            from: agent.agentId,
+            to: original.from,
+            subject: original.subject.startsWith('Re: ') ? original.subject : `Re: ${original.subject}`,
+            body: args.body,
+            priority: args.priority ?? original.priority,
+            replyTo: original.messageId,
+            enqueue: !awaited,
+          });
+          if (awaited) {
+            this.lifecycle.afterCommit(tx, () =>
+              this.switches.deliverReply(original.messageId, { from: agent.agentId, body: args.body, messageId: mail.messageId }),
+            );
+          }
+          return mail;
+        });
+        return { messageId: reply.messageId };
+      },
+    };
+  }
+
+  private broadcastEvent(): ToolDefinition {
+    const schema = z.object({ event: eventNameSchema, data: z.unknown().optional() }).strict();
+    return {
+      name: 'broadcast_event',
+      description: 'Broadcast an event to every agent of the session that listens to it, waking those that sleep.',
+      schema,
+      run: async ({ agent }, args: z.infer<typeof schema>) => {
+        const { woke } = await this.history.inSession(agent.sessionId, (tx) =>
+          this.events.broadcast(tx, agent.sessionId, args.event, args.data ?? {}, agent.agentId),
+        );
+        return { woke };
+      },
+    };
+  }
+
+  private sleep(): ToolDefinition {
+    const schema = z
+      .object({
+        durationSeconds: z.number().positive().max(31_536_000).optional(),
+        wakeEvents: z.array(eventNameSchema).max(100).optional(),
+      })
+      .strict();
+    return {
+      name: 'sleep',
+      description:
+        'Go to sleep when this step ends: for durationSeconds, and/or until one of wakeEvents is broadcast (or you are woken).',
+      schema,
+      run: ({ deferSleep }, args: z.infer<typeof schema>) => {
+        deferSleep(args);
+        const sleepingUntil =
+          args.durationSeconds === undefined ? null : new Date(this.clock.now() + args.durationSeconds * 1000).toISOString();
+        return Promise.resolve({ sleepingUntil });
+      },
+    };
+  }
+
+  private listAgents(): ToolDefinition {
+    return {
+      name: 'list_agents',
+      description: 'List the agents of this session with their state and what each is for.',
+      schema: z.object({}).strict(),
+      run: async ({ agent }) => {
+        const agents = await this.history.inSession(agent.sessionId, (tx) => this.agents.listBySession(tx, agent.sessionId));
+        return { agents: agents.map((a) => ({ agentId: a.agentId, state: a.state, description: a.config.description })) };
+      },
+    };
+  }
+
+  /** `maxMailPerMinute`: an agent mailing faster than its limit is stopped, which ends ping-pong loops. */
+  private async checkMailRate(tx: Tx, agent: Agent): Promise<void> {
+    const since = new Date(this.clock.now() - 60_000).toISOString();
+    const sent = await this.mail.countSentSince(tx, agent.sessionId, agent.agentId, since);
+    if (sent >= agent.config.limits.maxMailPerMinute) {
+      throw new AgentLimitError(`mail rate limit: ${sent} mails in the last minute (limit ${agent.config.limits.maxMailPerMinute})`);
+    }
+  }
+
+  private now(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+}
+
+export function toolErrorMessage(err: unknown): string | undefined {
+  if (err instanceof ToolError) {
+    return err.message;
+  }
+  if (err instanceof RpcError && err.reason !== 'unavailable' && err.reason !== 'internal_error') {
+    return err.message;
+  }
+  return undefined;
+}

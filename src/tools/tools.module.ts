@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { AgentsModule } from 'src/agents/agents.module';
+import { EventsModule } from 'src/events/events.module';
+import { MailboxModule } from 'src/mailbox/mailbox.module';
+import { SessionsModule } from 'src/sessions/sessions.module';
+import { BuiltinToolsService } from './builtin-tools.service';
+import { SwitchService } from './switch.service';
+import { ToolRegistryService } from './tool-registry.service';
+
+@Module({
+  imports: [SessionsModule, MailboxModule, AgentsModule, EventsModule],
+  providers: [BuiltinToolsService, SwitchService, ToolRegistryService],
+  exports: [ToolRegistryService, SwitchService],
+})
+export class ToolsModule {}
