@@ -8,7 +8,10 @@ import { MailroomIoAdapter } from './gateway/io.adapter';
 const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
 
 /** Builds and starts the service; `main.ts` and the tests both start it this way. */
-export async function createApp(config: AppConfig, clock: Clock = new SystemClock()): Promise<INestApplication> {
+export async function createApp(
+  config: AppConfig,
+  clock: Clock = new SystemClock(),
+): Promise<INestApplication> {
   const app = await NestFactory.create(AppModule.forRoot(config, clock), {
     logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
     bodyParser: true,

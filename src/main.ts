@@ -7,7 +7,10 @@ async function main(): Promise<void> {
   const config = configFromProcessEnv();
   const app = await createApp(config);
   const where = config.databaseUrl ? 'Postgres' : `embedded PGlite in ${config.dataDir}`;
-  Logger.log(`Mailroom listening on ${await app.getUrl()} (${where}, model: ${config.modelProvider})`, 'Main');
+  Logger.log(
+    `Mailroom listening on ${await app.getUrl()} (${where}, model: ${config.modelProvider})`,
+    'Main',
+  );
 }
 
 main().catch((err: unknown) => {

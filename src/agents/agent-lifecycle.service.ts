@@ -27,7 +27,13 @@ export class AgentLifecycleService {
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
-  async transition(tx: Tx, agent: Agent, to: AgentState, reason: string, patch: AgentPatch = {}): Promise<Agent> {
+  async transition(
+    tx: Tx,
+    agent: Agent,
+    to: AgentState,
+    reason: string,
+    patch: AgentPatch = {},
+  ): Promise<Agent> {
     const updated = await this.agents.update(tx, agent.sessionId, agent.agentId, { ...patch, state: to });
     if (agent.state !== to) {
       await this.history.record(tx, agent.sessionId, 'async.agent.stateChanged', {
@@ -74,7 +80,10 @@ export class AgentLifecycleService {
     if (agent.state === 'stopped') {
       return agent;
     }
-    const stopped = await this.transition(tx, agent, 'stopped', reason, { stopReason: reason, sleepingUntil: null });
+    const stopped = await this.transition(tx, agent, 'stopped', reason, {
+      stopReason: reason,
+      sleepingUntil: null,
+    });
     this.db.afterCommit(tx, () =>
       this.signals.emit({ sessionId: agent.sessionId, agentId: agent.agentId, type: 'abort' }),
     );

@@ -65,7 +65,16 @@ export class AgentRepository {
       `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
        VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::timestamptz)
        ON CONFLICT (session_id, id) DO NOTHING RETURNING *`,
-      [a.sessionId, a.agentId, a.template, json(a.config), a.state, a.stopReason, json(a.wakeEvents), a.createdAt],
+      [
+        a.sessionId,
+        a.agentId,
+        a.template,
+        json(a.config),
+        a.state,
+        a.stopReason,
+        json(a.wakeEvents),
+        a.createdAt,
+      ],
     );
     return row && toAgent(row);
   }
@@ -79,9 +88,11 @@ export class AgentRepository {
   }
 
   async listBySession(tx: Tx, sessionId: string): Promise<Agent[]> {
-    const rows = await query<AgentRow>(tx, `SELECT * FROM agent WHERE session_id = $1 ORDER BY created_at, id`, [
-      sessionId,
-    ]);
+    const rows = await query<AgentRow>(
+      tx,
+      `SELECT * FROM agent WHERE session_id = $1 ORDER BY created_at, id`,
+      [sessionId],
+    );
     return rows.map(toAgent);
   }
 

@@ -48,7 +48,10 @@ export class AgentsService {
         createdAt: this.lifecycle.now(),
       });
       if (!agent) {
-        throw new RpcError('conflict', `Agent '${input.agentId}' already exists in session '${input.sessionId}'`);
+        throw new RpcError(
+          'conflict',
+          `Agent '${input.agentId}' already exists in session '${input.sessionId}'`,
+        );
       }
       await this.history.record(tx, input.sessionId, 'async.agent.stateChanged', {
         agentId: agent.agentId,

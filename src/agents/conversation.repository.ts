@@ -6,7 +6,13 @@ import { ChatMessage } from 'src/llm/model-provider';
 /** An agent's conversation with its model, one row per message, kept across restarts. */
 @Injectable()
 export class ConversationRepository {
-  async append(tx: Tx, sessionId: string, agentId: string, messages: ChatMessage[], at: string): Promise<void> {
+  async append(
+    tx: Tx,
+    sessionId: string,
+    agentId: string,
+    messages: ChatMessage[],
+    at: string,
+  ): Promise<void> {
     for (const message of messages) {
       await query(
         tx,

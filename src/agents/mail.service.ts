@@ -28,7 +28,9 @@ export class MailService {
     replyTo?: string;
   }): Promise<{ messageId: string }> {
     if (input.to === USER) {
-      throw RpcError.invalidParams([{ path: 'to', message: "mail from the user must go to an agent, not to 'user'" }]);
+      throw RpcError.invalidParams([
+        { path: 'to', message: "mail from the user must go to an agent, not to 'user'" },
+      ]);
     }
     return this.history.inSession(input.sessionId, async (tx) => {
       const { mail } = await this.postOffice.deliver(tx, { ...input, from: USER });

@@ -37,7 +37,8 @@ export class PostOfficeService {
   ) {}
 
   async deliver(tx: Tx, letter: Letter): Promise<{ mail: Mail; item?: WorkItem }> {
-    const recipient = letter.to === USER ? undefined : await this.agents.find(tx, letter.sessionId, letter.to);
+    const recipient =
+      letter.to === USER ? undefined : await this.agents.find(tx, letter.sessionId, letter.to);
     if (letter.to !== USER && !recipient) {
       throw RpcError.agentNotFound(letter.sessionId, letter.to);
     }
@@ -45,7 +46,9 @@ export class PostOfficeService {
     if (letter.replyTo) {
       const original = await this.mail.find(tx, letter.sessionId, letter.replyTo);
       if (!original) {
-        throw RpcError.invalidParams([{ path: 'replyTo', message: `no message '${letter.replyTo}' in this session` }]);
+        throw RpcError.invalidParams([
+          { path: 'replyTo', message: `no message '${letter.replyTo}' in this session` },
+        ]);
       }
       threadId = original.threadId;
     }
@@ -53,18 +56,18 @@ export class PostOfficeService {
     const posted = await this.mailbox.post(
       tx,
       {
-      messageId: letter.messageId,
-      status: enqueue ? 'unread' : 'read',
-      sessionId: letter.sessionId,
-      from: letter.from,
-      to: letter.to,
-      subject: letter.subject,
-      body: letter.body,
-      priority: letter.priority,
-      isSwitch: letter.isSwitch,
-      replyTo: letter.replyTo ?? null,
-      threadId,
-      createdAt: this.lifecycle.now(),
+        messageId: letter.messageId,
+        status: enqueue ? 'unread' : 'read',
+        sessionId: letter.sessionId,
+        from: letter.from,
+        to: letter.to,
+        subject: letter.subject,
+        body: letter.body,
+        priority: letter.priority,
+        isSwitch: letter.isSwitch,
+        replyTo: letter.replyTo ?? null,
+        threadId,
+        createdAt: this.lifecycle.now(),
       },
       { enqueue },
     );

@@ -63,7 +63,10 @@ export class TemplatesService implements OnModuleInit {
       const t = this.templates.get(requested);
       if (!t) {
         throw RpcError.invalidParams([
-          { path: 'template', message: `unknown template '${requested}' (known: ${[...this.templates.keys()].join(', ')})` },
+          {
+            path: 'template',
+            message: `unknown template '${requested}' (known: ${[...this.templates.keys()].join(', ')})`,
+          },
         ]);
       }
       return t;
@@ -73,7 +76,10 @@ export class TemplatesService implements OnModuleInit {
   }
 
   /** The template with `config` laid over it: what the agent runs with. */
-  effectiveConfig(template: Template, overrides: AgentConfigOverrides = {}): { config: AgentConfig; wakeEvents: string[] } {
+  effectiveConfig(
+    template: Template,
+    overrides: AgentConfigOverrides = {},
+  ): { config: AgentConfig; wakeEvents: string[] } {
     const config: AgentConfig = {
       description: overrides.description ?? template.description,
       systemPrompt: overrides.systemPrompt ?? template.systemPrompt,

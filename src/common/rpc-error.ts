@@ -39,7 +39,11 @@ export class RpcError extends Error {
   }
 
   toBody(): RpcErrorBody {
-    return { code: ERROR_CODES[this.reason], message: this.message, data: { reason: this.reason, ...this.extra } };
+    return {
+      code: ERROR_CODES[this.reason],
+      message: this.message,
+      data: { reason: this.reason, ...this.extra },
+    };
   }
 
   static invalidParams(issues: ParamIssue[]): RpcError {

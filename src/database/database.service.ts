@@ -167,7 +167,11 @@ function isConnectionError(err: unknown): boolean {
     return false;
   }
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (/^08/.test(code) || ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))) {
+  if (
+    typeof code === 'string' &&
+    (/^08/.test(code) ||
+      ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))
+  ) {
     return true;
   }
   return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed/i.test(

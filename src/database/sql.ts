@@ -6,7 +6,12 @@ import { sql, Tx } from './database.service';
  */
 export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
   const result: unknown = await sql(tx).query(text, params);
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  ) {
     return result[0] as T[];
   }
   return result as T[];

@@ -26,7 +26,9 @@ export class EventsService {
   ) {}
 
   sleepAgent(sessionId: string, agentId: string, request: SleepRequest) {
-    return this.history.inSession(sessionId, async (tx) => this.sleep(tx, await this.lifecycle.get(tx, sessionId, agentId), request, 'sleep'));
+    return this.history.inSession(sessionId, async (tx) =>
+      this.sleep(tx, await this.lifecycle.get(tx, sessionId, agentId), request, 'sleep'),
+    );
   }
 
   /** Puts an agent to sleep in the caller's transaction. A step in progress finishes first (the loop claims nothing while asleep). */
@@ -37,7 +39,10 @@ export class EventsService {
     reason: string,
   ): Promise<{ agentId: string; state: AgentState; sleepingUntil: string | null; wakeEvents: string[] }> {
     if (agent.state === 'stopped') {
-      throw new RpcError('conflict', `Agent '${agent.agentId}' is stopped; start it before putting it to sleep`);
+      throw new RpcError(
+        'conflict',
+        `Agent '${agent.agentId}' is stopped; start it before putting it to sleep`,
+      );
     }
     const until =
       request.durationSeconds === undefined
@@ -48,7 +53,12 @@ export class EventsService {
       wakeEvents: request.wakeEvents ?? agent.wakeEvents,
     });
     this.afterCommitArm(tx, slept);
-    return { agentId: slept.agentId, state: slept.state, sleepingUntil: slept.sleepingUntil, wakeEvents: slept.wakeEvents };
+    return {
+      agentId: slept.agentId,
+      state: slept.state,
+      sleepingUntil: slept.sleepingUntil,
+      wakeEvents: slept.wakeEvents,
+    };
   }
 
   wakeAgent(sessionId: string, agentId: string, reason?: string) {
@@ -99,6 +109,8 @@ export class EventsService {
   }
 
   private afterCommitArm(tx: Tx, agent: Agent): void {
-    this.lifecycle.afterCommit(tx, () => this.timers.arm(agent.sessionId, agent.agentId, agent.sleepingUntil));
+    this.lifecycle.afterCommit(tx, () =>
+      this.timers.arm(agent.sessionId, agent.agentId, agent.sleepingUntil),
+    );
   }
 }

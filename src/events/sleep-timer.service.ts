@@ -50,13 +50,16 @@ export class SleepTimerService implements OnApplicationBootstrap, OnModuleDestro
     if (until === null || this.closed) {
       return;
     }
-    const timer = this.clock.setTimeout(() => {
-      this.timers.delete(key);
-      this.fire(sessionId, agentId).catch((err: unknown) => {
-        this.logger.warn(`Wake timer for ${agentId} failed (${String(err)}); retrying`);
-        this.armRetry(sessionId, agentId, until);
-      });
-    }, Date.parse(until) - this.clock.now());
+    const timer = this.clock.setTimeout(
+      () => {
+        this.timers.delete(key);
+        this.fire(sessionId, agentId).catch((err: unknown) => {
+          this.logger.warn(`Wake timer for ${agentId} failed (${String(err)}); retrying`);
+          this.armRetry(sessionId, agentId, until);
+        });
+      },
+      Date.parse(until) - this.clock.now(),
+    );
     this.timers.set(key, timer);
   }
 
@@ -71,7 +74,11 @@ export class SleepTimerService implements OnApplicationBootstrap, OnModuleDestro
   private async fire(sessionId: string, agentId: string): Promise<void> {
     await this.history.inSession(sessionId, async (tx) => {
       const agent = await this.agents.find(tx, sessionId, agentId);
-      if (agent?.state === 'sleeping' && agent.sleepingUntil && Date.parse(agent.sleepingUntil) <= this.clock.now()) {
+      if (
+        agent?.state === 'sleeping' &&
+        agent.sleepingUntil &&
+        Date.parse(agent.sleepingUntil) <= this.clock.now()
+      ) {
         await this.lifecycle.wake(tx, agent, 'timer');
       }
     });

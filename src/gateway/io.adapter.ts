@@ -15,6 +15,9 @@ export class MailroomIoAdapter extends IoAdapter {
   }
 
   override createIOServer(port: number, options?: ServerOptions): unknown {
-    return super.createIOServer(port, { ...options, maxHttpBufferSize: Math.max(1e6, this.maxParamsBytes * 4) });
+    return super.createIOServer(port, {
+      ...options,
+      maxHttpBufferSize: Math.max(1e6, this.maxParamsBytes * 4),
+    });
   }
 }

@@ -87,8 +87,10 @@ export class MethodsService {
         (p) => tasks.send(p),
       ),
       method('async.getAgentStates', obj(session), (p) => agents.states(p.sessionId)),
-      method('async.broadcastEvent', obj({ ...session, event: eventNameSchema, data: z.unknown().default({}) }), (p) =>
-        events.broadcastEvent(p.sessionId, p.event, p.data),
+      method(
+        'async.broadcastEvent',
+        obj({ ...session, event: eventNameSchema, data: z.unknown().default({}) }),
+        (p) => events.broadcastEvent(p.sessionId, p.event, p.data),
       ),
 
       method('async.getTask', obj({ ...session, taskId: z.string().min(1).max(100) }), (p) =>

@@ -39,7 +39,10 @@ export class RpcDispatcher {
     }
     const size = Buffer.byteLength(JSON.stringify(params ?? {}) ?? '', 'utf8');
     if (size > this.config.maxParamsBytes) {
-      throw new RpcError('limit_exceeded', `Params are ${size} bytes; the limit is ${this.config.maxParamsBytes}`);
+      throw new RpcError(
+        'limit_exceeded',
+        `Params are ${size} bytes; the limit is ${this.config.maxParamsBytes}`,
+      );
     }
     const parsed = m.params.safeParse(params ?? {});
     if (!parsed.success) {

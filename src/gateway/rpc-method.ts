@@ -17,5 +17,5 @@ export function method<S extends z.ZodType>(
   params: S,
   handle: (params: z.infer<S>, ctx: CallContext) => Promise<unknown>,
 ): RpcMethod {
-  return { name, params, handle } as RpcMethod;
+  return { name, params, handle };
 }

@@ -30,12 +30,15 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
   ) {}
 
   afterInit(server: Server): void {
-    this.subscription = this.bus.records$.subscribe((r) => server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)));
+    this.subscription = this.bus.records$.subscribe((r) =>
+      server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)),
+    );
   }
 
   handleConnection(socket: Socket): void {
     socket.onAny((event: unknown, ...args: unknown[]) => {
-      const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : undefined;
+      const ack =
+        typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : undefined;
       const ctx = { subscribe: (sessionId: string) => void socket.join(sessionRoom(sessionId)) };
       void this.dispatcher.dispatch(event, args[0], ctx).then((reply) => {
         if (ack) {

@@ -14,7 +14,9 @@ import { ScriptedProvider } from './scripted/scripted.provider';
       useFactory: (config: AppConfig, clock: Clock): ModelProvider => {
         if (config.modelProvider === 'openai') {
           // The OpenAI-compatible provider is the next milestone; failing here beats silently going offline.
-          throw new Error('MODEL_PROVIDER=openai is not available in this build yet; use MODEL_PROVIDER=scripted');
+          throw new Error(
+            'MODEL_PROVIDER=openai is not available in this build yet; use MODEL_PROVIDER=scripted',
+          );
         }
         return new ScriptedProvider(clock);
       },

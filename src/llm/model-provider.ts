@@ -48,9 +48,7 @@ export interface ModelRequest {
 }
 
 export type ModelChunk =
-  | { type: 'text'; delta: string }
-  | { type: 'tool_call'; call: ToolCall }
-  | { type: 'usage'; usage: Usage };
+  { type: 'text'; delta: string } | { type: 'tool_call'; call: ToolCall } | { type: 'usage'; usage: Usage };
 
 /** A model: messages and tool schemas in; streamed text, tool calls and usage out. */
 export interface ModelProvider {

@@ -42,7 +42,11 @@ export class MailboxService {
    * makes the recipient read it. Mail to `user`, and a reply handed straight to a waiting
    * send-and-switch caller (`enqueue: false`), is only stored and pushed.
    */
-  async post(tx: Tx, m: NewMail, opts: { enqueue: boolean } = { enqueue: true }): Promise<{ mail: Mail; item?: WorkItem }> {
+  async post(
+    tx: Tx,
+    m: NewMail,
+    opts: { enqueue: boolean } = { enqueue: true },
+  ): Promise<{ mail: Mail; item?: WorkItem }> {
     const mail = await this.mail.insert(tx, m);
     await this.history.record(tx, m.sessionId, 'async.mail.sent', { message: mail });
     if (mail.to === USER || !opts.enqueue) {

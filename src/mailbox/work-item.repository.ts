@@ -153,9 +153,11 @@ export class WorkItemRepository {
 
   /** Puts a running item back in the queue (its agent was stopped mid-step); it keeps its place. */
   async requeue(tx: Tx, taskId: string): Promise<void> {
-    await query(tx, `UPDATE work_item SET state = 'queued', started_at = NULL WHERE id = $1 AND state = 'running'`, [
-      taskId,
-    ]);
+    await query(
+      tx,
+      `UPDATE work_item SET state = 'queued', started_at = NULL WHERE id = $1 AND state = 'running'`,
+      [taskId],
+    );
   }
 
   /** Items left running by a process that died. Returned so the caller can requeue or fail each. */

@@ -57,7 +57,11 @@ export class SessionRepository {
       `SELECT s.id, s.created_at, (SELECT count(*) FROM agent a WHERE a.session_id = s.id)::int AS agent_count
        FROM session s ORDER BY s.created_at, s.id`,
     );
-    return rows.map((r) => ({ sessionId: r.id, createdAt: iso(r.created_at)!, agentCount: num(r.agent_count) }));
+    return rows.map((r) => ({
+      sessionId: r.id,
+      createdAt: iso(r.created_at)!,
+      agentCount: num(r.agent_count),
+    }));
   }
 
   async markStopped(tx: Tx, sessionId: string, at: string): Promise<void> {

@@ -46,7 +46,9 @@ export class BuiltinToolsService {
   }
 
   private sendMail(): ToolDefinition {
-    const schema = z.object({ to: recipient, subject, body, priority: prioritySchema.default('normal') }).strict();
+    const schema = z
+      .object({ to: recipient, subject, body, priority: prioritySchema.default('normal') })
+      .strict();
     return {
       name: 'send_mail',
       description:
@@ -58,7 +60,11 @@ export class BuiltinToolsService {
           if (args.to === agent.agentId) {
             throw new ToolError('cannot send mail to yourself');
           }
-          const { mail } = await this.postOffice.deliver(tx, { ...args, sessionId: agent.sessionId, from: agent.agentId });
+          const { mail } = await this.postOffice.deliver(tx, {
+            ...args,
+            sessionId: agent.sessionId,
+            from: agent.agentId,
+          });
           return { messageId: mail.messageId };
         }),
     };
@@ -71,7 +77,7 @@ export class BuiltinToolsService {
     return {
       name: 'send_mail_with_switch',
       description:
-        'Send mail to another agent and wait for its answer, which is returned as this tool\'s result. Use when you cannot continue without the reply.',
+        "Send mail to another agent and wait for its answer, which is returned as this tool's result. Use when you cannot continue without the reply.",
       schema,
       run: async ({ agent, signal }, args: z.infer<typeof schema>) => {
         await this.history.inSession(agent.sessionId, (tx) => this.checkMailRate(tx, agent));
@@ -90,14 +96,23 @@ export class BuiltinToolsService {
       schema,
       run: async ({ agent }, args: z.infer<typeof schema>) =>
         this.history.inSession(agent.sessionId, async (tx) => {
-          const messages = await this.mail.takeInbox(tx, agent.sessionId, agent.agentId, args.unreadOnly, args.limit, this.now());
+          const messages = await this.mail.takeInbox(
+            tx,
+            agent.sessionId,
+            agent.agentId,
+            args.unreadOnly,
+            args.limit,
+            this.now(),
+          );
           return { messages, count: messages.length };
         }),
     };
   }
 
   private replyMail(): ToolDefinition {
-    const schema = z.object({ messageId: z.string().min(1).max(100), body, priority: prioritySchema.optional() }).strict();
+    const schema = z
+      .object({ messageId: z.string().min(1).max(100), body, priority: prioritySchema.optional() })
+      .strict();
     return {
       name: 'reply_mail',
       description: 'Reply to a message you received; the reply goes to its sender, in the same thread.',
@@ -128,7 +143,11 @@ export class BuiltinToolsService {
           });
           if (awaited) {
             this.lifecycle.afterCommit(tx, () =>
-              this.switches.deliverReply(original.messageId, { from: agent.agentId, body: args.body, messageId: mail.messageId }),
+              this.switches.deliverReply(original.messageId, {
+                from: agent.agentId,
+                body: args.body,
+                messageId: mail.messageId,
+              }),
             );
           }
           return mail;
@@ -142,7 +161,8 @@ export class BuiltinToolsService {
     const schema = z.object({ event: eventNameSchema, data: z.unknown().optional() }).strict();
     return {
       name: 'broadcast_event',
-      description: 'Broadcast an event to every agent of the session that listens to it, waking those that sleep.',
+      description:
+        'Broadcast an event to every agent of the session that listens to it, waking those that sleep.',
       schema,
       run: async ({ agent }, args: z.infer<typeof schema>) => {
         const { woke } = await this.history.inSession(agent.sessionId, (tx) =>
@@ -165,10 +185,12 @@ export class BuiltinToolsService {
       description:
         'Go to sleep when this step ends: for durationSeconds, and/or until one of wakeEvents is broadcast (or you are woken).',
       schema,
-      run: ({ deferSleep }, args: z.infer<typeof schema>) => {
-        deferSleep(args);
+      run: (ctx, args: z.infer<typeof schema>) => {
+        ctx.deferSleep(args);
         const sleepingUntil =
-          args.durationSeconds === undefined ? null : new Date(this.clock.now() + args.durationSeconds * 1000).toISOString();
+          args.durationSeconds === undefined
+            ? null
+            : new Date(this.clock.now() + args.durationSeconds * 1000).toISOString();
         return Promise.resolve({ sleepingUntil });
       },
     };
@@ -180,8 +202,16 @@ export class BuiltinToolsService {
       description: 'List the agents of this session with their state and what each is for.',
       schema: z.object({}).strict(),
       run: async ({ agent }) => {
-        const agents = await this.history.inSession(agent.sessionId, (tx) => this.agents.listBySession(tx, agent.sessionId));
-        return { agents: agents.map((a) => ({ agentId: a.agentId, state: a.state, description: a.config.description })) };
+        const agents = await this.history.inSession(agent.sessionId, (tx) =>
+          this.agents.listBySession(tx, agent.sessionId),
+        );
+        return {
+          agents: agents.map((a) => ({
+            agentId: a.agentId,
+            state: a.state,
+            description: a.config.description,
+          })),
+        };
       },
     };
   }
@@ -191,7 +221,9 @@ export class BuiltinToolsService {
     const since = new Date(this.clock.now() - 60_000).toISOString();
     const sent = await this.mail.countSentSince(tx, agent.sessionId, agent.agentId, since);
     if (sent >= agent.config.limits.maxMailPerMinute) {
-      throw new AgentLimitError(`mail rate limit: ${sent} mails in the last minute (limit ${agent.config.limits.maxMailPerMinute})`);
+      throw new AgentLimitError(
+        `mail rate limit: ${sent} mails in the last minute (limit ${agent.config.limits.maxMailPerMinute})`,
+      );
     }
   }
 

@@ -65,9 +65,15 @@ export class SwitchService {
           messageId,
         });
         const me = await this.lifecycle.get(tx, sessionId, agentId);
-        await this.lifecycle.transition(tx, me, me.state === 'active' ? 'waiting' : me.state, `waiting_on:${mail.to}`, {
-          waitingOn: mail.to,
-        });
+        await this.lifecycle.transition(
+          tx,
+          me,
+          me.state === 'active' ? 'waiting' : me.state,
+          `waiting_on:${mail.to}`,
+          {
+            waitingOn: mail.to,
+          },
+        );
       });
     } catch (err) {
       this.waiters.delete(messageId);
@@ -137,7 +143,9 @@ export class SwitchService {
     const above = longestChainInto(caller, waitsOn);
     const depth = above + 1 + below;
     if (depth > MAX_SWITCH_DEPTH) {
-      throw new ToolError(`refused: the chain of waiting agents would be ${depth} deep (limit ${MAX_SWITCH_DEPTH})`);
+      throw new ToolError(
+        `refused: the chain of waiting agents would be ${depth} deep (limit ${MAX_SWITCH_DEPTH})`,
+      );
     }
   }
 
@@ -149,7 +157,9 @@ export class SwitchService {
         return;
       }
       const to = me.state === 'waiting' ? 'active' : me.state;
-      await this.lifecycle.transition(tx, me, to, timedOut ? 'switch_timeout' : 'reply_received', { waitingOn: null });
+      await this.lifecycle.transition(tx, me, to, timedOut ? 'switch_timeout' : 'reply_received', {
+        waitingOn: null,
+      });
       if (timedOut) {
         // The mail no longer needs answering; if the target has not taken it yet, drop it from its queue.
         const pending = await this.items.findQueuedForMail(tx, caller.sessionId, messageId);

@@ -21,7 +21,10 @@ export class ToolRegistryService {
   constructor(builtins: BuiltinToolsService) {
     this.tools = new Map(builtins.definitions.map((t) => [t.name, t]));
     for (const t of builtins.definitions) {
-      const parameters = z.toJSONSchema(t.schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+      const parameters = z.toJSONSchema(t.schema, { io: 'input', unrepresentable: 'any' }) as Record<
+        string,
+        unknown
+      >;
       delete parameters.$schema;
       this.schemas.set(t.name, { name: t.name, description: t.description, parameters });
     }
@@ -41,11 +44,19 @@ export class ToolRegistryService {
     try {
       args = call.arguments.trim() === '' ? {} : JSON.parse(call.arguments);
     } catch {
-      return { tool: call.name, args: call.arguments, result: { error: `arguments are not valid JSON: ${call.arguments.slice(0, 200)}` } };
+      return {
+        tool: call.name,
+        args: call.arguments,
+        result: { error: `arguments are not valid JSON: ${call.arguments.slice(0, 200)}` },
+      };
     }
     const tool = this.tools.get(call.name);
     if (!tool || !ctx.agent.config.tools.includes(tool.name)) {
-      return { tool: call.name, args, result: { error: `unknown tool '${call.name}'; available: ${ctx.agent.config.tools.join(', ')}` } };
+      return {
+        tool: call.name,
+        args,
+        result: { error: `unknown tool '${call.name}'; available: ${ctx.agent.config.tools.join(', ')}` },
+      };
     }
     const parsed = tool.schema.safeParse(args);
     if (!parsed.success) {

@@ -10,7 +10,7 @@ export interface ToolContext {
   item: WorkItem;
   signal: AbortSignal;
   /** `sleep` takes effect when the current step ends; the runtime applies what is deferred here. */
-  deferSleep(request: SleepRequest): void;
+  deferSleep: (request: SleepRequest) => void;
 }
 
 export interface ToolDefinition<S extends z.ZodType = z.ZodType> {

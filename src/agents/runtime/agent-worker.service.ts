@@ -70,7 +70,11 @@ export class AgentWorker {
       if (item.payload.messageId) {
         await this.mail.markRead(tx, [item.payload.messageId], now);
       }
-      await this.history.record(tx, sessionId, 'async.task.started', { agentId, taskId: item.taskId, kind: item.kind });
+      await this.history.record(tx, sessionId, 'async.task.started', {
+        agentId,
+        taskId: item.taskId,
+        kind: item.kind,
+      });
       return { agent: active, item };
     });
   }
@@ -101,16 +105,33 @@ export class AgentWorker {
     const { limits } = agent.config;
     const { session, window } = await this.db.read(async (tx) => ({
       session: await this.sessions.find(tx, agent.sessionId),
-      window: await this.conversation.window(tx, agent.sessionId, agent.agentId, this.config.conversationWindow),
+      window: await this.conversation.window(
+        tx,
+        agent.sessionId,
+        agent.agentId,
+        this.config.conversationWindow,
+      ),
     }));
     if (session?.limits.maxTokens !== undefined && session.tokensUsed >= session.limits.maxTokens) {
-      throw new TaskFailure('limit_exceeded', `the session's token budget (${session.limits.maxTokens}) is spent`, true);
+      throw new TaskFailure(
+        'limit_exceeded',
+        `the session's token budget (${session.limits.maxTokens}) is spent`,
+        true,
+      );
     }
     if (limits.maxTokens !== undefined && agent.tokensUsed >= limits.maxTokens) {
-      throw new TaskFailure('limit_exceeded', `the agent's token budget (${limits.maxTokens}) is spent`, true);
+      throw new TaskFailure(
+        'limit_exceeded',
+        `the agent's token budget (${limits.maxTokens}) is spent`,
+        true,
+      );
     }
     const input: ChatMessage = { role: 'user', content: describeWork(item) };
-    const messages: ChatMessage[] = [{ role: 'system', content: agent.config.systemPrompt }, ...window, input];
+    const messages: ChatMessage[] = [
+      { role: 'system', content: agent.config.systemPrompt },
+      ...window,
+      input,
+    ];
     const turns: ChatMessage[] = [input];
     const usage: Usage = { promptTokens: 0, completionTokens: 0 };
     const toolSchemas = this.tools.schemasFor(agent.config.tools);
@@ -150,10 +171,17 @@ export class AgentWorker {
           }
         },
       );
-      if (limits.maxTokensPerTask !== undefined && usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask) {
+      if (
+        limits.maxTokensPerTask !== undefined &&
+        usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask
+      ) {
         throw new TaskFailure('limit_exceeded', `token limit per task reached (${limits.maxTokensPerTask})`);
       }
-      const reply: ChatMessage = { role: 'assistant', content: text || null, ...(calls.length ? { toolCalls: calls } : {}) };
+      const reply: ChatMessage = {
+        role: 'assistant',
+        content: text || null,
+        ...(calls.length ? { toolCalls: calls } : {}),
+      };
       messages.push(reply);
       turns.push(reply);
       if (calls.length === 0) {
@@ -162,7 +190,12 @@ export class AgentWorker {
       for (const call of calls) {
         signal.throwIfAborted();
         const outcome = await this.runTool(agent, item, signal, deferSleep, call);
-        const result: ChatMessage = { role: 'tool', toolCallId: call.id, name: call.name, content: JSON.stringify(outcome) };
+        const result: ChatMessage = {
+          role: 'tool',
+          toolCallId: call.id,
+          name: call.name,
+          content: JSON.stringify(outcome),
+        };
         messages.push(result);
         turns.push(result);
       }
@@ -198,11 +231,20 @@ export class AgentWorker {
 
   private recordOutput(agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
     return this.history.inSession(agent.sessionId, (tx) =>
-      this.history.record(tx, agent.sessionId, 'async.task.output', { agentId: agent.agentId, taskId: item.taskId, delta }),
+      this.history.record(tx, agent.sessionId, 'async.task.output', {
+        agentId: agent.agentId,
+        taskId: item.taskId,
+        delta,
+      }),
     );
   }
 
-  private async complete(agent: Agent, item: WorkItem, outcome: Outcome, pendingSleep?: SleepRequest): Promise<void> {
+  private async complete(
+    agent: Agent,
+    item: WorkItem,
+    outcome: Outcome,
+    pendingSleep?: SleepRequest,
+  ): Promise<void> {
     const { sessionId, agentId } = agent;
     await this.history.inSession(sessionId, async (tx, session) => {
       const now = this.lifecycle.now();
@@ -279,11 +321,17 @@ export class AgentWorker {
           ? new TaskFailure(err.reason, err.message)
           : new TaskFailure('internal_error', err instanceof Error ? err.message : String(err));
     if (!(err instanceof TaskFailure)) {
-      this.logger.warn(`Task ${item.taskId} of ${agent.agentId} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      this.logger.warn(
+        `Task ${item.taskId} of ${agent.agentId} failed: ${err instanceof Error ? err.stack : String(err)}`,
+      );
     }
     const error = { code: failure.code, message: failure.message };
     await this.history.inSession(agent.sessionId, async (tx) => {
-      const failed = await this.items.finish(tx, item.taskId, { state: 'failed', error, at: this.lifecycle.now() });
+      const failed = await this.items.finish(tx, item.taskId, {
+        state: 'failed',
+        error,
+        at: this.lifecycle.now(),
+      });
       let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
       if (failed) {
         const errorCount = await this.agents.recordError(tx, agent.sessionId, agent.agentId, failure.message);
@@ -295,7 +343,9 @@ export class AgentWorker {
         });
         if (item.isSwitch && item.payload.messageId) {
           const original = item.payload.messageId;
-          this.lifecycle.afterCommit(tx, () => this.switches.fail(original, `'${agent.agentId}' failed: ${failure.message}`));
+          this.lifecycle.afterCommit(tx, () =>
+            this.switches.fail(original, `'${agent.agentId}' failed: ${failure.message}`),
+          );
         }
       }
       if (failure.stopAgent) {

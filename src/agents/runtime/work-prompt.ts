@@ -8,7 +8,9 @@ export function workContext(agentId: string, item: WorkItem): WorkContext {
     agentId,
     kind: item.kind,
     prompt: item.prompt,
-    ...(item.kind === 'mailbox_message' ? { from: p.from, subject: p.subject, body: item.prompt, messageId: p.messageId } : {}),
+    ...(item.kind === 'mailbox_message'
+      ? { from: p.from, subject: p.subject, body: item.prompt, messageId: p.messageId }
+      : {}),
     ...(item.kind === 'event' || item.kind === 'schedule' ? { event: p.event, data: p.data ?? {} } : {}),
   };
 }

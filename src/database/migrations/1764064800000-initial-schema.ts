@@ -71,7 +71,9 @@ export class InitialSchema1764064800000 implements MigrationInterface {
     // The claim order: sync-switch mail first, then priority, then first in, first out.
     await q.query(`CREATE INDEX work_item_claim ON work_item (session_id, agent_id, is_switch DESC, priority DESC, seq)
                    WHERE state = 'queued'`);
-    await q.query(`CREATE INDEX work_item_running ON work_item (session_id, agent_id) WHERE state = 'running'`);
+    await q.query(
+      `CREATE INDEX work_item_running ON work_item (session_id, agent_id) WHERE state = 'running'`,
+    );
     await q.query(`CREATE UNIQUE INDEX work_item_idempotency ON work_item (session_id, agent_id, idempotency_key)
                    WHERE idempotency_key IS NOT NULL`);
     await q.query(`
@@ -102,7 +104,9 @@ export class InitialSchema1764064800000 implements MigrationInterface {
         created_at  timestamptz NOT NULL,
         FOREIGN KEY (session_id, agent_id) REFERENCES agent(session_id, id) ON DELETE CASCADE
       )`);
-    await q.query(`CREATE INDEX conversation_turn_agent ON conversation_turn (session_id, agent_id, id DESC)`);
+    await q.query(
+      `CREATE INDEX conversation_turn_agent ON conversation_turn (session_id, agent_id, id DESC)`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

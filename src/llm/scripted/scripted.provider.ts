@@ -94,6 +94,11 @@ function parseJson(text: string): unknown {
 /** About four characters a token: enough for budgets to bite deterministically offline. */
 function estimateUsage(messages: ChatMessage[], output: ModelChunk) {
   const chars = messages.reduce((n, m) => n + (m.content?.length ?? 0), 0);
-  const out = output.type === 'text' ? output.delta.length : output.type === 'tool_call' ? output.call.arguments.length : 0;
+  const out =
+    output.type === 'text'
+      ? output.delta.length
+      : output.type === 'tool_call'
+        ? output.call.arguments.length
+        : 0;
   return { promptTokens: Math.ceil(chars / 4), completionTokens: Math.max(1, Math.ceil(out / 4)) };
 }
