@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService } from 'src/database/database.service';
+import { USER } from 'src/mailbox/mailbox.types';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { AgentLifecycleService } from './agent-lifecycle.service';
@@ -27,6 +28,11 @@ export class AgentsService {
     autoStart: boolean;
     config?: AgentConfigOverrides;
   }): Promise<{ agentId: string; state: AgentState; template: string }> {
+    if (input.agentId === USER) {
+      throw RpcError.invalidParams([
+        { path: 'agentId', message: `'${USER}' is reserved for the human client` },
+      ]);
+    }
     const template = this.templates.resolve(input.agentId, input.template);
     const { config, wakeEvents } = this.templates.effectiveConfig(template, input.config);
     return this.history.inSession(input.sessionId, async (tx) => {

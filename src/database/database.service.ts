@@ -170,11 +170,13 @@ function isConnectionError(err: unknown): boolean {
   if (
     typeof code === 'string' &&
     (/^08/.test(code) ||
-      ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))
+      // 53300: too many connections; the server refuses new ones.
+      ['53300', '57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))
   ) {
     return true;
   }
-  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed/i.test(
+  // "not currently accepting connections" (55000, a database closed to connections) is only raised at connect.
+  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|not currently accepting connections/i.test(
     err.message,
   );
 }

@@ -12,6 +12,8 @@ export interface SleepRequest {
   durationSeconds?: number;
   /** When given, replaces the agent's wake events. */
   wakeEvents?: string[];
+  /** The deadline itself, when it was promised earlier (the `sleep` tool's result); wins over durationSeconds. */
+  until?: string;
 }
 
 /** Sleep, wake and broadcast: what makes agents wait for time or for each other. */
@@ -45,9 +47,10 @@ export class EventsService {
       );
     }
     const until =
-      request.durationSeconds === undefined
+      request.until ??
+      (request.durationSeconds === undefined
         ? null
-        : new Date(Date.parse(this.lifecycle.now()) + request.durationSeconds * 1000).toISOString();
+        : new Date(Date.parse(this.lifecycle.now()) + request.durationSeconds * 1000).toISOString());
     const slept = await this.lifecycle.transition(tx, agent, 'sleeping', reason, {
       sleepingUntil: until,
       wakeEvents: request.wakeEvents ?? agent.wakeEvents,

@@ -17,7 +17,7 @@ export class MailroomIoAdapter extends IoAdapter {
   override createIOServer(port: number, options?: ServerOptions): unknown {
     return super.createIOServer(port, {
       ...options,
-      maxHttpBufferSize: Math.max(1e6, this.maxParamsBytes * 4),
+      maxHttpBufferSize: Math.max(8 * 2 ** 20, this.maxParamsBytes * 8),
     });
   }
 }

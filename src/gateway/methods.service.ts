@@ -15,6 +15,8 @@ const session = { sessionId: idSchema };
 const agent = { sessionId: idSchema, agentId: idSchema };
 const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
 const ONE_YEAR_SECONDS = 31_536_000;
+/** history.seq is a Postgres `integer`; a larger cursor would fail in the database instead of here. */
+const MAX_SEQ = 2_147_483_647;
 
 /** Every client method of PROTOCOL.md: its params schema and the one service call it makes. */
 @Injectable()
@@ -126,7 +128,7 @@ export class MethodsService {
         'async.getHistory',
         obj({
           ...session,
-          after: z.number().int().min(0).default(0),
+          after: z.number().int().min(0).max(MAX_SEQ).default(0),
           limit: z.number().int().min(1).max(1000).default(500),
         }),
         async (p) => {

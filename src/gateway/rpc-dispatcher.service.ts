@@ -44,9 +44,15 @@ export class RpcDispatcher {
         `Params are ${size} bytes; the limit is ${this.config.maxParamsBytes}`,
       );
     }
-    const parsed = m.params.safeParse(params ?? {});
+    // reportInput: tells a missing param (input undefined) from a mistyped one in toIssues.
+    const parsed = m.params.safeParse(params ?? {}, { reportInput: true });
     if (!parsed.success) {
       throw RpcError.invalidParams(toIssues(parsed.error));
+    }
+    const nul = findNul(parsed.data, '');
+    if (nul !== undefined) {
+      // Postgres text and jsonb cannot hold U+0000: refused here rather than failing in the database.
+      throw RpcError.invalidParams([{ path: nul, message: 'must not contain the NUL character (U+0000)' }]);
     }
     return m.handle(parsed.data, ctx);
   }
@@ -60,20 +66,49 @@ export class RpcDispatcher {
   }
 }
 
-/** zod's issues as the protocol's `data.issues`: one per offending param, with its dotted path. */
+/**
+ * zod's issues as the protocol's `data.issues`: one per offending param, with its dotted path.
+ * zod may report several checks failing on one param (`''` is both too short and off-pattern);
+ * those become one issue whose message lists them all.
+ */
 export function toIssues(error: z.ZodError): ParamIssue[] {
-  const issues: ParamIssue[] = [];
+  const byPath = new Map<string, string[]>();
+  const add = (path: string, message: string) => {
+    const messages = byPath.get(path) ?? [];
+    if (!messages.includes(message)) {
+      messages.push(message);
+    }
+    byPath.set(path, messages);
+  };
   for (const issue of error.issues) {
     const base = issue.path.map(String).join('.');
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
-        issues.push({ path: base ? `${base}.${k}` : k, message: 'unknown param' });
+        add(base ? `${base}.${k}` : k, 'unknown param');
       }
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
-      issues.push({ path: base, message: 'required' });
+      add(base, 'required');
     } else {
-      issues.push({ path: base, message: issue.message });
+      add(base, issue.message);
     }
   }
-  return issues;
+  return [...byPath].map(([path, messages]) => ({ path, message: messages.join('; ') }));
+}
+
+/** The dotted path of the first string (value or key) holding U+0000, if any. */
+function findNul(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') {
+    return value.includes('\u0000') ? path : undefined;
+  }
+  if (typeof value !== 'object' || value === null) {
+    return undefined;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    const at = path ? `${path}.${k}` : k;
+    const found = k.includes('\u0000') ? at : findNul(v, at);
+    if (found !== undefined) {
+      return found;
+    }
+  }
+  return undefined;
 }

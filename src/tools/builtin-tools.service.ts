@@ -183,14 +183,15 @@ export class BuiltinToolsService {
     return {
       name: 'sleep',
       description:
-        'Go to sleep when this step ends: for durationSeconds, and/or until one of wakeEvents is broadcast (or you are woken).',
+        'Go to sleep when this step ends: until durationSeconds from now, and/or until one of wakeEvents is broadcast (or you are woken).',
       schema,
       run: (ctx, args: z.infer<typeof schema>) => {
-        ctx.deferSleep(args);
         const sleepingUntil =
           args.durationSeconds === undefined
             ? null
             : new Date(this.clock.now() + args.durationSeconds * 1000).toISOString();
+        // The deadline the model is told is the one kept, however long the rest of the step takes.
+        ctx.deferSleep({ ...args, until: sleepingUntil ?? undefined });
         return Promise.resolve({ sleepingUntil });
       },
     };

@@ -107,3 +107,113 @@ export async function startTestApp(
   };
   return handle;
 }
+
+/**
+ * A FakeClock a test can wait on. `nextTimers(n, ms)` resolves once `n` more timers (of exactly
+ * `ms`, when given) have been set, e.g. the delay of a scripted `delayMs` step: only then does
+ * `advance(ms)` fire them. Call it before the action that sets the timers.
+ */
+export class WatchedClock extends FakeClock {
+  private watchers: Array<{ left: number; ms?: number; resolve: () => void }> = [];
+
+  override setTimeout(fn: () => void, ms: number) {
+    const handle = super.setTimeout(fn, ms);
+    this.watchers = this.watchers.filter((w) => {
+      if (w.ms === undefined || w.ms === ms) {
+        w.left -= 1;
+      }
+      if (w.left > 0) {
+        return true;
+      }
+      w.resolve();
+      return false;
+    });
+    return handle;
+  }
+
+  nextTimers(n: number, ms?: number, timeoutMs = 20_000): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // A guard against a hung test, not a timing assertion.
+      const guard = setTimeout(
+        () => reject(new Error(`timed out waiting for ${n} timer(s) of ${ms}ms`)),
+        timeoutMs,
+      );
+      this.watchers.push({
+        left: n,
+        ms,
+        resolve: () => {
+          clearTimeout(guard);
+          resolve();
+        },
+      });
+    });
+  }
+}
+
+/**
+ * A WatchedClock that also answers "is a timer of this length armed right now?" (past or future, no
+ * need to start watching before the action): a scripted step's `delayMs`, a switch timeout or a
+ * sleep deadline registers its timer a moment after the push that announces the step, so a test
+ * waits for the timer before it calls {@link FakeClock.advance}.
+ */
+export class ArmedTimersClock extends WatchedClock {
+  private live: Array<{ ms: number; alive: boolean }> = [];
+  private waiters: Array<{ ms: number; count: number; resolve: () => void }> = [];
+
+  override setTimeout(fn: () => void, ms: number): ReturnType<FakeClock['setTimeout']> {
+    const entry = { ms, alive: true };
+    const handle = super.setTimeout(() => {
+      entry.alive = false;
+      fn();
+    }, ms);
+    this.live = this.live.filter((t) => t.alive);
+    this.live.push(entry);
+    this.waiters = this.waiters.filter((w) => {
+      if (this.armed(w.ms) >= w.count) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+    return {
+      cancel: () => {
+        entry.alive = false;
+        handle.cancel();
+      },
+    };
+  }
+
+  /** How many timers of exactly `ms` are armed (neither fired nor cancelled). */
+  armed(ms: number): number {
+    return this.live.filter((t) => t.alive && t.ms === ms).length;
+  }
+
+  /** Resolves once at least `count` timers of exactly `ms` are armed. */
+  whenArmed(ms: number, count = 1, timeoutMs = 20_000): Promise<void> {
+    if (this.armed(ms) >= count) {
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      // A guard against a hung test, not a timing assertion.
+      const guard = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`timed out waiting for ${count} armed timer(s) of ${ms} ms`));
+      }, timeoutMs);
+      const waiter = {
+        ms,
+        count,
+        resolve: () => {
+          clearTimeout(guard);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Waits for a timer of `ms` to be armed, then moves time forward by `ms` so it fires. */
+  async advanceWhenArmed(ms: number): Promise<void> {
+    await this.whenArmed(ms);
+    this.advance(ms);
+  }
+}

@@ -1,0 +1,71 @@
+import { ConfigError, loadConfig } from './app-config';
+
+describe(loadConfig.name, () => {
+  it('fills every default from an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      port: 3000,
+      host: '127.0.0.1',
+      databaseUrl: undefined,
+      dataDir: './data',
+      modelProvider: 'scripted',
+      openai: { apiKey: undefined, baseUrl: undefined, model: 'gpt-4o-mini' },
+      llmConcurrency: 8,
+      templatesDir: './templates',
+      logLevel: 'log',
+      maxParamsBytes: 256 * 1024,
+      maxQueueSize: 10_000,
+      pollIntervalMs: 5_000,
+      maxAttempts: 3,
+      conversationWindow: 40,
+    });
+  });
+
+  it('reads numbers and names from their strings', () => {
+    const sut = loadConfig({
+      PORT: '8080',
+      DATABASE_URL: 'postgresql://mailroom@db:5432/mailroom',
+      LLM_CONCURRENCY: '2',
+      MAX_ATTEMPTS: '5',
+      LOG_LEVEL: 'debug',
+    });
+    expect(sut).toMatchObject({
+      port: 8080,
+      databaseUrl: 'postgresql://mailroom@db:5432/mailroom',
+      llmConcurrency: 2,
+      maxAttempts: 5,
+      logLevel: 'debug',
+    });
+  });
+
+  it('treats an empty DATABASE_URL as none (the embedded database)', () => {
+    expect(loadConfig({ DATABASE_URL: '' }).databaseUrl).toBeUndefined();
+  });
+
+  it('does not switch the model for an API key alone', () => {
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test' })).toMatchObject({
+      modelProvider: 'scripted',
+      openai: { apiKey: 'sk-test' },
+    });
+  });
+
+  it.each([['abc'], ['70000'], ['-1'], ['80.5']])('fails with a clear message for PORT=%s', (port) => {
+    expect(() => loadConfig({ PORT: port })).toThrow(ConfigError);
+    expect(() => loadConfig({ PORT: port })).toThrow(/^Invalid configuration:\n {2}PORT: /);
+  });
+
+  it('names every invalid variable in one message', () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: 'abc', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud', LLM_CONCURRENCY: '0' });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message.split('\n')[0]).toBe('Invalid configuration:');
+    for (const name of ['PORT', 'DATABASE_URL', 'LOG_LEVEL', 'LLM_CONCURRENCY']) {
+      expect(message).toContain(`  ${name}: `);
+    }
+    expect(message).toContain('must be a postgres:// URL');
+  });
+});
