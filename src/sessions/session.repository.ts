@@ -68,10 +68,6 @@ export class SessionRepository {
     await query(tx, `UPDATE session SET stopped_at = $2::timestamptz WHERE id = $1`, [sessionId, at]);
   }
 
-  async reopen(tx: Tx, sessionId: string): Promise<void> {
-    await query(tx, `UPDATE session SET stopped_at = NULL WHERE id = $1`, [sessionId]);
-  }
-
   async addTokens(tx: Tx, sessionId: string, tokens: number): Promise<number> {
     const row = await queryOne<{ tokens_used: number | string }>(
       tx,
