@@ -26,14 +26,36 @@ export class ConversationRepository {
    * The last messages, at most `limit`, oldest first. The window starts at a user message so a
    * tool result is never shown without the call that asked for it.
    */
-  async window(tx: Tx, sessionId: string, agentId: string, limit: number): Promise<ChatMessage[]> {
+  async window(
+    tx: Tx,
+    sessionId: string,
+    agentId: string,
+    limit: number,
+    maxTokens?: number,
+  ): Promise<ChatMessage[]> {
     const rows = await query<{ message: ChatMessage }>(
       tx,
       `SELECT message FROM conversation_turn WHERE session_id = $1 AND agent_id = $2 ORDER BY id DESC LIMIT $3`,
       [sessionId, agentId, limit],
     );
-    const messages = rows.map((r) => r.message).reverse();
+    let messages = rows.map((r) => r.message).reverse();
+    if (maxTokens !== undefined) {
+      // Drop the oldest messages until the rest fit (about four characters a token).
+      let tokens = messages.reduce((n, m) => n + estimateTokens(m), 0);
+      while (messages.length > 0 && tokens > maxTokens) {
+        tokens -= estimateTokens(messages[0]);
+        messages = messages.slice(1);
+      }
+    }
     const firstUser = messages.findIndex((m) => m.role === 'user');
     return firstUser < 0 ? [] : messages.slice(firstUser);
   }
+}
+
+function estimateTokens(m: ChatMessage): number {
+  const calls =
+    m.role === 'assistant'
+      ? (m.toolCalls ?? []).reduce((n, c) => n + c.arguments.length + c.name.length, 0)
+      : 0;
+  return Math.ceil(((m.content?.length ?? 0) + calls) / 4) + 4;
 }

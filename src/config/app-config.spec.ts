@@ -10,6 +10,8 @@ describe(loadConfig.name, () => {
       modelProvider: 'scripted',
       openai: { apiKey: undefined, baseUrl: undefined, model: 'gpt-4o-mini' },
       llmConcurrency: 8,
+      llmRetry: { maxRetries: 4, baseMs: 500, maxMs: 30_000 },
+      llmTimeoutMs: 120_000,
       templatesDir: './templates',
       logLevel: 'log',
       maxParamsBytes: 256 * 1024,
@@ -17,6 +19,7 @@ describe(loadConfig.name, () => {
       pollIntervalMs: 5_000,
       maxAttempts: 3,
       conversationWindow: 40,
+      conversationWindowTokens: undefined,
     });
   });
 
@@ -41,9 +44,14 @@ describe(loadConfig.name, () => {
     expect(loadConfig({ DATABASE_URL: '' }).databaseUrl).toBeUndefined();
   });
 
-  it('does not switch the model for an API key alone', () => {
+  it('picks the openai provider when an API key is set, unless told otherwise', () => {
+    expect(loadConfig({ OPENAI_API_KEY: '' }).modelProvider).toBe('scripted');
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test', MODEL_PROVIDER: 'scripted' }).modelProvider).toBe(
+      'scripted',
+    );
+    expect(loadConfig({ MODEL_PROVIDER: 'openai' }).modelProvider).toBe('openai');
     expect(loadConfig({ OPENAI_API_KEY: 'sk-test' })).toMatchObject({
-      modelProvider: 'scripted',
+      modelProvider: 'openai',
       openai: { apiKey: 'sk-test' },
     });
   });

@@ -17,10 +17,17 @@ const envSchema = z.object({
     .or(z.literal('').transform(() => undefined)),
   DATA_DIR: z.string().min(1).default('./data'),
   MODEL_PROVIDER: z.enum(['scripted', 'openai']).optional(),
-  OPENAI_API_KEY: z.string().optional(),
+  OPENAI_API_KEY: z
+    .string()
+    .optional()
+    .transform((v) => v || undefined),
   OPENAI_BASE_URL: z.string().url().optional(),
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   LLM_CONCURRENCY: intFromEnv(8, 1, 1024),
+  LLM_MAX_RETRIES: intFromEnv(4, 0, 20),
+  LLM_RETRY_BASE_MS: intFromEnv(500, 1),
+  LLM_RETRY_MAX_MS: intFromEnv(30_000, 1),
+  LLM_TIMEOUT_MS: intFromEnv(120_000, 100),
   TEMPLATES_DIR: z.string().min(1).default('./templates'),
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   MAX_PARAMS_BYTES: intFromEnv(256 * 1024, 1024),
@@ -28,6 +35,7 @@ const envSchema = z.object({
   POLL_INTERVAL_MS: intFromEnv(5_000, 50),
   MAX_ATTEMPTS: intFromEnv(3, 1, 100),
   CONVERSATION_WINDOW: intFromEnv(40, 2, 10_000),
+  CONVERSATION_WINDOW_TOKENS: z.coerce.number().int().min(100).optional(),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -41,6 +49,10 @@ export interface AppConfig {
   modelProvider: 'scripted' | 'openai';
   openai: { apiKey: string | undefined; baseUrl: string | undefined; model: string };
   llmConcurrency: number;
+  /** Model calls: retries after a 429, a 5xx, a network error or a timeout, with exponential backoff and jitter. */
+  llmRetry: { maxRetries: number; baseMs: number; maxMs: number };
+  /** A model call that sends nothing for this long is abandoned (and retried). */
+  llmTimeoutMs: number;
   templatesDir: string;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
   maxParamsBytes: number;
@@ -51,6 +63,8 @@ export interface AppConfig {
   maxAttempts: number;
   /** How many past conversation messages an agent's model sees besides the system prompt. */
   conversationWindow: number;
+  /** When set, the window is also trimmed (oldest turns first) to about this many tokens. */
+  conversationWindowTokens: number | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -63,8 +77,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  // Until the OpenAI-compatible provider lands, an API key alone does not switch the model.
-  const modelProvider = e.MODEL_PROVIDER ?? 'scripted';
+  // A configured API key means a real model is wanted; without one, the offline scripted model.
+  const modelProvider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'scripted');
   return {
     port: e.PORT,
     host: e.HOST,
@@ -73,6 +87,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     modelProvider,
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
     llmConcurrency: e.LLM_CONCURRENCY,
+    llmRetry: { maxRetries: e.LLM_MAX_RETRIES, baseMs: e.LLM_RETRY_BASE_MS, maxMs: e.LLM_RETRY_MAX_MS },
+    llmTimeoutMs: e.LLM_TIMEOUT_MS,
     templatesDir: e.TEMPLATES_DIR,
     logLevel: e.LOG_LEVEL,
     maxParamsBytes: e.MAX_PARAMS_BYTES,
@@ -80,6 +96,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     pollIntervalMs: e.POLL_INTERVAL_MS,
     maxAttempts: e.MAX_ATTEMPTS,
     conversationWindow: e.CONVERSATION_WINDOW,
+    conversationWindowTokens: e.CONVERSATION_WINDOW_TOKENS,
   };
 }
 

@@ -4,6 +4,7 @@ import { AppConfig } from 'src/config/app-config';
 import { CLOCK, Clock } from 'src/common/clock';
 import { LlmService } from './llm.service';
 import { MODEL_PROVIDER, ModelProvider } from './model-provider';
+import { OpenAiProvider } from './openai/openai.provider';
 import { ScriptedProvider } from './scripted/scripted.provider';
 
 @Module({
@@ -13,9 +14,15 @@ import { ScriptedProvider } from './scripted/scripted.provider';
       inject: [APP_CONFIG, CLOCK],
       useFactory: (config: AppConfig, clock: Clock): ModelProvider => {
         if (config.modelProvider === 'openai') {
-          // The OpenAI-compatible provider is the next milestone; failing here beats silently going offline.
-          throw new Error(
-            'MODEL_PROVIDER=openai is not available in this build yet; use MODEL_PROVIDER=scripted',
+          return new OpenAiProvider(
+            {
+              apiKey: config.openai.apiKey,
+              baseUrl: config.openai.baseUrl,
+              model: config.openai.model,
+              timeoutMs: config.llmTimeoutMs,
+              retry: config.llmRetry,
+            },
+            clock,
           );
         }
         return new ScriptedProvider(clock);

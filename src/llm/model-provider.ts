@@ -59,3 +59,17 @@ export interface ModelProvider {
 }
 
 export const MODEL_PROVIDER = Symbol('MODEL_PROVIDER');
+
+/**
+ * A model call that could not be completed. `unavailable`: the provider kept failing in ways worth
+ * retrying (429, 5xx, network, timeout) and the retries ran out; `model_error`: it refused the call.
+ */
+export class ModelCallError extends Error {
+  constructor(
+    readonly code: 'unavailable' | 'model_error',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ModelCallError';
+  }
+}

@@ -51,16 +51,25 @@ export class SessionRepository {
     return row && toSession(row);
   }
 
-  async list(tx: Tx): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number }>> {
-    const rows = await query<{ id: string; created_at: Date; agent_count: number | string }>(
+  async list(
+    tx: Tx,
+  ): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number; tokensUsed: number }>> {
+    const rows = await query<{
+      id: string;
+      created_at: Date;
+      agent_count: number | string;
+      tokens_used: number | string;
+    }>(
       tx,
-      `SELECT s.id, s.created_at, (SELECT count(*) FROM agent a WHERE a.session_id = s.id)::int AS agent_count
+      `SELECT s.id, s.created_at, s.tokens_used,
+              (SELECT count(*) FROM agent a WHERE a.session_id = s.id)::int AS agent_count
        FROM session s ORDER BY s.created_at, s.id`,
     );
     return rows.map((r) => ({
       sessionId: r.id,
       createdAt: iso(r.created_at)!,
       agentCount: num(r.agent_count),
+      tokensUsed: num(r.tokens_used),
     }));
   }
 

@@ -40,7 +40,8 @@ export class SessionsService {
     return session;
   }
 
-  list(): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number }>> {
+  /** Every session with its agent count and the tokens its agents have spent. */
+  list(): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number; tokensUsed: number }>> {
     return this.db.read((tx) => this.sessions.list(tx));
   }
 }

@@ -137,6 +137,7 @@ describe('Every client method over socket.io', () => {
         sessionId: first.sessionId,
         createdAt: first.createdAt,
         agentCount: 0,
+        tokensUsed: 0,
       });
     });
 
@@ -151,7 +152,7 @@ describe('Every client method over socket.io', () => {
       expect(again).toEqual(first);
       const { sessions } = await client.ok('session.list', {});
       expect(sessions.filter((s: any) => s.sessionId === sessionId)).toEqual([
-        { sessionId, createdAt: first.createdAt, agentCount: 1 },
+        { sessionId, createdAt: first.createdAt, agentCount: 1, tokensUsed: expect.any(Number) },
       ]);
     });
 
@@ -225,10 +226,10 @@ describe('Every client method over socket.io', () => {
       const entry = async () =>
         ((await client.ok('session.list', {})).sessions as any[]).find((s) => s.sessionId === sessionId);
 
-      await expect(entry()).resolves.toEqual({ sessionId, createdAt, agentCount: 0 });
+      await expect(entry()).resolves.toEqual({ sessionId, createdAt, agentCount: 0, tokensUsed: 0 });
       await client.ok('async.createAgent', { sessionId, agentId: 'one' });
       await client.ok('async.createAgent', { sessionId, agentId: 'two', autoStart: false });
-      await expect(entry()).resolves.toEqual({ sessionId, createdAt, agentCount: 2 });
+      await expect(entry()).resolves.toEqual({ sessionId, createdAt, agentCount: 2, tokensUsed: 0 });
       await rejects('session.list', { sessionId }, 'invalid_params', ['sessionId']);
     });
   });

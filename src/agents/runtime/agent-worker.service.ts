@@ -4,7 +4,7 @@ import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { EventsService, SleepRequest } from 'src/events/events.service';
-import { ChatMessage, ToolCall } from 'src/llm/model-provider';
+import { ChatMessage, ModelCallError, ToolCall } from 'src/llm/model-provider';
 import { LlmService } from 'src/llm/llm.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
@@ -19,6 +19,7 @@ import { AgentRepository } from '../agent.repository';
 import { Agent } from '../agent.types';
 import { ConversationRepository } from '../conversation.repository';
 import { PostOfficeService } from '../post-office.service';
+import { OutputBuffer } from './output-buffer';
 import { TaskFailure } from './task-failure';
 import { describeWork, workContext } from './work-prompt';
 
@@ -83,13 +84,15 @@ export class AgentWorker {
   async process(agent: Agent, item: WorkItem, signal: AbortSignal): Promise<void> {
     let pendingSleep: SleepRequest | undefined;
     let outcome: Outcome;
+    // Tokens are spent even when the item fails; they count against budgets all the same.
+    const usage: Usage = { promptTokens: 0, completionTokens: 0 };
     try {
-      outcome = await this.think(agent, item, signal, (request) => (pendingSleep = request));
+      outcome = await this.think(agent, item, signal, (request) => (pendingSleep = request), usage);
     } catch (err) {
       if (signal.aborted) {
-        await this.abandon(agent, item);
+        await this.abandon(agent, item, usage);
       } else {
-        await this.fail(agent, item, err);
+        await this.fail(agent, item, err, usage);
       }
       return;
     }
@@ -101,6 +104,7 @@ export class AgentWorker {
     item: WorkItem,
     signal: AbortSignal,
     deferSleep: (request: SleepRequest) => void,
+    usage: Usage,
   ): Promise<Outcome> {
     const { limits } = agent.config;
     const { session, window } = await this.db.read(async (tx) => ({
@@ -110,6 +114,7 @@ export class AgentWorker {
         agent.sessionId,
         agent.agentId,
         this.config.conversationWindow,
+        this.config.conversationWindowTokens,
       ),
     }));
     if (session?.limits.maxTokens !== undefined && session.tokensUsed >= session.limits.maxTokens) {
@@ -133,7 +138,6 @@ export class AgentWorker {
       input,
     ];
     const turns: ChatMessage[] = [input];
-    const usage: Usage = { promptTokens: 0, completionTokens: 0 };
     const toolSchemas = this.tools.schemasFor(agent.config.tools);
     const work = workContext(agent.agentId, item);
 
@@ -144,6 +148,7 @@ export class AgentWorker {
       signal.throwIfAborted();
       let text = '';
       const calls: ToolCall[] = [];
+      const output = new OutputBuffer((delta) => this.recordOutput(agent, item, delta));
       await this.llm.complete(
         {
           model: agent.config.model,
@@ -159,7 +164,7 @@ export class AgentWorker {
           switch (chunk.type) {
             case 'text':
               text += chunk.delta;
-              await this.recordOutput(agent, item, chunk.delta);
+              await output.add(chunk.delta);
               break;
             case 'tool_call':
               calls.push(chunk.call);
@@ -171,6 +176,7 @@ export class AgentWorker {
           }
         },
       );
+      await output.flush();
       if (
         limits.maxTokensPerTask !== undefined &&
         usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask
@@ -256,10 +262,8 @@ export class AgentWorker {
       });
       let me = await this.lifecycle.get(tx, sessionId, agentId);
       if (done) {
-        const tokens = outcome.usage.promptTokens + outcome.usage.completionTokens;
         await this.conversation.append(tx, sessionId, agentId, outcome.turns, now);
-        const agentTokens = await this.agents.addTokens(tx, sessionId, agentId, tokens);
-        const sessionTokens = await this.sessions.addTokens(tx, sessionId, tokens);
+        const { agentTokens, sessionTokens } = await this.chargeTokens(tx, agent, outcome.usage);
         await this.history.record(tx, sessionId, 'async.task.completed', {
           agentId,
           taskId: item.taskId,
@@ -288,6 +292,18 @@ export class AgentWorker {
     });
   }
 
+  private async chargeTokens(
+    tx: Tx,
+    agent: Agent,
+    usage: Usage,
+  ): Promise<{ agentTokens: number; sessionTokens: number }> {
+    const tokens = usage.promptTokens + usage.completionTokens;
+    return {
+      agentTokens: await this.agents.addTokens(tx, agent.sessionId, agent.agentId, tokens),
+      sessionTokens: await this.sessions.addTokens(tx, agent.sessionId, tokens),
+    };
+  }
+
   /** The final answer to send-and-switch mail is its reply, handed to the waiting caller. */
   private async answerSwitch(tx: Tx, agent: Agent, item: WorkItem, final: string): Promise<void> {
     const original = item.payload.messageId!;
@@ -313,14 +329,16 @@ export class AgentWorker {
     }
   }
 
-  private async fail(agent: Agent, item: WorkItem, err: unknown): Promise<void> {
+  private async fail(agent: Agent, item: WorkItem, err: unknown, usage: Usage): Promise<void> {
     const failure =
       err instanceof TaskFailure
         ? err
-        : err instanceof RpcError
-          ? new TaskFailure(err.reason, err.message)
-          : new TaskFailure('internal_error', err instanceof Error ? err.message : String(err));
-    if (!(err instanceof TaskFailure)) {
+        : err instanceof ModelCallError
+          ? new TaskFailure(err.code, err.message)
+          : err instanceof RpcError
+            ? new TaskFailure(err.reason, err.message)
+            : new TaskFailure('internal_error', err instanceof Error ? err.message : String(err));
+    if (!(err instanceof TaskFailure) && !(err instanceof ModelCallError)) {
       this.logger.warn(
         `Task ${item.taskId} of ${agent.agentId} failed: ${err instanceof Error ? err.stack : String(err)}`,
       );
@@ -330,8 +348,10 @@ export class AgentWorker {
       const failed = await this.items.finish(tx, item.taskId, {
         state: 'failed',
         error,
+        usage,
         at: this.lifecycle.now(),
       });
+      await this.chargeTokens(tx, agent, usage);
       let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
       if (failed) {
         const errorCount = await this.agents.recordError(tx, agent.sessionId, agent.agentId, failure.message);
@@ -358,9 +378,10 @@ export class AgentWorker {
   }
 
   /** The agent was stopped (or the task cancelled) mid-step: the item goes back to the queue unless cancelled. */
-  private async abandon(agent: Agent, item: WorkItem): Promise<void> {
+  private async abandon(agent: Agent, item: WorkItem, usage: Usage): Promise<void> {
     await this.history.inSession(agent.sessionId, async (tx) => {
       await this.items.requeue(tx, item.taskId);
+      await this.chargeTokens(tx, agent, usage);
       const me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
       if (me.state === 'active' || me.state === 'waiting') {
         await this.lifecycle.transition(tx, me, 'idle', 'task_cancelled', { waitingOn: null });
