@@ -1,5 +1,7 @@
 import { INestApplication, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { json, text } from 'express';
 import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
@@ -12,10 +14,14 @@ export async function createApp(
   config: AppConfig,
   clock: Clock = new SystemClock(),
 ): Promise<INestApplication> {
-  const app = await NestFactory.create(AppModule.forRoot(config, clock), {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, clock), {
     logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
-    bodyParser: true,
+    bodyParser: false,
   });
+  // POST /rpc reads its body as text, so that malformed JSON is a JSON-RPC parse_error, not an HTTP 400.
+  const bodyLimit = Math.max(8 * 2 ** 20, config.maxParamsBytes * 8);
+  app.use('/rpc', text({ type: () => true, limit: bodyLimit }));
+  app.use(json({ limit: bodyLimit }));
   app.useWebSocketAdapter(new MailroomIoAdapter(app, config.maxParamsBytes));
   app.enableShutdownHooks();
   await app.listen(config.port, config.host);

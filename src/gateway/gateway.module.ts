@@ -5,11 +5,14 @@ import { LlmModule } from 'src/llm/llm.module';
 import { SessionsModule } from 'src/sessions/sessions.module';
 import { MethodsService } from './methods.service';
 import { RpcDispatcher } from './rpc-dispatcher.service';
+import { RpcController } from './rpc.controller';
 import { RpcGateway } from './rpc.gateway';
+import { WsGateway } from './ws.gateway';
 
 @Module({
   imports: [SessionsModule, AgentsModule, EventsModule, LlmModule],
-  providers: [MethodsService, RpcDispatcher, RpcGateway],
+  controllers: [RpcController],
+  providers: [MethodsService, RpcDispatcher, RpcGateway, WsGateway],
   exports: [RpcDispatcher],
 })
 export class GatewayModule {}

@@ -24,8 +24,6 @@ function lookup(ctx: RenderContext, root: string, path: string): unknown {
   let value: unknown;
   if (root === 'result') {
     value = ctx.result;
-  } else if (root === 'data') {
-    value = ctx.work.data ?? {};
   } else {
     value = (ctx.work as unknown as Record<string, unknown>)[root];
   }

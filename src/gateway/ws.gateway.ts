@@ -1,0 +1,93 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Subscription } from 'rxjs';
+import { RawData, WebSocket, WebSocketServer } from 'ws';
+import { NotificationBus } from 'src/sessions/notification-bus';
+import { handleJsonRpc } from './json-rpc';
+import { RpcDispatcher } from './rpc-dispatcher.service';
+import { toPush } from './rpc.gateway';
+
+const PATH = '/ws';
+
+/**
+ * JSON-RPC 2.0 over a plain WebSocket at `/ws`, on the HTTP server's port. `session.start` and
+ * `session.subscribe` subscribe the connection; pushes arrive as JSON-RPC notifications.
+ */
+@Injectable()
+export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(WsGateway.name);
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 2 ** 20 });
+  private readonly rooms = new Map<string, Set<WebSocket>>();
+  private subscription?: Subscription;
+  private server?: Server;
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== PATH) {
+      return; // socket.io's own upgrade handler takes its path
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
+  };
+
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly dispatcher: RpcDispatcher,
+    private readonly bus: NotificationBus,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.server = this.adapterHost.httpAdapter.getHttpServer() as Server;
+    this.server.on('upgrade', this.onUpgrade);
+    this.subscription = this.bus.records$.subscribe((r) => {
+      const text = JSON.stringify({ jsonrpc: '2.0', method: r.type, params: toPush(r) });
+      for (const ws of this.rooms.get(r.sessionId) ?? []) {
+        if (ws.readyState === WebSocket.OPEN) {
+          ws.send(text);
+        }
+      }
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.server?.off('upgrade', this.onUpgrade);
+    this.subscription?.unsubscribe();
+    for (const ws of this.wss.clients) {
+      ws.terminate();
+    }
+    this.wss.close();
+  }
+
+  private onConnection(ws: WebSocket): void {
+    const joined = new Set<string>();
+    const ctx = {
+      subscribe: (sessionId: string) => {
+        joined.add(sessionId);
+        const room = this.rooms.get(sessionId) ?? new Set<WebSocket>();
+        room.add(ws);
+        this.rooms.set(sessionId, room);
+      },
+    };
+    ws.on('message', (data, isBinary) => {
+      const text = isBinary ? '' : rawText(data);
+      void handleJsonRpc(text, this.dispatcher, ctx).then((reply) => {
+        if (reply !== undefined && ws.readyState === WebSocket.OPEN) {
+          ws.send(JSON.stringify(reply));
+        }
+      });
+    });
+    ws.on('close', () => {
+      for (const sessionId of joined) {
+        this.rooms.get(sessionId)?.delete(ws);
+        if (this.rooms.get(sessionId)?.size === 0) {
+          this.rooms.delete(sessionId);
+        }
+      }
+    });
+    ws.on('error', (err) => this.logger.debug(`ws connection error: ${err.message}`));
+  }
+}
+
+function rawText(data: RawData): string {
+  const buffer = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+  return buffer.toString('utf8');
+}
