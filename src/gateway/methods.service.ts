@@ -6,6 +6,7 @@ import { AgentsService } from 'src/agents/agents.service';
 import { MailService } from 'src/agents/mail.service';
 import { TasksService } from 'src/agents/tasks.service';
 import { EventsService } from 'src/events/events.service';
+import { ScheduleService } from 'src/events/schedule.service';
 import { LlmService } from 'src/llm/llm.service';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionsService } from 'src/sessions/sessions.service';
@@ -30,6 +31,7 @@ export class MethodsService {
     tasks: TasksService,
     mail: MailService,
     events: EventsService,
+    schedules: ScheduleService,
     llm: LlmService,
   ) {
     this.methods = [
@@ -139,6 +141,21 @@ export class MethodsService {
           };
         },
       ),
+      method(
+        'async.scheduleAgent',
+        obj({
+          ...agent,
+          cron: z.string().min(1).max(200),
+          prompt: z.string().min(1).optional(),
+          event: eventNameSchema.optional(),
+          timezone: z.string().min(1).max(100).default('UTC'),
+        }),
+        (p) => schedules.schedule(p),
+      ),
+      method('async.unschedule', obj({ ...session, scheduleId: z.string().min(1).max(100) }), (p) =>
+        schedules.unschedule(p.sessionId, p.scheduleId),
+      ),
+      method('async.listSchedules', obj(session), (p) => schedules.list(p.sessionId)),
       method('templates.list', obj({}), () =>
         Promise.resolve({
           templates: agents.listTemplates().map((t) => ({

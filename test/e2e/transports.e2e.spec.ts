@@ -66,7 +66,7 @@ describe('JSON-RPC transports', () => {
   let sut: TestApp;
   const post = (body: string) =>
     fetch(`${sut.url}/rpc`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  const rpc = async (body: unknown) => (await post(JSON.stringify(body))).json();
+  const rpc = async (body: unknown): Promise<any> => (await post(JSON.stringify(body))).json();
 
   beforeAll(async () => {
     sut = await startTestApp();

@@ -1,4 +1,5 @@
 import { InitialSchema1764064800000 } from './1764064800000-initial-schema';
+import { Schedules1764151200000 } from './1764151200000-schedules';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
-export const MIGRATIONS = [InitialSchema1764064800000];
+export const MIGRATIONS = [InitialSchema1764064800000, Schedules1764151200000];
