@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import { Subscription } from 'rxjs';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
@@ -21,7 +22,6 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
   private readonly logger = new Logger(AgentRuntimeService.name);
   private readonly loops = new Map<string, AgentLoop>();
   private subscription?: Subscription;
-  private poll?: NodeJS.Timeout;
   private closed = false;
 
   constructor(
@@ -32,6 +32,7 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     private readonly lifecycle: AgentLifecycleService,
     private readonly worker: AgentWorker,
     private readonly signals: AgentSignals,
+    private readonly scheduler: SchedulerRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -41,13 +42,17 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     for (const agent of await this.db.read((tx) => this.agents.listLive(tx))) {
       this.loopFor(agent.sessionId, agent.agentId).signal();
     }
-    this.poll = setInterval(() => void this.backstop(), this.config.pollIntervalMs);
-    this.poll.unref();
+    // A wall-clock interval on purpose: it only re-signals, so tests never need to drive it.
+    const poll = setInterval(() => void this.backstop(), this.config.pollIntervalMs);
+    poll.unref();
+    this.scheduler.addInterval(BACKSTOP, poll);
   }
 
   async onModuleDestroy(): Promise<void> {
     this.closed = true;
-    clearInterval(this.poll);
+    if (this.scheduler.doesExist('interval', BACKSTOP)) {
+      this.scheduler.deleteInterval(BACKSTOP);
+    }
     this.subscription?.unsubscribe();
     await Promise.all([...this.loops.values()].map((l) => l.close()));
     this.loops.clear();
@@ -162,5 +167,7 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     }
   }
 }
+
+const BACKSTOP = 'agent-runtime-backstop';
 
 const key = (sessionId: string, agentId: string) => `${sessionId}\u0000${agentId}`;
