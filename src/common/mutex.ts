@@ -16,7 +16,7 @@ export class Mutex {
   }
 }
 
-/** Caps how many callers run at once; the rest wait in arrival order. */
+/** Caps how many callers run at once; the rest wait in arrival order (or until their signal aborts). */
 export class Semaphore {
   private active = 0;
   private readonly waiters: Array<() => void> = [];
@@ -27,9 +27,24 @@ export class Semaphore {
     return this.active;
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     if (this.active >= this.limit) {
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const at = this.waiters.indexOf(grant);
+          if (at >= 0) {
+            this.waiters.splice(at, 1);
+          }
+          reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+        };
+        const grant = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        this.waiters.push(grant);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
     } else {
       this.active++;
     }
@@ -38,7 +53,7 @@ export class Semaphore {
     } finally {
       const next = this.waiters.shift();
       if (next) {
-        next();
+        next(); // the slot passes straight to the next waiter
       } else {
         this.active--;
       }

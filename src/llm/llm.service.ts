@@ -26,11 +26,12 @@ export class LlmService {
 
   /** Runs one model call to the end and hands each chunk to `onChunk` as it arrives. */
   complete(request: ModelRequest, onChunk: (chunk: ModelChunk) => Promise<void> | void): Promise<void> {
+    // A call waiting for a slot gives it up when its agent is stopped.
     return this.limiter.run(async () => {
       for await (const chunk of this.provider.stream(request)) {
         request.signal.throwIfAborted();
         await onChunk(chunk);
       }
-    });
+    }, request.signal);
   }
 }

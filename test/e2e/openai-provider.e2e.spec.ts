@@ -14,7 +14,7 @@ import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
  * `retry-after` has jitter, so only its window is known, not its exact length.
  */
 class BackoffClock extends ArmedTimersClock {
-  private timers: Array<{ ms: number; alive: boolean }> = [];
+  private tracked: Array<{ ms: number; alive: boolean }> = [];
   private rangeWaiters: Array<{ min: number; max: number; resolve: (ms: number) => void }> = [];
 
   override setTimeout(fn: () => void, ms: number): TimerHandle {
@@ -23,8 +23,8 @@ class BackoffClock extends ArmedTimersClock {
       entry.alive = false;
       fn();
     }, ms);
-    this.timers = this.timers.filter((t) => t.alive);
-    this.timers.push(entry);
+    this.tracked = this.tracked.filter((t) => t.alive);
+    this.tracked.push(entry);
     this.rangeWaiters = this.rangeWaiters.filter((w) => {
       if (ms >= w.min && ms <= w.max) {
         w.resolve(ms);
@@ -42,7 +42,7 @@ class BackoffClock extends ArmedTimersClock {
 
   /** Resolves with the length of an armed timer of `min`..`max` ms, already armed or still to come. */
   armedWithin(min: number, max: number, timeoutMs = 20_000): Promise<number> {
-    const live = this.timers.find((t) => t.alive && t.ms >= min && t.ms <= max);
+    const live = this.tracked.find((t) => t.alive && t.ms >= min && t.ms <= max);
     if (live) {
       return Promise.resolve(live.ms);
     }
@@ -424,14 +424,17 @@ describe(OpenAiProvider.name, () => {
 
         await h.sendTask(sessionId, 'ping', 'Start the game');
 
-        await expect(
-          h.stateChange(sessionId, 'ping', (p) => p.state === 'stopped'),
-        ).resolves.toMatchObject({ reason: 'limit_exceeded' });
+        await expect(h.stateChange(sessionId, 'ping', (p) => p.state === 'stopped')).resolves.toMatchObject({
+          reason: 'limit_exceeded',
+        });
         const failure = await client.waitFor(
           'async.task.failed',
           (p) => p.sessionId === sessionId && p.agentId === 'ping',
         );
-        expect(failure.error).toEqual({ code: 'limit_exceeded', message: expect.stringMatching(/mail rate/) });
+        expect(failure.error).toEqual({
+          code: 'limit_exceeded',
+          message: expect.stringMatching(/mail rate/),
+        });
         // pong's third item (the one whose mail ping could not answer) ends normally.
         await client.waitFor(
           'async.task.completed',
@@ -508,7 +511,26 @@ describe(OpenAiProvider.name, () => {
         expect(bodies.plain).not.toHaveProperty('max_tokens');
         expect(bodies.tuned).toMatchObject({ model: 'tuned-model', temperature: 0.25, max_tokens: 321 });
         expect(bodies.custom).toMatchObject({ model: 'custom-model', temperature: 0.9, max_tokens: 77 });
-        expect(systemOf({ body: bodies.tuned } as RecordedRequest)).toBe('You are tuned.');
+        expect(bodies.tuned.messages?.[0]).toEqual({ role: 'system', content: 'You are tuned.' });
+      });
+
+      it('sends an earlier empty answer back as empty text, never as a null content without tool calls', async () => {
+        const sessionId = await startSession(client, newSessionId());
+        await h.createAgent(sessionId, 'terse');
+        fake.enqueue({ text: '' }, { text: 'Now with words.' });
+        const first = fake.requests.length;
+
+        await expect(
+          h.completed((await h.sendTask(sessionId, 'terse', 'Say nothing')).taskId),
+        ).resolves.toMatchObject({ result: { final: '' } });
+        await h.completed((await h.sendTask(sessionId, 'terse', 'Say something')).taskId);
+
+        // Chat Completions requires an assistant message's content unless it has tool_calls.
+        expect(messagesOf(fake.requests[first + 1]).slice(1)).toEqual([
+          { role: 'user', content: 'Say nothing' },
+          { role: 'assistant', content: '' },
+          { role: 'user', content: 'Say something' },
+        ]);
       });
 
       it('keeps the system prompt first when the conversation window drops older turns', async () => {
@@ -634,22 +656,25 @@ describe(OpenAiProvider.name, () => {
       });
     });
 
-    it.each([400, 401])("fails a %d at once with 'model_error', after exactly one request", async (status) => {
-      const sessionId = await startSession(client, newSessionId());
-      await h.createAgent(sessionId, 'refused');
-      fake.enqueue({ status });
-      const first = fake.requests.length;
+    it.each([400, 401])(
+      "fails a %d at once with 'model_error', after exactly one request",
+      async (status) => {
+        const sessionId = await startSession(client, newSessionId());
+        await h.createAgent(sessionId, 'refused');
+        fake.enqueue({ status });
+        const first = fake.requests.length;
 
-      const { taskId } = await h.sendTask(sessionId, 'refused', 'Anything');
+        const { taskId } = await h.sendTask(sessionId, 'refused', 'Anything');
 
-      const failure = await h.failed(taskId);
-      expect(failure.error).toEqual({
-        code: 'model_error',
-        message: expect.stringContaining(String(status)),
-      });
-      expect(fake.requests).toHaveLength(first + 1);
-      await expect(h.statesOf(sessionId)).resolves.toMatchObject({ refused: { state: 'idle' } });
-    });
+        const failure = await h.failed(taskId);
+        expect(failure.error).toEqual({
+          code: 'model_error',
+          message: expect.stringContaining(String(status)),
+        });
+        expect(fake.requests).toHaveLength(first + 1);
+        await expect(h.statesOf(sessionId)).resolves.toMatchObject({ refused: { state: 'idle' } });
+      },
+    );
 
     it('abandons an answer that does not come within LLM_TIMEOUT_MS on the clock, and retries', async () => {
       const sessionId = await startSession(client, newSessionId());
@@ -672,6 +697,27 @@ describe(OpenAiProvider.name, () => {
       await fake.waitForIdle();
       expect(fake.requests[first].aborted).toBe(true);
       expect(fake.requests[first + 1].aborted).toBe(false);
+    });
+    it("gives up with 'unavailable' when a stream stalls after text went out, without repeating it", async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await h.createAgent(sessionId, 'staller');
+      // The second piece holds a newline, so the first output push goes out before the stall.
+      const text = 'Hi.\nthen a long answer that stops halfway through and never comes back to finish.';
+      fake.enqueue({ text, stallMidStream: true });
+      const first = fake.requests.length;
+
+      const { taskId } = await h.sendTask(sessionId, 'staller', 'Start talking');
+
+      const output = await client.waitFor(
+        'async.task.output',
+        (p) => p.sessionId === sessionId && p.taskId === taskId,
+      );
+      expect(text.startsWith(output.delta)).toBe(true);
+      await clock.advanceWhenArmed(TIMEOUT_MS);
+
+      const failure = await h.failed(taskId);
+      expect(failure.error).toEqual({ code: 'unavailable', message: expect.stringMatching(/broke off/) });
+      expect(fake.requests).toHaveLength(first + 1);
     });
   });
 
@@ -732,6 +778,41 @@ describe(OpenAiProvider.name, () => {
       }
       expect(fake.requests).toHaveLength(6);
       expect(fake.maxInFlight).toBe(2);
+    });
+
+    it('makes no model call for an agent stopped while it waits for a slot; its task runs after startAgent', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      fake.setHandler(async (req) => {
+        await gate;
+        return { text: `done: ${String(lastOf(req)?.content)}` };
+      });
+      const first = fake.requests.length;
+      const agentIds = ['busy1', 'busy2', 'queued'];
+      for (const agentId of agentIds) {
+        await h.createAgent(sessionId, agentId);
+      }
+      const tasks: Record<string, string> = {};
+      for (const agentId of agentIds) {
+        tasks[agentId] = (await h.sendTask(sessionId, agentId, `work of ${agentId}`)).taskId;
+      }
+      await fake.waitForRequests(first + 2);
+      await client.waitFor('async.task.started', (p) => p.sessionId === sessionId && p.agentId === 'queued');
+
+      await expect(client.ok('async.stopAgent', { sessionId, agentId: 'queued' })).resolves.toMatchObject({
+        state: 'stopped',
+      });
+      release();
+      await h.completed(tasks.busy1);
+      await h.completed(tasks.busy2);
+      await client.ok('async.startAgent', { sessionId, agentId: 'queued' });
+
+      await expect(h.completed(tasks.queued)).resolves.toMatchObject({
+        result: { final: 'done: work of queued' },
+      });
+      const asked = fake.requests.slice(first).filter((r) => lastOf(r)?.content === 'work of queued');
+      expect(asked).toHaveLength(1);
     });
   });
 });

@@ -26,7 +26,8 @@ export interface OpenAiProviderOptions {
 /**
  * Any OpenAI-compatible Chat Completions endpoint (OpenAI, OpenRouter, Ollama, vLLM, LM Studio)
  * through the official client, streaming. Retries and timeouts are ours, on the injected clock:
- * the client's own retry loop is off so backoff is testable and a slot is never held silently.
+ * the client's own retry loop is off so backoff is testable. A call keeps its concurrency slot while it
+ * backs off: a rate-limited provider should see fewer calls, not the same number from other agents.
  */
 export class OpenAiProvider implements ModelProvider {
   readonly name = 'openai';
@@ -80,6 +81,8 @@ export class OpenAiProvider implements ModelProvider {
 
   /** One HTTP call, streamed. Tool calls arrive in pieces and are emitted whole at the end. */
   private async *attempt(request: ModelRequest): AsyncIterable<ModelChunk> {
+    // A signal aborted already (the agent was stopped while it waited for a slot) fires no 'abort' event.
+    request.signal.throwIfAborted();
     const controller = new AbortController();
     const onAbort = () => controller.abort(request.signal.reason);
     request.signal.addEventListener('abort', onAbort, { once: true });
@@ -167,7 +170,8 @@ function toOpenAi(m: ChatMessage): ChatCompletionMessageParam {
     case 'assistant':
       return {
         role: 'assistant',
-        content: m.content,
+        // Chat Completions requires the content of an assistant message without tool calls.
+        content: m.content ?? (m.toolCalls?.length ? null : ''),
         ...(m.toolCalls?.length
           ? {
               tool_calls: m.toolCalls.map((c) => ({
