@@ -35,8 +35,9 @@ describe(Semaphore.name, () => {
     const first = sut.run(() => new Promise<void>((r) => (release = r)));
     const controller = new AbortController();
     let ran = false;
-    const waiting = sut.run(async () => {
+    const waiting = sut.run(() => {
       ran = true;
+      return Promise.resolve();
     }, controller.signal);
     controller.abort(new Error('stopped'));
     await expect(waiting).rejects.toThrow('stopped');
