@@ -21,6 +21,8 @@ export interface Letter {
   messageId?: string;
   /** False for a reply consumed by a waiting send-and-switch caller: stored as read, not queued. */
   enqueue?: boolean;
+  /** Queue even past the recipient's queue limit (a reply it was waiting for). */
+  force?: boolean;
 }
 
 /**
@@ -69,7 +71,7 @@ export class PostOfficeService {
         threadId,
         createdAt: this.lifecycle.now(),
       },
-      { enqueue },
+      { enqueue, force: letter.force },
     );
     if (enqueue && recipient?.state === 'sleeping') {
       const urgent = letter.priority === 'high' || letter.priority === 'urgent';

@@ -4,6 +4,7 @@ import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService } from 'src/database/database.service';
 import { AgentSignals } from 'src/mailbox/agent-signals';
 import { MailboxService } from 'src/mailbox/mailbox.service';
+import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { isUuid } from 'src/mailbox/mail.repository';
@@ -37,6 +38,7 @@ export class TasksService {
     private readonly mailbox: MailboxService,
     private readonly lifecycle: AgentLifecycleService,
     private readonly signals: AgentSignals,
+    private readonly waiters: SwitchWaiters,
   ) {}
 
   /** Commits the task before answering, so an acknowledged task is never lost. */
@@ -96,6 +98,15 @@ export class TasksService {
       if (item.state === 'running') {
         this.lifecycle.afterCommit(tx, () =>
           this.signals.emit({ sessionId, agentId: item.agentId, type: 'abort', taskId }),
+        );
+      }
+      const awaitedMail = item.isSwitch ? item.payload.messageId : undefined;
+      if (awaitedMail) {
+        // Whoever waits on this mail with send_mail_with_switch learns at once instead of timing out.
+        this.lifecycle.afterCommit(tx, () =>
+          this.waiters.settle(awaitedMail, {
+            error: `'${item.agentId}' will not answer: the mail was cancelled`,
+          }),
         );
       }
       return { taskId, state: 'cancelled' as const };

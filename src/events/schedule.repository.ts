@@ -101,10 +101,15 @@ export class ScheduleRepository {
     );
   }
 
-  async setNextRun(tx: Tx, scheduleId: string, nextRunAt: string): Promise<void> {
+  /** Moves the schedule on, and forgets firing records before the last one: only it can still be raced for. */
+  async setNextRun(tx: Tx, scheduleId: string, firedAt: string, nextRunAt: string): Promise<void> {
     await query(tx, `UPDATE schedule SET next_run_at = $2::timestamptz WHERE id = $1`, [
       scheduleId,
       nextRunAt,
+    ]);
+    await query(tx, `DELETE FROM schedule_firing WHERE schedule_id = $1 AND run_at < $2::timestamptz`, [
+      scheduleId,
+      firedAt,
     ]);
   }
 }

@@ -66,9 +66,10 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
     let cron: CronSchedule;
     try {
       cron = CronSchedule.parse(r.cron, r.timezone);
+      cron.nextAfter(this.clock.now()); // `0 0 30 2 *` parses but never comes due
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      throw RpcError.invalidParams([{ path: 'cron', message: `not a cron expression: ${reason}` }]);
+      throw RpcError.invalidParams([{ path: 'cron', message: `not a usable cron expression: ${reason}` }]);
     }
     if (r.prompt === undefined && r.event === undefined) {
       throw RpcError.invalidParams([
@@ -161,7 +162,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
       }
       const cron = CronSchedule.parse(s.cron, s.timezone);
       const nextRunAt = new Date(cron.nextAfter(Math.max(now, due))).toISOString();
-      await this.schedules.setNextRun(tx, s.scheduleId, nextRunAt);
+      await this.schedules.setNextRun(tx, s.scheduleId, s.nextRunAt, nextRunAt);
       return { ...s, nextRunAt };
     });
     if (next) {

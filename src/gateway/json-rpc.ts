@@ -4,6 +4,8 @@ import { CallContext } from './rpc-method';
 
 type Id = string | number | null;
 
+const MAX_BATCH = 100;
+
 export interface JsonRpcResponse {
   jsonrpc: '2.0';
   id: Id;
@@ -38,6 +40,13 @@ export async function handleJsonRpc(
   if (Array.isArray(message)) {
     if (message.length === 0) {
       return errorResponse(null, 'invalid_request', 'Invalid request: an empty batch');
+    }
+    if (message.length > MAX_BATCH) {
+      return errorResponse(
+        null,
+        'invalid_request',
+        `Invalid request: a batch holds at most ${MAX_BATCH} requests`,
+      );
     }
     const replies = await Promise.all(message.map((m) => handleOne(m, dispatcher, ctx)));
     const answered = replies.filter((r): r is JsonRpcResponse => r !== undefined);

@@ -37,6 +37,11 @@ export class RpcDispatcher {
     if (!m) {
       throw new RpcError('method_not_found', `Unknown method '${String(name)}'`);
     }
+    if (depthOf(params, MAX_DEPTH) > MAX_DEPTH) {
+      throw RpcError.invalidParams([
+        { path: '', message: `params are nested deeper than ${MAX_DEPTH} levels` },
+      ]);
+    }
     const size = Buffer.byteLength(JSON.stringify(params ?? {}) ?? '', 'utf8');
     if (size > this.config.maxParamsBytes) {
       throw new RpcError(
@@ -49,10 +54,10 @@ export class RpcDispatcher {
     if (!parsed.success) {
       throw RpcError.invalidParams(toIssues(parsed.error));
     }
-    const nul = findNul(parsed.data, '');
-    if (nul !== undefined) {
-      // Postgres text and jsonb cannot hold U+0000: refused here rather than failing in the database.
-      throw RpcError.invalidParams([{ path: nul, message: 'must not contain the NUL character (U+0000)' }]);
+    const unstorable = findUnstorable(parsed.data, '');
+    if (unstorable !== undefined) {
+      // Postgres text and jsonb cannot hold these: refused here rather than failing in the database.
+      throw RpcError.invalidParams([unstorable]);
     }
     return m.handle(parsed.data, ctx);
   }
@@ -95,20 +100,54 @@ export function toIssues(error: z.ZodError): ParamIssue[] {
   return [...byPath].map(([path, messages]) => ({ path, message: messages.join('; ') }));
 }
 
-/** The dotted path of the first string (value or key) holding U+0000, if any. */
-function findNul(value: unknown, path: string): string | undefined {
+const MAX_DEPTH = 64;
+
+// A UTF-16 surrogate without its pair: valid in a JS string, refused by Postgres' jsonb.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function unstorableText(text: string): string | undefined {
+  if (text.includes('\u0000')) {
+    return 'must not contain the NUL character (U+0000)';
+  }
+  return LONE_SURROGATE.test(text) ? 'must not contain an unpaired UTF-16 surrogate' : undefined;
+}
+
+/** The first string (value or key) the database could not store, with its dotted path. */
+function findUnstorable(value: unknown, path: string): ParamIssue | undefined {
   if (typeof value === 'string') {
-    return value.includes('\u0000') ? path : undefined;
+    const message = unstorableText(value);
+    return message ? { path, message } : undefined;
   }
   if (typeof value !== 'object' || value === null) {
     return undefined;
   }
   for (const [k, v] of Object.entries(value)) {
     const at = path ? `${path}.${k}` : k;
-    const found = k.includes('\u0000') ? at : findNul(v, at);
+    const keyProblem = unstorableText(k);
+    const found = keyProblem ? { path: at, message: keyProblem } : findUnstorable(v, at);
     if (found !== undefined) {
       return found;
     }
   }
   return undefined;
+}
+
+/** How deep objects and arrays nest (iteratively: a hostile depth must not overflow the stack). Stops past `limit`. */
+function depthOf(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) {
+      continue;
+    }
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > limit) {
+      return deepest;
+    }
+    for (const child of Object.values(v)) {
+      stack.push([child, depth + 1]);
+    }
+  }
+  return deepest;
 }

@@ -39,7 +39,11 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack =
         typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : undefined;
-      const ctx = { subscribe: (sessionId: string) => void socket.join(sessionRoom(sessionId)) };
+      const ctx = {
+        // A reply that lands after the client left must not join a room nobody will leave.
+        subscribe: (sessionId: string) =>
+          socket.connected ? void socket.join(sessionRoom(sessionId)) : undefined,
+      };
       void this.dispatcher.dispatch(event, args[0], ctx).then((reply) => {
         if (ack) {
           ack(reply);

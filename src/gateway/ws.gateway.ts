@@ -61,6 +61,9 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
     const joined = new Set<string>();
     const ctx = {
       subscribe: (sessionId: string) => {
+        if (ws.readyState !== WebSocket.OPEN) {
+          return; // answered after the client left: joining now would never be undone
+        }
         joined.add(sessionId);
         const room = this.rooms.get(sessionId) ?? new Set<WebSocket>();
         room.add(ws);

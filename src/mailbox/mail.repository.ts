@@ -155,6 +155,20 @@ export class MailRepository {
     );
   }
 
+  /** The reply `from` sent to the mail `messageId`, if any. */
+  async findReplyTo(tx: Tx, sessionId: string, messageId: string, from: string): Promise<Mail | undefined> {
+    const row = await queryOne<MailRow>(
+      tx,
+      `SELECT * FROM mail WHERE session_id = $1 AND reply_to = $2::uuid AND from_id = $3 ORDER BY seq LIMIT 1`,
+      [sessionId, messageId, from],
+    );
+    return row && toMail(row);
+  }
+
+  async markUnread(tx: Tx, messageId: string): Promise<void> {
+    await query(tx, `UPDATE mail SET status = 'unread', read_at = NULL WHERE id = $1::uuid`, [messageId]);
+  }
+
   /** Marks a mail replied; false when it already was (a switch mail gets one reply only). */
   async markReplied(tx: Tx, messageId: string, at: string): Promise<boolean> {
     const rows = await query<{ id: string }>(

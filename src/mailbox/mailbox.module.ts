@@ -3,11 +3,12 @@ import { SessionsModule } from 'src/sessions/sessions.module';
 import { AgentSignals } from './agent-signals';
 import { MailRepository } from './mail.repository';
 import { MailboxService } from './mailbox.service';
+import { SwitchWaiters } from './switch-waiters';
 import { WorkItemRepository } from './work-item.repository';
 
 @Module({
   imports: [SessionsModule],
-  providers: [MailRepository, WorkItemRepository, MailboxService, AgentSignals],
-  exports: [MailRepository, WorkItemRepository, MailboxService, AgentSignals],
+  providers: [MailRepository, WorkItemRepository, MailboxService, AgentSignals, SwitchWaiters],
+  exports: [MailRepository, WorkItemRepository, MailboxService, AgentSignals, SwitchWaiters],
 })
 export class MailboxModule {}

@@ -24,10 +24,24 @@ export class MailboxService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** Queues a work item for an agent; `limit_exceeded` when its queue is full. */
-  async enqueue(tx: Tx, item: NewWorkItem): Promise<{ item: WorkItem; created: boolean; queueSize: number }> {
+  /**
+   * Queues a work item for an agent; `limit_exceeded` when its queue is full. A repeated
+   * idempotency key answers with the first item even then. `force` skips the limit, for work the
+   * system owes an agent (a reply it was waiting for) rather than new work from outside.
+   */
+  async enqueue(
+    tx: Tx,
+    item: NewWorkItem,
+    opts: { force?: boolean } = {},
+  ): Promise<{ item: WorkItem; created: boolean; queueSize: number }> {
     const queued = await this.items.countQueued(tx, item.sessionId, item.agentId);
-    if (queued >= this.config.maxQueueSize) {
+    const earlier = item.idempotencyKey
+      ? await this.items.findByIdempotencyKey(tx, item.sessionId, item.agentId, item.idempotencyKey)
+      : undefined;
+    if (earlier) {
+      return { item: earlier, created: false, queueSize: queued };
+    }
+    if (queued >= this.config.maxQueueSize && !opts.force) {
       throw new RpcError('limit_exceeded', `The queue of agent '${item.agentId}' is full (${queued} items)`);
     }
     const result = await this.items.insert(tx, item);
@@ -45,24 +59,49 @@ export class MailboxService {
   async post(
     tx: Tx,
     m: NewMail,
-    opts: { enqueue: boolean } = { enqueue: true },
+    opts: { enqueue: boolean; force?: boolean } = { enqueue: true },
   ): Promise<{ mail: Mail; item?: WorkItem }> {
     const mail = await this.mail.insert(tx, m);
     await this.history.record(tx, m.sessionId, 'async.mail.sent', { message: mail });
     if (mail.to === USER || !opts.enqueue) {
       return { mail };
     }
-    const { item } = await this.enqueue(tx, {
-      sessionId: m.sessionId,
-      agentId: mail.to,
-      kind: 'mailbox_message',
-      priority: mail.priority,
-      isSwitch: m.isSwitch,
-      prompt: mail.body,
-      payload: { messageId: mail.messageId, from: mail.from, subject: mail.subject },
-      createdAt: m.createdAt,
-    });
+    const { item } = await this.enqueue(
+      tx,
+      {
+        sessionId: m.sessionId,
+        agentId: mail.to,
+        kind: 'mailbox_message',
+        priority: mail.priority,
+        isSwitch: m.isSwitch,
+        prompt: mail.body,
+        payload: { messageId: mail.messageId, from: mail.from, subject: mail.subject },
+        createdAt: m.createdAt,
+      },
+      { force: opts.force },
+    );
     return { mail, item };
+  }
+
+  /** A reply stored for a waiter that had already given up: it becomes ordinary unread mail for its recipient. */
+  async requeueAsUnread(tx: Tx, mail: Mail): Promise<void> {
+    await this.mail.markUnread(tx, mail.messageId);
+    if (mail.to === USER) {
+      return;
+    }
+    await this.enqueue(
+      tx,
+      {
+        sessionId: mail.sessionId,
+        agentId: mail.to,
+        kind: 'mailbox_message',
+        priority: mail.priority,
+        prompt: mail.body,
+        payload: { messageId: mail.messageId, from: mail.from, subject: mail.subject },
+        createdAt: mail.createdAt,
+      },
+      { force: true },
+    );
   }
 
   signalAfterCommit(tx: Tx, sessionId: string, agentId: string): void {

@@ -97,6 +97,20 @@ export class WorkItemRepository {
     return { item: toItem(existing!), created: false };
   }
 
+  async findByIdempotencyKey(
+    tx: Tx,
+    sessionId: string,
+    agentId: string,
+    key: string,
+  ): Promise<WorkItem | undefined> {
+    const row = await queryOne<WorkItemRow>(
+      tx,
+      `SELECT * FROM work_item WHERE session_id = $1 AND agent_id = $2 AND idempotency_key = $3`,
+      [sessionId, agentId, key],
+    );
+    return row && toItem(row);
+  }
+
   async find(tx: Tx, sessionId: string, taskId: string): Promise<WorkItem | undefined> {
     const row = await queryOne<WorkItemRow>(tx, `SELECT * FROM work_item WHERE session_id = $1 AND id = $2`, [
       sessionId,
@@ -152,18 +166,44 @@ export class WorkItemRepository {
   }
 
   /** Puts a running item back in the queue (its agent was stopped mid-step); it keeps its place. */
-  async requeue(tx: Tx, taskId: string): Promise<void> {
-    await query(
+  async requeue(tx: Tx, taskId: string): Promise<boolean> {
+    const rows = await query<{ id: string }>(
       tx,
-      `UPDATE work_item SET state = 'queued', started_at = NULL WHERE id = $1 AND state = 'running'`,
+      `UPDATE work_item SET state = 'queued', started_at = NULL WHERE id = $1 AND state = 'running' RETURNING id`,
       [taskId],
     );
+    return rows.length > 0;
   }
 
   /** Items left running by a process that died. Returned so the caller can requeue or fail each. */
   async listRunning(tx: Tx): Promise<WorkItem[]> {
     const rows = await query<WorkItemRow>(tx, `SELECT * FROM work_item WHERE state = 'running' ORDER BY seq`);
     return rows.map(toItem);
+  }
+
+  /**
+   * True when the agent has queued work that would have woken it had it been asleep: switch mail,
+   * an event it listens to, or mail its wake events ask for. Used before a deferred sleep starts.
+   */
+  async hasWakingWork(tx: Tx, sessionId: string, agentId: string, wakeEvents: string[]): Promise<boolean> {
+    const row = await queryOne<{ waking: boolean }>(
+      tx,
+      `SELECT EXISTS (
+         SELECT 1 FROM work_item
+         WHERE session_id = $1 AND agent_id = $2 AND state = 'queued' AND (
+           is_switch
+           OR (kind IN ('event', 'schedule') AND payload->>'event' IN (SELECT jsonb_array_elements_text($3::jsonb)))
+           OR (kind = 'mailbox_message' AND ($4 OR ($5 AND priority >= 2))))
+       ) AS waking`,
+      [
+        sessionId,
+        agentId,
+        json(wakeEvents),
+        wakeEvents.includes('mail_received'),
+        wakeEvents.includes('high_priority_mail'),
+      ],
+    );
+    return Boolean(row?.waking);
   }
 
   /** Agents that are idle with work queued: what the backstop poll wakes. */

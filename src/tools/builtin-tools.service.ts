@@ -10,6 +10,7 @@ import { PostOfficeService } from 'src/agents/post-office.service';
 import { EventsService } from 'src/events/events.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { USER } from 'src/mailbox/mailbox.types';
+import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { HistoryService } from 'src/sessions/history.service';
 import { Tx } from 'src/database/database.service';
 import { SwitchService } from './switch.service';
@@ -32,6 +33,7 @@ export class BuiltinToolsService {
     private readonly lifecycle: AgentLifecycleService,
     private readonly events: EventsService,
     private readonly switches: SwitchService,
+    private readonly waiters: SwitchWaiters,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {
     this.definitions = [
@@ -124,7 +126,7 @@ export class BuiltinToolsService {
           if (!original || original.to !== agent.agentId) {
             throw new ToolError(`no message '${args.messageId}' in your inbox`);
           }
-          const awaited = this.switches.isAwaited(original.messageId);
+          const awaited = this.waiters.isAwaited(original.messageId);
           if (awaited && !(await this.mail.markReplied(tx, original.messageId, this.now()))) {
             throw new ToolError('this message has already been answered');
           }
@@ -143,10 +145,8 @@ export class BuiltinToolsService {
           });
           if (awaited) {
             this.lifecycle.afterCommit(tx, () =>
-              this.switches.deliverReply(original.messageId, {
-                from: agent.agentId,
-                body: args.body,
-                messageId: mail.messageId,
+              this.waiters.settle(original.messageId, {
+                reply: { from: agent.agentId, body: args.body, messageId: mail.messageId },
               }),
             );
           }
@@ -185,14 +185,21 @@ export class BuiltinToolsService {
       description:
         'Go to sleep when this step ends: until durationSeconds from now, and/or until one of wakeEvents is broadcast (or you are woken).',
       schema,
-      run: (ctx, args: z.infer<typeof schema>) => {
+      run: async (ctx, args: z.infer<typeof schema>) => {
         const sleepingUntil =
           args.durationSeconds === undefined
             ? null
             : new Date(this.clock.now() + args.durationSeconds * 1000).toISOString();
+        if (args.wakeEvents) {
+          // Listen now: an event broadcast before the step ends must still reach (and wake) the agent.
+          const wakeEvents = args.wakeEvents;
+          await this.history.inSession(ctx.agent.sessionId, (tx) =>
+            this.agents.update(tx, ctx.agent.sessionId, ctx.agent.agentId, { wakeEvents }),
+          );
+        }
         // The deadline the model is told is the one kept, however long the rest of the step takes.
         ctx.deferSleep({ ...args, until: sleepingUntil ?? undefined });
-        return Promise.resolve({ sleepingUntil });
+        return { sleepingUntil };
       },
     };
   }

@@ -1,24 +1,17 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { CLOCK, Clock } from 'src/common/clock';
+import { abortError, CLOCK, Clock } from 'src/common/clock';
 import { Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
 import { Agent } from 'src/agents/agent.types';
 import { PostOfficeService } from 'src/agents/post-office.service';
+import { MailRepository } from 'src/mailbox/mail.repository';
+import { MailboxService } from 'src/mailbox/mailbox.service';
+import { SwitchReply, SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { MAX_SWITCH_DEPTH, ToolError } from './tool.types';
-
-export interface SwitchReply {
-  from: string;
-  body: string;
-  messageId: string;
-}
-
-interface Waiter {
-  resolve(outcome: { reply: SwitchReply } | { error: string }): void;
-}
 
 /**
  * Send-and-switch: the caller waits (state `waiting`) until the target answers its mail. The
@@ -27,9 +20,10 @@ interface Waiter {
  */
 @Injectable()
 export class SwitchService {
-  private readonly waiters = new Map<string, Waiter>();
-
   constructor(
+    private readonly waiters: SwitchWaiters,
+    private readonly mail: MailRepository,
+    private readonly mailbox: MailboxService,
     private readonly history: HistoryService,
     private readonly agents: AgentRepository,
     private readonly items: WorkItemRepository,
@@ -47,12 +41,15 @@ export class SwitchService {
     if (mail.to === agentId) {
       throw new ToolError('send_mail_with_switch to yourself would wait forever');
     }
+    signal.throwIfAborted();
     const messageId = randomUUID();
-    const outcome = new Promise<{ reply: SwitchReply } | { error: string }>((resolve) =>
-      this.waiters.set(messageId, { resolve }),
-    );
+    const outcome = this.waiters.wait(messageId);
     try {
       await this.history.inSession(sessionId, async (tx) => {
+        const me = await this.lifecycle.get(tx, sessionId, agentId);
+        if (me.state === 'stopped') {
+          throw abortError(); // stopped between the step's last check and here
+        }
         await this.checkEdge(tx, sessionId, agentId, mail.to);
         await this.postOffice.deliver(tx, {
           sessionId,
@@ -64,7 +61,6 @@ export class SwitchService {
           isSwitch: true,
           messageId,
         });
-        const me = await this.lifecycle.get(tx, sessionId, agentId);
         await this.lifecycle.transition(
           tx,
           me,
@@ -76,47 +72,39 @@ export class SwitchService {
         );
       });
     } catch (err) {
-      this.waiters.delete(messageId);
+      this.waiters.forget(messageId);
       throw err;
     }
 
-    let timedOut = false;
+    let ending: 'reply' | 'timeout' | 'aborted' | 'failed' = 'reply';
     const timer = this.clock.setTimeout(() => {
-      timedOut = true;
-      this.waiters.get(messageId)?.resolve({
+      ending = 'timeout';
+      this.waiters.settle(messageId, {
         error: `timeout: no reply from '${mail.to}' within ${mail.timeoutSeconds}s`,
       });
     }, mail.timeoutSeconds * 1000);
-    const onAbort = () => this.waiters.get(messageId)?.resolve({ error: 'aborted' });
+    const onAbort = () => {
+      ending = 'aborted';
+      this.waiters.settle(messageId, { error: 'aborted' });
+    };
     signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) {
+      onAbort(); // a listener added to an aborted signal never fires
+    }
     try {
       const result = await outcome;
       signal.throwIfAborted();
       if ('error' in result) {
+        ending = ending === 'reply' ? 'failed' : ending;
         throw new ToolError(result.error);
       }
       return result;
     } finally {
       timer.cancel();
       signal.removeEventListener('abort', onAbort);
-      this.waiters.delete(messageId);
-      await this.endWait(caller, messageId, timedOut);
+      this.waiters.forget(messageId);
+      await this.endWait(caller, messageId, mail.to, ending);
     }
-  }
-
-  /** True when someone is waiting for a reply to this mail (on this node). */
-  isAwaited(messageId: string): boolean {
-    return this.waiters.has(messageId);
-  }
-
-  /** Hands the reply to the waiting caller. */
-  deliverReply(originalMessageId: string, reply: SwitchReply): void {
-    this.waiters.get(originalMessageId)?.resolve({ reply });
-  }
-
-  /** The target failed the mail: the caller's tool call fails with the reason. */
-  fail(originalMessageId: string, reason: string): void {
-    this.waiters.get(originalMessageId)?.resolve({ error: reason });
   }
 
   /** Refuses a new edge caller → target that would close a cycle or make a chain deeper than the limit. */
@@ -149,27 +137,40 @@ export class SwitchService {
     }
   }
 
-  /** Clears the caller's edge and, unless it was stopped or put to sleep meanwhile, makes it active again. */
-  private async endWait(caller: Agent, messageId: string, timedOut: boolean): Promise<void> {
+  /**
+   * Clears the caller's edge and, unless it was stopped or put to sleep meanwhile, makes it active
+   * again. A wait that ended without the reply (timeout, abort) drops the mail from the target's
+   * queue if it is still there, and hands over a reply that raced the ending as ordinary mail.
+   */
+  private async endWait(
+    caller: Agent,
+    messageId: string,
+    target: string,
+    ending: 'reply' | 'timeout' | 'aborted' | 'failed',
+  ): Promise<void> {
     await this.history.inSession(caller.sessionId, async (tx) => {
       const me = await this.agents.find(tx, caller.sessionId, caller.agentId);
       if (!me) {
         return;
       }
       const to = me.state === 'waiting' ? 'active' : me.state;
-      await this.lifecycle.transition(tx, me, to, timedOut ? 'switch_timeout' : 'reply_received', {
-        waitingOn: null,
-      });
-      if (timedOut) {
-        // The mail no longer needs answering; if the target has not taken it yet, drop it from its queue.
-        const pending = await this.items.findQueuedForMail(tx, caller.sessionId, messageId);
-        if (pending) {
-          await this.items.finish(tx, pending.taskId, {
-            state: 'cancelled',
-            error: { code: 'timeout', message: 'The sender stopped waiting' },
-            at: this.lifecycle.now(),
-          });
-        }
+      const reason =
+        ending === 'reply' ? 'reply_received' : ending === 'timeout' ? 'switch_timeout' : `switch_${ending}`;
+      await this.lifecycle.transition(tx, me, to, reason, { waitingOn: null });
+      if (ending === 'reply' || ending === 'failed') {
+        return;
+      }
+      const pending = await this.items.findQueuedForMail(tx, caller.sessionId, messageId);
+      if (pending) {
+        await this.items.finish(tx, pending.taskId, {
+          state: 'cancelled',
+          error: { code: ending, message: 'The sender stopped waiting' },
+          at: this.lifecycle.now(),
+        });
+      }
+      const late = await this.mail.findReplyTo(tx, caller.sessionId, messageId, target);
+      if (late && late.status === 'read') {
+        await this.mailbox.requeueAsUnread(tx, late);
       }
     });
   }

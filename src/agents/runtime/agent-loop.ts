@@ -14,6 +14,7 @@ export class AgentLoop {
   private readonly subscription: Subscription;
   private dirty = false;
   private running = false;
+  private pendingAbort?: { taskId?: string };
   private closed = false;
   private current?: { taskId: string; controller: AbortController };
   private draining: Promise<void> = Promise.resolve();
@@ -37,8 +38,13 @@ export class AgentLoop {
 
   /** Abandons the item in hand (all of them, or only `taskId`) at its next safe point. */
   abort(taskId?: string): void {
-    if (this.current && (taskId === undefined || this.current.taskId === taskId)) {
-      this.current.controller.abort();
+    if (this.current) {
+      if (taskId === undefined || this.current.taskId === taskId) {
+        this.current.controller.abort();
+      }
+    } else if (this.running) {
+      // Mid-claim: the item is not known yet; abandon it as soon as it is (if it is the one meant).
+      this.pendingAbort = { taskId };
     }
   }
 
@@ -55,6 +61,15 @@ export class AgentLoop {
     this.subscription.unsubscribe();
   }
 
+  private claimed(taskId: string, controller: AbortController): void {
+    this.current = { taskId, controller };
+    const pending = this.pendingAbort;
+    this.pendingAbort = undefined;
+    if (this.closed || (pending && (pending.taskId === undefined || pending.taskId === taskId))) {
+      controller.abort();
+    }
+  }
+
   private async drain(): Promise<void> {
     while (this.dirty && !this.closed) {
       this.dirty = false;
@@ -66,7 +81,7 @@ export class AgentLoop {
         let worked: boolean;
         this.running = true;
         try {
-          worked = await this.runOne(controller.signal, (taskId) => (this.current = { taskId, controller }));
+          worked = await this.runOne(controller.signal, (taskId) => this.claimed(taskId, controller));
         } catch (err) {
           // The database is down or a bug: the backstop poll will signal again.
           this.logger.warn(`Loop ${this.key} paused: ${err instanceof Error ? err.message : String(err)}`);
@@ -74,6 +89,7 @@ export class AgentLoop {
         } finally {
           this.current = undefined;
           this.running = false;
+          this.pendingAbort = undefined;
         }
         if (!worked) {
           break;

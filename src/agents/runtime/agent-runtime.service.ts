@@ -3,8 +3,9 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { Subscription } from 'rxjs';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentSignal, AgentSignals } from 'src/mailbox/agent-signals';
+import { WorkItem } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
@@ -122,19 +123,7 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     for (const sessionId of sessions) {
       await this.history.inSession(sessionId, async (tx) => {
         for (const item of running.filter((i) => i.sessionId === sessionId)) {
-          if (item.attempts >= this.config.maxAttempts) {
-            const error = { code: 'interrupted', message: `interrupted ${item.attempts} times; giving up` };
-            await this.items.finish(tx, item.taskId, { state: 'failed', error, at: this.lifecycle.now() });
-            const errorCount = await this.agents.recordError(tx, sessionId, item.agentId, error.message);
-            await this.history.record(tx, sessionId, 'async.task.failed', {
-              agentId: item.agentId,
-              taskId: item.taskId,
-              error,
-              errorCount,
-            });
-          } else {
-            await this.items.requeue(tx, item.taskId);
-          }
+          await this.putBack(tx, item);
         }
         for (const agent of await this.agents.listBySession(tx, sessionId)) {
           if (agent.state === 'active' || agent.state === 'waiting') {
@@ -155,16 +144,47 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     const running = await this.db.read((tx) => this.items.listRunning(tx));
     for (const item of running) {
       const loop = this.loops.get(key(item.sessionId, item.agentId));
-      if (loop && !loop.busy) {
-        await this.history.inSession(item.sessionId, async (tx) => {
-          await this.items.requeue(tx, item.taskId);
-          const agent = await this.agents.find(tx, item.sessionId, item.agentId);
-          if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
-            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
-          }
-        });
+      if (!loop || loop.busy) {
+        continue;
       }
+      await this.history.inSession(item.sessionId, async (tx) => {
+        // Checked again under the session lock: the loop may have claimed since the list was read.
+        if (loop.busy || !(await this.putBack(tx, item))) {
+          return;
+        }
+        const agent = await this.agents.find(tx, item.sessionId, item.agentId);
+        if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
+          await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+        }
+      });
     }
+  }
+
+  /**
+   * Returns an interrupted item to the queue, or fails it once it has been claimed MAX_ATTEMPTS
+   * times: a poison item must not loop forever. False when it was no longer running.
+   */
+  private async putBack(tx: Tx, item: WorkItem): Promise<boolean> {
+    if (item.attempts < this.config.maxAttempts) {
+      return this.items.requeue(tx, item.taskId);
+    }
+    const error = { code: 'interrupted', message: `interrupted ${item.attempts} times; giving up` };
+    const failed = await this.items.finish(tx, item.taskId, {
+      state: 'failed',
+      error,
+      at: this.lifecycle.now(),
+    });
+    if (!failed) {
+      return false;
+    }
+    const errorCount = await this.agents.recordError(tx, item.sessionId, item.agentId, error.message);
+    await this.history.record(tx, item.sessionId, 'async.task.failed', {
+      agentId: item.agentId,
+      taskId: item.taskId,
+      error,
+      errorCount,
+    });
+    return true;
   }
 }
 

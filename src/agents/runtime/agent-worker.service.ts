@@ -8,10 +8,10 @@ import { ChatMessage, ModelCallError, ToolCall } from 'src/llm/model-provider';
 import { LlmService } from 'src/llm/llm.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
+import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionRepository } from 'src/sessions/session.repository';
-import { SwitchService } from 'src/tools/switch.service';
 import { ToolRegistryService } from 'src/tools/tool-registry.service';
 import { AgentLimitError } from 'src/tools/tool.types';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
@@ -50,7 +50,7 @@ export class AgentWorker {
     private readonly postOffice: PostOfficeService,
     private readonly events: EventsService,
     private readonly tools: ToolRegistryService,
-    private readonly switches: SwitchService,
+    private readonly waiters: SwitchWaiters,
     private readonly llm: LlmService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -96,7 +96,14 @@ export class AgentWorker {
       }
       return;
     }
-    await this.complete(agent, item, outcome, pendingSleep);
+    try {
+      await this.complete(agent, item, outcome, pendingSleep);
+    } catch (err) {
+      if (err instanceof RpcError && err.reason === 'unavailable') {
+        throw err; // the database is away: the item stays running and is put back when it returns
+      }
+      await this.fail(agent, item, err, usage);
+    }
   }
 
   private async think(
@@ -284,7 +291,13 @@ export class AgentWorker {
           me = await this.lifecycle.get(tx, sessionId, agentId);
         }
       }
-      if (me.state === 'active' && pendingSleep) {
+      const wakeEvents = pendingSleep?.wakeEvents ?? me.wakeEvents;
+      const sleepNow =
+        me.state === 'active' &&
+        pendingSleep !== undefined &&
+        // What arrived during the step and would have woken a sleeper keeps it awake instead.
+        !(await this.items.hasWakingWork(tx, sessionId, agentId, wakeEvents));
+      if (sleepNow) {
         await this.events.sleep(tx, me, pendingSleep, 'sleep_tool');
       } else if (me.state === 'active') {
         await this.lifecycle.transition(tx, me, 'idle', done ? 'task_done' : 'task_cancelled');
@@ -311,22 +324,25 @@ export class AgentWorker {
     if (!(await this.mail.markReplied(tx, original, this.lifecycle.now()))) {
       return; // answered already, with reply_mail
     }
-    {
-      const awaited = this.switches.isAwaited(original);
-      const { mail } = await this.postOffice.deliver(tx, {
-        sessionId: agent.sessionId,
-        from: agent.agentId,
-        to: caller,
-        subject: `Re: ${item.payload.subject ?? ''}`,
-        body: final,
-        priority: 'high',
-        replyTo: original,
-        enqueue: !awaited,
-      });
-      this.lifecycle.afterCommit(tx, () =>
-        this.switches.deliverReply(original, { from: agent.agentId, body: final, messageId: mail.messageId }),
-      );
-    }
+    // Awaited: handed straight to the waiter (and queued by its endWait if it gave up meanwhile).
+    // Not awaited any more: ordinary mail for the caller, even past its queue limit.
+    const awaited = this.waiters.isAwaited(original);
+    const { mail } = await this.postOffice.deliver(tx, {
+      sessionId: agent.sessionId,
+      from: agent.agentId,
+      to: caller,
+      subject: `Re: ${item.payload.subject ?? ''}`,
+      body: final,
+      priority: 'high',
+      replyTo: original,
+      enqueue: !awaited,
+      force: true,
+    });
+    this.lifecycle.afterCommit(tx, () =>
+      this.waiters.settle(original, {
+        reply: { from: agent.agentId, body: final, messageId: mail.messageId },
+      }),
+    );
   }
 
   private async fail(agent: Agent, item: WorkItem, err: unknown, usage: Usage): Promise<void> {
@@ -364,7 +380,7 @@ export class AgentWorker {
         if (item.isSwitch && item.payload.messageId) {
           const original = item.payload.messageId;
           this.lifecycle.afterCommit(tx, () =>
-            this.switches.fail(original, `'${agent.agentId}' failed: ${failure.message}`),
+            this.waiters.settle(original, { error: `'${agent.agentId}' failed: ${failure.message}` }),
           );
         }
       }

@@ -1,3 +1,4 @@
+import safeRegex from 'safe-regex2';
 import { z } from 'zod';
 
 const stepSchema = z.union([
@@ -25,6 +26,10 @@ const ruleSchema = z
           .string()
           .max(1000)
           .refine((m) => isRegex(m), 'must be a valid regular expression')
+          .refine(
+            (m) => !isRegex(m) || safeRegex(m),
+            'may backtrack catastrophically (nested quantifiers); simplify it',
+          )
           .optional(),
       })
       .strict()

@@ -3,6 +3,9 @@ import { ChatMessage, ModelChunk, ModelProvider, ModelRequest, WorkContext } fro
 import { renderArgs, renderText } from './render';
 import { Script, ScriptRule } from './script.schema';
 
+// Rules match the start of very long prompts only: a bound on the work one regex test can do.
+const MATCH_TEXT_LIMIT = 20_000;
+
 export const NO_RULE_MATCHED = '(scripted) no rule matched';
 const NO_REPLY_STEP = '(scripted) done';
 
@@ -55,7 +58,8 @@ function findRule(script: Script, work: WorkContext): ScriptRule | undefined {
   return script.find(
     (r) =>
       (r.when.kind === undefined || r.when.kind === work.kind) &&
-      (r.when.match === undefined || new RegExp(r.when.match, 'i').test(work.prompt)),
+      (r.when.match === undefined ||
+        new RegExp(r.when.match, 'i').test(work.prompt.slice(0, MATCH_TEXT_LIMIT))),
   );
 }
 
