@@ -27,6 +27,8 @@ interface Outcome {
   final: string;
   usage: Usage;
   turns: ChatMessage[];
+  /** The last piece of streamed text, pushed in the completing transaction (one write fewer per item). */
+  tail: string;
 }
 
 /**
@@ -183,7 +185,9 @@ export class AgentWorker {
           }
         },
       );
-      await output.flush();
+      if (calls.length > 0) {
+        await output.flush();
+      }
       if (
         limits.maxTokensPerTask !== undefined &&
         usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask
@@ -198,7 +202,7 @@ export class AgentWorker {
       messages.push(reply);
       turns.push(reply);
       if (calls.length === 0) {
-        return { final: text, usage, turns };
+        return { final: text, usage, turns, tail: output.take() };
       }
       for (const call of calls) {
         signal.throwIfAborted();
@@ -243,13 +247,15 @@ export class AgentWorker {
   }
 
   private recordOutput(agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
-    return this.history.inSession(agent.sessionId, (tx) =>
-      this.history.record(tx, agent.sessionId, 'async.task.output', {
-        agentId: agent.agentId,
-        taskId: item.taskId,
-        delta,
-      }),
-    );
+    return this.history.inSession(agent.sessionId, (tx) => this.recordOutputIn(tx, agent, item, delta));
+  }
+
+  private recordOutputIn(tx: Tx, agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
+    return this.history.record(tx, agent.sessionId, 'async.task.output', {
+      agentId: agent.agentId,
+      taskId: item.taskId,
+      delta,
+    });
   }
 
   private async complete(
@@ -271,6 +277,9 @@ export class AgentWorker {
       if (done) {
         await this.conversation.append(tx, sessionId, agentId, outcome.turns, now);
         const { agentTokens, sessionTokens } = await this.chargeTokens(tx, agent, outcome.usage);
+        if (outcome.tail) {
+          await this.recordOutputIn(tx, agent, item, outcome.tail);
+        }
         await this.history.record(tx, sessionId, 'async.task.completed', {
           agentId,
           taskId: item.taskId,

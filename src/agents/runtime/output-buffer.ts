@@ -18,6 +18,13 @@ export class OutputBuffer {
     }
   }
 
+  /** Hands back what is buffered (for the caller to push itself) and empties the buffer. */
+  take(): string {
+    const delta = this.buffered;
+    this.buffered = '';
+    return delta;
+  }
+
   async flush(): Promise<void> {
     if (this.buffered) {
       const delta = this.buffered;
