@@ -54,6 +54,17 @@ describe('agent lifecycle: sleep, wake, stop, start, priorities and limits', () 
 
   const iso = (ms: number) => new Date(ms).toISOString();
 
+  /** The agent's state changes to `sleeping` as the session's history holds them (every one committed so far). */
+  const sleepsOf = async (sessionId: string, agentId: string) => {
+    const { events } = await client.ok('async.getHistory', { sessionId });
+    return (events as any[]).filter(
+      (e) =>
+        e.type === 'async.agent.stateChanged' &&
+        e.payload.agentId === agentId &&
+        e.payload.state === 'sleeping',
+    );
+  };
+
   describe('sleep', () => {
     it('with durationSeconds ends exactly on time, not a millisecond before', async () => {
       const sessionId = await startSession(client, newSessionId());
@@ -187,6 +198,98 @@ describe('agent lifecycle: sleep, wake, stop, start, priorities and limits', () 
         state: 'idle',
         reason: 'timer',
       });
+    });
+  });
+
+  describe('the sleep tool with wakeEvents', () => {
+    const dozeThenReply = [
+      {
+        when: { kind: 'task' },
+        do: [
+          { tool: 'sleep', args: { wakeEvents: ['ping'] } },
+          { reply: 'dozing off', delayMs: 4_201 },
+        ],
+      },
+      { when: { kind: 'event' }, do: [{ reply: 'got {{event}} {{data}}' }] },
+    ];
+
+    it('listens at once: an event broadcast while the step still runs is delivered, and the agent stays awake for it', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(client, sessionId, 'dozer', dozeThenReply, { wakeEvents: [] });
+      const task = await sendTask(sessionId, 'dozer', 'wind down');
+      await client.waitFor(
+        'async.tool.called',
+        (p) => p.sessionId === sessionId && p.agentId === 'dozer' && p.tool === 'sleep',
+      );
+      await clock.whenArmed(4_201); // the reply step is under way; the sleep has not started
+
+      expect((await statesOf(sessionId)).dozer).toMatchObject({
+        state: 'active',
+        current_task: 'task',
+        wake_events: ['ping'],
+      });
+      await expect(client.ok('async.broadcastEvent', { sessionId, event: 'pong' })).resolves.toEqual({
+        event: 'pong',
+        delivered: [],
+        woke: [],
+      });
+      await expect(
+        client.ok('async.broadcastEvent', { sessionId, event: 'ping', data: { n: 1 } }),
+      ).resolves.toEqual({ event: 'ping', delivered: ['dozer'], woke: [] });
+      clock.advance(4_201);
+
+      await expect(completed(task.taskId)).resolves.toMatchObject({ result: { final: 'dozing off' } });
+      const started = await atLeast('async.task.started', sessionId, 'dozer', 2);
+      expect(started[1]).toMatchObject({ kind: 'event' });
+      await expect(completed(started[1].taskId)).resolves.toMatchObject({
+        result: { final: 'got ping {"n":1}' },
+      });
+      await expect(stateChange(sessionId, 'dozer', (p) => p.previous === 'active')).resolves.toMatchObject({
+        state: 'idle',
+        reason: 'task_done',
+      });
+      expect(await sleepsOf(sessionId, 'dozer')).toEqual([]);
+      expect((await statesOf(sessionId)).dozer).toMatchObject({
+        state: 'idle',
+        queue_size: 0,
+        sleeping_until: null,
+        wake_events: ['ping'],
+      });
+    });
+
+    it('still sleeps when nothing it listens to came during the step, and the event wakes it later', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(client, sessionId, 'dozer', dozeThenReply, { wakeEvents: [] });
+      const task = await sendTask(sessionId, 'dozer', 'wind down');
+      await clock.whenArmed(4_201);
+      // A task is not what it listens for: it waits in the queue while the agent sleeps.
+      const queued = await sendTask(sessionId, 'dozer', 'later');
+      clock.advance(4_201);
+
+      await completed(task.taskId);
+      await expect(stateChange(sessionId, 'dozer', (p) => p.state === 'sleeping')).resolves.toMatchObject({
+        reason: 'sleep_tool',
+      });
+      expect((await statesOf(sessionId)).dozer).toMatchObject({
+        state: 'sleeping',
+        queue_size: 1,
+        wake_events: ['ping'],
+      });
+
+      await expect(client.ok('async.broadcastEvent', { sessionId, event: 'ping' })).resolves.toEqual({
+        event: 'ping',
+        delivered: ['dozer'],
+        woke: ['dozer'],
+      });
+      // The queued task comes first (same priority, older) and asks for sleep again, but the event
+      // it listens to is waiting: it stays awake and takes it.
+      await clock.advanceWhenArmed(4_201);
+      await completed(queued.taskId);
+      const started = await atLeast('async.task.started', sessionId, 'dozer', 3);
+      expect(started.map((p) => p.kind)).toEqual(['task', 'task', 'event']);
+      await expect(completed(started[2].taskId)).resolves.toMatchObject({ result: { final: 'got ping {}' } });
+      expect(await sleepsOf(sessionId, 'dozer')).toHaveLength(1);
+      expect((await statesOf(sessionId)).dozer).toMatchObject({ state: 'idle', queue_size: 0 });
     });
   });
 

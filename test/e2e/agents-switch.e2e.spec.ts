@@ -1,3 +1,7 @@
+import { AgentRepository } from 'src/agents/agent.repository';
+import { DatabaseService } from 'src/database/database.service';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { SwitchService } from 'src/tools/switch.service';
 import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
@@ -48,6 +52,28 @@ describe('send_mail_with_switch', () => {
     const end = await client.waitForTaskEnd(taskId);
     expect(end.name).toBe('async.task.completed');
     return end.payload;
+  };
+
+  /** The switch mail `from` sent to `to`, as pushed. */
+  const switchMail = async (sessionId: string, from: string, to: string) =>
+    (
+      await client.waitFor(
+        'async.mail.sent',
+        (p) => p.sessionId === sessionId && p.message.from === from && p.message.to === to,
+      )
+    ).message;
+
+  /**
+   * The taskId of the target's queued work item for a mail. The protocol names it only once the
+   * item starts, so the test reads it from the app's own repository.
+   */
+  const queuedItemFor = async (sessionId: string, messageId: string) => {
+    const items = sut.app.get(WorkItemRepository);
+    const item = await sut.app
+      .get(DatabaseService)
+      .read((tx) => items.findQueuedForMail(tx, sessionId, messageId));
+    expect(item).toBeDefined();
+    return item!.taskId;
   };
 
   const switchCall = (sessionId: string, agentId: string) =>
@@ -412,5 +438,227 @@ describe('send_mail_with_switch', () => {
     const states = await stateOf(sessionId);
     expect(states.caller).toMatchObject({ state: 'idle', error_count: 0, queue_size: 0 });
     expect(states.fragile).toMatchObject({ state: 'idle', error_count: 1 });
+  });
+
+  it("ends the caller's wait at once, with an error result, when the target's switch mail is cancelled", async () => {
+    const sessionId = await startSession(client, newSessionId());
+    await createScripted(client, sessionId, 'asker', [
+      { when: { kind: 'task' }, do: [ask('busy'), { reply: 'went on: {{result.error}}' }] },
+    ]);
+    await createScripted(client, sessionId, 'busy', [
+      { when: { kind: 'task' }, do: [{ reply: 'slow done', delayMs: 60_002 }] },
+      { when: { kind: 'mailbox_message' }, do: [{ reply: 'never sent' }] },
+    ]);
+    const slow = await sendTask(sessionId, 'busy', 'slow job');
+    await clock.whenArmed(60_002); // busy is mid-step, so the switch mail waits in its queue
+    const asked = await sendTask(sessionId, 'asker', 'anyone?');
+    await client.waitFor(
+      'async.agent.stateChanged',
+      (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.state === 'waiting',
+    );
+    const question = await switchMail(sessionId, 'asker', 'busy');
+    const mailTask = await queuedItemFor(sessionId, question.messageId);
+    await clock.whenArmed(120_000); // the default timeout of the wait
+    const before = clock.now();
+
+    await expect(client.ok('async.cancelTask', { sessionId, taskId: mailTask })).resolves.toEqual({
+      taskId: mailTask,
+      state: 'cancelled',
+    });
+
+    // No time passes: the wait ends because of the cancel, not its 120 s timeout.
+    const done = await completed(asked.taskId);
+    expect(done.result.final).toMatch(/^went on: .*cancelled/);
+    const call = await switchCall(sessionId, 'asker');
+    expect(call.result).toEqual({ error: expect.stringMatching(/cancelled/) });
+    expect(clock.now()).toBe(before);
+    await expect(
+      client.waitFor(
+        'async.agent.stateChanged',
+        (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.previous === 'waiting',
+      ),
+    ).resolves.toMatchObject({ state: 'active' });
+    const during = await stateOf(sessionId);
+    expect(during.asker).toMatchObject({ state: 'idle', queue_size: 0, error_count: 0 });
+    expect(during.busy).toMatchObject({ state: 'active', current_task: 'task', queue_size: 0 });
+
+    clock.advance(60_002);
+    await completed(slow.taskId);
+    const next = await sendTask(sessionId, 'busy', 'after');
+    await clock.advanceWhenArmed(60_002);
+    await completed(next.taskId);
+    expect(of('async.task.started', sessionId, 'busy').map((p) => p.kind)).toEqual(['task', 'task']);
+    await expect(client.ok('async.getTask', { sessionId, taskId: mailTask })).resolves.toMatchObject({
+      agentId: 'busy',
+      state: 'cancelled',
+    });
+    const { messages } = await client.ok('async.listMail', { sessionId });
+    expect(messages.map((m: any) => m.from)).toEqual(['asker']);
+  });
+
+  describe('stopping the caller', () => {
+    it('mid-step before its switch step: no mail is sent, and after startAgent the item runs again to the end', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(client, sessionId, 'asker', [
+        {
+          when: { kind: 'task' },
+          do: [{ ...ask('helper'), delayMs: 4_301 }, { reply: 'asker got: {{result.reply.body}}' }],
+        },
+      ]);
+      await createScripted(client, sessionId, 'helper', [
+        { when: { kind: 'mailbox_message' }, do: [{ reply: 'answer to {{body}}' }] },
+      ]);
+      const asked = await sendTask(sessionId, 'asker', 'the question');
+      await clock.whenArmed(4_301); // the model call that will ask is under way
+
+      await expect(client.ok('async.stopAgent', { sessionId, agentId: 'asker' })).resolves.toEqual({
+        agentId: 'asker',
+        state: 'stopped',
+      });
+
+      await expect(
+        client.waitFor(
+          'async.agent.stateChanged',
+          (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.state === 'stopped',
+        ),
+      ).resolves.toMatchObject({ previous: 'active' });
+      expect((await stateOf(sessionId)).asker.state).toBe('stopped');
+      await expect(client.ok('async.listMail', { sessionId })).resolves.toMatchObject({ messages: [] });
+
+      await client.ok('async.startAgent', { sessionId, agentId: 'asker' });
+      await client.waitFor(
+        'async.task.started',
+        (p) =>
+          p.sessionId === sessionId &&
+          p.agentId === 'asker' &&
+          of('async.task.started', sessionId, 'asker').length >= 2,
+      );
+      await clock.advanceWhenArmed(4_301);
+
+      await expect(completed(asked.taskId)).resolves.toMatchObject({
+        result: { final: 'asker got: answer to the question' },
+      });
+      expect(of('async.task.started', sessionId, 'asker').map((p) => p.taskId)).toEqual([
+        asked.taskId,
+        asked.taskId,
+      ]);
+      expect(of('async.task.failed', sessionId)).toEqual([]);
+      const { messages } = await client.ok('async.listMail', { sessionId });
+      expect(messages.map((m: any) => [m.from, m.to])).toEqual([
+        ['helper', 'asker'],
+        ['asker', 'helper'],
+      ]);
+      const states = await stateOf(sessionId);
+      expect(states.asker).toMatchObject({ state: 'idle', queue_size: 0 });
+      expect(states.helper).toMatchObject({ state: 'idle', queue_size: 0 });
+    });
+
+    it('while it waits: the wait ends, its mail leaves the queue, and after startAgent it asks again', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(client, sessionId, 'asker', [
+        { when: { kind: 'task' }, do: [ask('helper'), { reply: 'asker got: {{result.reply.body}}' }] },
+      ]);
+      await createScripted(client, sessionId, 'helper', [
+        { when: { kind: 'task' }, do: [{ reply: 'slow done', delayMs: 60_003 }] },
+        { when: { kind: 'mailbox_message' }, do: [{ reply: 'answer to {{body}}' }] },
+      ]);
+      const slow = await sendTask(sessionId, 'helper', 'slow job');
+      await clock.whenArmed(60_003); // helper is mid-step, so the switch mail waits in its queue
+      const asked = await sendTask(sessionId, 'asker', 'the question');
+      await client.waitFor(
+        'async.agent.stateChanged',
+        (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.state === 'waiting',
+      );
+      const first = await switchMail(sessionId, 'asker', 'helper');
+      const firstItem = await queuedItemFor(sessionId, first.messageId);
+
+      await client.ok('async.stopAgent', { sessionId, agentId: 'asker' });
+
+      await expect(
+        client.waitFor(
+          'async.agent.stateChanged',
+          (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.state === 'stopped',
+        ),
+      ).resolves.toMatchObject({ previous: 'waiting' });
+      await client.ok('async.startAgent', { sessionId, agentId: 'asker' });
+      await client.waitFor(
+        'async.mail.sent',
+        (p) =>
+          p.sessionId === sessionId && p.message.from === 'asker' && p.message.messageId !== first.messageId,
+      );
+      // By now the first wait is over: its mail was taken out of helper's queue.
+      await expect(client.ok('async.getTask', { sessionId, taskId: firstItem })).resolves.toMatchObject({
+        state: 'cancelled',
+      });
+      expect((await stateOf(sessionId)).helper).toMatchObject({ current_task: 'task', queue_size: 1 });
+
+      clock.advance(60_003);
+
+      await completed(slow.taskId);
+      await expect(completed(asked.taskId)).resolves.toMatchObject({
+        result: { final: 'asker got: answer to the question' },
+      });
+      expect(of('async.task.started', sessionId, 'helper').map((p) => p.kind)).toEqual([
+        'task',
+        'mailbox_message',
+      ]);
+      expect(of('async.task.failed', sessionId)).toEqual([]);
+      const states = await stateOf(sessionId);
+      expect(states.asker).toMatchObject({ state: 'idle', queue_size: 0 });
+      expect(states.helper).toMatchObject({ state: 'idle', queue_size: 0 });
+    });
+
+    describe('a stop that came before the wait began (SwitchService.call, in process)', () => {
+      const agentOf = (sessionId: string, agentId: string) => {
+        const agents = sut.app.get(AgentRepository);
+        return sut.app.get(DatabaseService).read(async (tx) => (await agents.find(tx, sessionId, agentId))!);
+      };
+      const question = { to: 'helper', subject: 'Question', body: 'q', timeoutSeconds: 120 };
+
+      it('an already stopped caller sends nothing and does not wait', async () => {
+        const sessionId = await startSession(client, newSessionId());
+        await createScripted(client, sessionId, 'asker', replyAll('x'), {}, { autoStart: false });
+        await createScripted(client, sessionId, 'helper', replyAll('answer'));
+
+        const call = sut.app
+          .get(SwitchService)
+          .call(await agentOf(sessionId, 'asker'), question, new AbortController().signal);
+
+        await expect(call).rejects.toMatchObject({ name: 'AbortError' });
+        await expect(client.ok('async.listMail', { sessionId })).resolves.toMatchObject({ messages: [] });
+        expect((await stateOf(sessionId)).asker.state).toBe('stopped');
+        expect(of('async.agent.stateChanged', sessionId, 'asker').map((p) => p.state)).not.toContain(
+          'waiting',
+        );
+      });
+
+      it('a signal aborted while the mail is being sent ends the wait at once and takes the mail back', async () => {
+        const sessionId = await startSession(client, newSessionId());
+        await createScripted(client, sessionId, 'asker', replyAll('x'));
+        await createScripted(client, sessionId, 'helper', [
+          { when: { kind: 'task' }, do: [{ reply: 'slow done', delayMs: 60_004 }] },
+          { when: {}, do: [{ reply: 'answer' }] },
+        ]);
+        const slow = await sendTask(sessionId, 'helper', 'slow job');
+        await clock.whenArmed(60_004); // helper is mid-step, so the switch mail would wait in its queue
+        const controller = new AbortController();
+
+        const call = sut.app
+          .get(SwitchService)
+          .call(await agentOf(sessionId, 'asker'), question, controller.signal);
+        controller.abort(); // after the call's first check, before it listens for an abort
+
+        await expect(call).rejects.toMatchObject({ name: 'AbortError' });
+        const sent = await switchMail(sessionId, 'asker', 'helper');
+        const states = await stateOf(sessionId);
+        expect(states.helper).toMatchObject({ queue_size: 0 });
+        expect(states.asker.state).not.toBe('waiting');
+        clock.advance(60_004);
+        await completed(slow.taskId);
+        expect(of('async.task.started', sessionId, 'helper').map((p) => p.kind)).toEqual(['task']);
+        const { messages } = await client.ok('async.listMail', { sessionId });
+        expect(messages.map((m: any) => m.messageId)).toEqual([sent.messageId]);
+      });
+    });
   });
 });

@@ -403,6 +403,47 @@ describe('Every client method over socket.io', () => {
       expect(broadcast).toEqual({ event: 'ping', delivered: ['custom'], woke: [] });
     });
 
+    it('refuses a script regex that may backtrack catastrophically, and runs an ordinary one', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      const ordinary = { when: { match: '^deploy (\\w+) now$' }, do: [{ reply: 'deploying' }] };
+      const error = await rejects(
+        'async.createAgent',
+        {
+          sessionId,
+          agentId: 'redos',
+          config: { script: [{ when: { match: '(a+)+$' }, do: [{ reply: 'never' }] }, ordinary] },
+        },
+        'invalid_params',
+        ['config.script.0.when.match'],
+      );
+      expect(error.data.issues![0].message).toMatch(/backtrack/);
+      await rejects(
+        'async.createAgent',
+        {
+          sessionId,
+          agentId: 'redos',
+          config: {
+            script: [ordinary, { when: { kind: 'task', match: '(x*)*y' }, do: [{ reply: 'never' }] }],
+          },
+        },
+        'invalid_params',
+        ['config.script.1.when.match'],
+      );
+      expect(await states(sessionId)).toEqual({});
+
+      await createScripted(client, sessionId, 'regular', [ordinary, { when: {}, do: [{ reply: 'other' }] }]);
+      const hit = await task(sessionId, 'regular', 'Deploy api NOW');
+      const miss = await task(sessionId, 'regular', 'deploy the api now');
+      await expect(client.waitForTaskEnd(hit.taskId)).resolves.toMatchObject({
+        name: 'async.task.completed',
+        payload: { result: { final: 'deploying' } },
+      });
+      await expect(client.waitForTaskEnd(miss.taskId)).resolves.toMatchObject({
+        name: 'async.task.completed',
+        payload: { result: { final: 'other' } },
+      });
+    });
+
     it('lays config.limits over the defaults: step limit fails the task, a spent token budget stops the agent', async () => {
       const sessionId = await startSession(client, newSessionId());
       const twoSteps = [{ when: {}, do: [{ tool: 'list_agents' }, { reply: 'listed' }] }];
@@ -1344,6 +1385,94 @@ describe('Every client method over socket.io', () => {
       await expect(client.ok('async.getHistory', { sessionId })).resolves.toMatchObject({ nextAfter: 1 });
     });
 
+    it('answers a lone UTF-16 surrogate anywhere in the params with invalid_params at its path', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(
+        client,
+        sessionId,
+        'u',
+        replyAll('ok'),
+        { wakeEvents: ['e'] },
+        { autoStart: false },
+      );
+      const lone = await rejects(
+        'async.sendTask',
+        { sessionId, agentId: 'u', prompt: 'a\ud800b' },
+        'invalid_params',
+        ['prompt'],
+      );
+      expect(lone.data.issues![0].message).toMatch(/surrogate/);
+      await rejects('async.sendTask', { sessionId, agentId: 'u', prompt: 'low \udc00' }, 'invalid_params', [
+        'prompt',
+      ]);
+      // A low surrogate before a high one is not a pair.
+      await rejects('async.sendTask', { sessionId, agentId: 'u', prompt: '\udc00\ud800' }, 'invalid_params', [
+        'prompt',
+      ]);
+      await rejects(
+        'async.broadcastEvent',
+        { sessionId, event: 'e', data: { list: ['ok', { v: 'cut \ud83d' }] } },
+        'invalid_params',
+        ['data.list.1.v'],
+      );
+      const metadataSession = newSessionId();
+      await rejects(
+        'session.start',
+        { sessionId: metadataSession, metadata: { '\ud800': 1 } },
+        'invalid_params',
+        ['metadata.\ud800'],
+      );
+      const nul = await rejects(
+        'async.sendTask',
+        { sessionId, agentId: 'u', prompt: 'a\u0000b' },
+        'invalid_params',
+        ['prompt'],
+      );
+      expect(nul.data.issues![0].message).toMatch(/NUL/);
+      const { sessions } = await client.ok('session.list', {});
+      expect(sessions.map((s: any) => s.sessionId)).not.toContain(metadataSession);
+      expect((await states(sessionId)).u.queue_size).toBe(0);
+
+      // A proper pair (an emoji) is stored and read back unchanged.
+      const paired = await task(sessionId, 'u', 'ship it \ud83d\ude80');
+      await expect(client.ok('async.getTask', { sessionId, taskId: paired.taskId })).resolves.toMatchObject({
+        prompt: 'ship it 🚀',
+      });
+    });
+
+    it('answers params nested deeper than 64 levels with invalid_params at the params itself', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      await createScripted(client, sessionId, 'd', replyAll('{{data}}'), { wakeEvents: ['e'] });
+      /** `levels` objects, one inside the other. */
+      const nest = (levels: number): unknown => (levels === 0 ? 'leaf' : { a: nest(levels - 1) });
+      const arrays = (levels: number): unknown => (levels === 0 ? 1 : [arrays(levels - 1)]);
+
+      // The params object is level 1, so `data` may hold 63 more.
+      const deepest = await client.ok('async.broadcastEvent', { sessionId, event: 'e', data: nest(63) });
+      expect(deepest).toEqual({ event: 'e', delivered: ['d'], woke: [] });
+      await expect(push(sessionId, 'async.event.broadcast')).resolves.toMatchObject({ data: nest(63) });
+
+      for (const data of [nest(64), arrays(64), { ok: 1, list: [1, nest(70)] }, arrays(1_000)]) {
+        const error = await rejects(
+          'async.broadcastEvent',
+          { sessionId, event: 'e', data },
+          'invalid_params',
+          [''],
+        );
+        expect(error.data.issues![0].message).toMatch(/64/);
+      }
+      await rejects(
+        'async.sendTask',
+        { sessionId, agentId: 'd', prompt: 'p', extra: nest(64) },
+        'invalid_params',
+        [''],
+      );
+      const started = await push(sessionId, 'async.task.started', (p) => p.agentId === 'd');
+      await client.waitForTaskEnd(started.taskId);
+      expect(pushesOf(sessionId, 'async.event.broadcast')).toHaveLength(1);
+      expect(pushesOf(sessionId, 'async.task.started')).toHaveLength(1);
+    });
+
     it('answers params over 256 KiB with limit_exceeded, and takes them at exactly the limit', async () => {
       const sessionId = await startSession(client, newSessionId());
       await createScripted(client, sessionId, 'big', replyAll('ok'), {}, { autoStart: false });
@@ -1440,5 +1569,73 @@ describe('Every client method over socket.io', () => {
       await expect(client.ok('session.list', {})).resolves.toHaveProperty('sessions');
       expect(client.socket.connected).toBe(true);
     });
+  });
+});
+
+describe('async.sendTask against a full queue', () => {
+  let sut: TestApp;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    sut = await startTestApp({ env: { MAX_QUEUE_SIZE: '2' } });
+    client = await TestClient.connect(sut.url);
+  });
+
+  afterAll(async () => {
+    client.close();
+    await sut.close();
+  });
+
+  const send = (params: Record<string, unknown>) => client.call('async.sendTask', params);
+
+  it('answers a repeated idempotencyKey with the original taskId even when the queue is full', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    await createScripted(client, sessionId, 'full', replyAll('{{prompt}}'), {}, { autoStart: false });
+    const task = (prompt: string, idempotencyKey?: string) =>
+      send({ sessionId, agentId: 'full', prompt, ...(idempotencyKey ? { idempotencyKey } : {}) });
+
+    const first = await task('one', 'k-1');
+    const second = await task('two', 'k-2');
+    expect(first).toEqual({ result: { taskId: expect.any(String), queued: true, queueSize: 1 } });
+    expect(second).toEqual({ result: { taskId: expect.any(String), queued: true, queueSize: 2 } });
+    const firstId = (first as any).result.taskId;
+    const secondId = (second as any).result.taskId;
+    for (const refused of [await task('three', 'k-3'), await task('no key')]) {
+      expect(refused).toMatchObject({
+        error: { code: CODES.limit_exceeded, data: { reason: 'limit_exceeded' } },
+      });
+    }
+
+    // A client retrying an acknowledged send learns its task, not that the queue is full.
+    await expect(task('one, retried', 'k-1')).resolves.toEqual({
+      result: { taskId: firstId, queued: true, queueSize: 2 },
+    });
+    await expect(task('two, retried', 'k-2')).resolves.toEqual({
+      result: { taskId: secondId, queued: true, queueSize: 2 },
+    });
+    const { agents } = await client.ok('async.getAgentStates', { sessionId });
+    expect(agents.full.queue_size).toBe(2);
+
+    await client.ok('async.startAgent', { sessionId, agentId: 'full' });
+    await expect(client.waitForTaskEnd(firstId)).resolves.toMatchObject({
+      payload: { result: { final: 'one' } },
+    });
+    await expect(client.waitForTaskEnd(secondId)).resolves.toMatchObject({
+      payload: { result: { final: 'two' } },
+    });
+    const third = await client.ok('async.sendTask', {
+      sessionId,
+      agentId: 'full',
+      prompt: 'three',
+      idempotencyKey: 'k-3',
+    });
+    await expect(client.waitForTaskEnd(third.taskId)).resolves.toMatchObject({
+      payload: { result: { final: 'three' } },
+    });
+    const started = client
+      .of('async.task.started')
+      .filter((p) => p.sessionId === sessionId)
+      .map((p) => p.taskId);
+    expect(started).toEqual([firstId, secondId, third.taskId]);
   });
 });

@@ -158,6 +158,27 @@ describe('cron schedules', () => {
     expect(error.data.issues!.map((i) => i.path)).toContain(path);
   });
 
+  it('refuses a cron that parses but never comes due, and takes a rare one that does', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    await createScripted(client, sessionId, 'never', echoSchedule);
+    for (const cron of ['0 0 30 2 *', '0 0 31 4 *', '0 0 0 31 11 *']) {
+      const error = await client.fails('async.scheduleAgent', {
+        sessionId,
+        agentId: 'never',
+        cron,
+        prompt: 'x',
+      });
+      expect(error).toMatchObject({ code: -32602, data: { reason: 'invalid_params' } });
+      expect(error.data.issues).toEqual([{ path: 'cron', message: expect.any(String) }]);
+    }
+    await expect(client.ok('async.listSchedules', { sessionId })).resolves.toEqual({ schedules: [] });
+
+    // 29 February: the clock is in 2026, so the next one is in 2028.
+    await expect(
+      client.ok('async.scheduleAgent', { sessionId, agentId: 'never', cron: '0 0 29 2 *', prompt: 'leap' }),
+    ).resolves.toMatchObject({ nextRunAt: '2028-02-29T00:00:00.000Z' });
+  });
+
   it('answers agent_not_found and session_not_found', async () => {
     const sessionId = await startSession(client, newSessionId());
     const params = { cron: '* * * * *', prompt: 'x' };

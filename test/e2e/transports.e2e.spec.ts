@@ -119,6 +119,36 @@ describe('JSON-RPC transports', () => {
       });
     });
 
+    it('refuses a batch of more than 100 requests with one invalid_request error, running none of them', async () => {
+      const starts = (n: number) => {
+        const ids = Array.from({ length: n }, () => newSessionId('batch'));
+        const batch = ids.map((sessionId, i) => ({
+          jsonrpc: '2.0',
+          id: i,
+          method: 'session.start',
+          params: { sessionId },
+        }));
+        return { ids, batch };
+      };
+      const tooMany = starts(101);
+
+      await expect(rpc(tooMany.batch)).resolves.toEqual({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32600, message: expect.stringMatching(/100/), data: { reason: 'invalid_request' } },
+      });
+
+      const enough = starts(100);
+      const replies = await rpc(enough.batch);
+      expect(replies).toHaveLength(100);
+      expect(replies.map((r: any) => r.id)).toEqual(enough.batch.map((b) => b.id));
+      expect(replies.map((r: any) => r.result?.sessionId)).toEqual(enough.ids);
+      const { result } = await rpc({ jsonrpc: '2.0', id: 1, method: 'session.list' });
+      const listed = new Set(result.sessions.map((s: any) => s.sessionId));
+      expect(enough.ids.filter((id) => !listed.has(id))).toEqual([]);
+      expect(tooMany.ids.filter((id) => listed.has(id))).toEqual([]);
+    });
+
     it('answers a lone notification with 204 and no body', async () => {
       const res = await post(JSON.stringify({ jsonrpc: '2.0', method: 'session.list' }));
       expect(res.status).toBe(204);
@@ -197,6 +227,24 @@ describe('JSON-RPC transports', () => {
         agentId: 'reviewer',
         seq: expect.any(Number),
         at: expect.any(String),
+      });
+      client.close();
+    });
+
+    it('refuses a batch of more than 100 requests and keeps the connection', async () => {
+      const client = await WsClient.connect(sut.url);
+      const batch = (n: number, from: number) =>
+        JSON.stringify(
+          Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: from + i, method: 'templates.list' })),
+        );
+      client.send(batch(101, 1_000));
+      await expect(client.reply((r) => r.error?.code === -32600)).resolves.toMatchObject({
+        id: null,
+        error: { data: { reason: 'invalid_request' } },
+      });
+      client.send(batch(100, 2_000));
+      await expect(client.reply((r) => r.id === 2_099)).resolves.toMatchObject({
+        result: { templates: expect.any(Array) },
       });
       client.close();
     });
