@@ -36,7 +36,7 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-async function run(label: string, databaseUrl?: string): Promise<Figures> {
+async function run(label: string, databaseUrl: string | undefined, spread: boolean): Promise<Figures> {
   const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-'));
   const app = await createApp(
     loadConfig({
@@ -51,11 +51,16 @@ async function run(label: string, databaseUrl?: string): Promise<Figures> {
   const socket = io(url, { transports: ['websocket'] });
   await new Promise((r) => socket.once('connect', () => r(undefined)));
   const sessionId = `bench-${Date.now()}`;
+  // One session for all agents, or one session each: sessions are the unit of write serialization.
+  const sessionOf = (i: number) => (spread ? `${sessionId}-${i}` : sessionId);
   await call(socket, 'session.start', { sessionId });
   const reply = [{ when: {}, do: [{ reply: 'ok {{prompt}}' }] }];
   for (let i = 0; i < AGENTS; i++) {
+    if (spread) {
+      await call(socket, 'session.start', { sessionId: sessionOf(i) });
+    }
     await call(socket, 'async.createAgent', {
-      sessionId,
+      sessionId: sessionOf(i),
       agentId: `worker${i}`,
       template: 'assistant',
       config: { script: reply },
@@ -84,7 +89,7 @@ async function run(label: string, databaseUrl?: string): Promise<Figures> {
       for (let t = 0; t < TASKS_PER_AGENT; t++) {
         const t0 = performance.now();
         const { taskId } = await call(socket, 'async.sendTask', {
-          sessionId,
+          sessionId: sessionOf(a),
           agentId: `worker${a}`,
           prompt: `task ${t}`,
         });
@@ -168,10 +173,14 @@ async function freshDatabase(server: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const results = [await run('embedded PGlite')];
+  const results = [
+    await run('embedded PGlite, 1 session', undefined, false),
+    await run(`embedded PGlite, ${AGENTS} sessions`, undefined, true),
+  ];
   const server = process.env.BENCH_DATABASE_URL;
   if (server) {
-    results.push(await run('Postgres server', await freshDatabase(server)));
+    results.push(await run('Postgres server, 1 session', await freshDatabase(server), false));
+    results.push(await run(`Postgres server, ${AGENTS} sessions`, await freshDatabase(server), true));
   }
   const f = (n: number) => n.toFixed(1);
   const rows = results.map(
@@ -185,10 +194,12 @@ async function main(): Promise<void> {
     `Measured ${new Date().toISOString()} on ${machine}.`,
     `Command: \`npm run bench\` (with \`BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test\` for the Postgres row).`,
     '',
-    `Workload: ${AGENTS} scripted agents in one session, ${TASKS_PER_AGENT} tasks each sent at once over socket.io`,
+    `Workload: ${AGENTS} scripted agents (in one session, or one session each), ${TASKS_PER_AGENT} tasks each sent at once over socket.io`,
     `(${AGENTS * TASKS_PER_AGENT} tasks); then ${SWITCH_ROUNDS} sequential send_mail_with_switch round trips between two agents.`,
     'Times in milliseconds. The scripted model answers instantly, so this measures Mailroom itself: the',
-    'durable enqueue, claim, history and push path.',
+    "durable enqueue, claim, history and push path. Every write to a session takes that session's lock",
+    '(ADR 0002), so one busy session is serialized while separate sessions run in parallel on Postgres;',
+    'the embedded PGlite serializes everything in the process (ADR 0003).',
     '',
     '| database | tasks/s | sendTask ack p50 | ack p99 | task end-to-end p50 | switch round trip p50 |',
     '|---|---|---|---|---|---|',
