@@ -10,28 +10,17 @@ import { PostOfficeService } from './post-office.service';
 import { TasksService } from './tasks.service';
 import { TemplatesService } from './templates.service';
 
+const PROVIDERS = [
+  AgentRepository,
+  ConversationRepository,
+  AgentLifecycleService,
+  AgentsService,
+  TasksService,
+  MailService,
+  PostOfficeService,
+  TemplatesService,
+];
+
 /** Agent records, templates and lifecycle. The loop that runs agents is AgentRuntimeModule (`runtime/`). */
-@Module({
-  imports: [SessionsModule, MailboxModule],
-  providers: [
-    AgentRepository,
-    ConversationRepository,
-    AgentLifecycleService,
-    AgentsService,
-    TasksService,
-    MailService,
-    PostOfficeService,
-    TemplatesService,
-  ],
-  exports: [
-    AgentRepository,
-    ConversationRepository,
-    AgentLifecycleService,
-    AgentsService,
-    TasksService,
-    MailService,
-    PostOfficeService,
-    TemplatesService,
-  ],
-})
+@Module({ imports: [SessionsModule, MailboxModule], providers: PROVIDERS, exports: PROVIDERS })
 export class AgentsModule {}

@@ -168,23 +168,10 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     if (item.attempts < this.config.maxAttempts) {
       return this.items.requeue(tx, item.taskId);
     }
-    const error = { code: 'interrupted', message: `interrupted ${item.attempts} times; giving up` };
-    const failed = await this.items.finish(tx, item.taskId, {
-      state: 'failed',
-      error,
-      at: this.lifecycle.now(),
+    return this.worker.markFailed(tx, item, {
+      code: 'interrupted',
+      message: `interrupted ${item.attempts} times; giving up`,
     });
-    if (!failed) {
-      return false;
-    }
-    const errorCount = await this.agents.recordError(tx, item.sessionId, item.agentId, error.message);
-    await this.history.record(tx, item.sessionId, 'async.task.failed', {
-      agentId: item.agentId,
-      taskId: item.taskId,
-      error,
-      errorCount,
-    });
-    return true;
   }
 }
 

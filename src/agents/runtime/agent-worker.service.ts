@@ -370,29 +370,9 @@ export class AgentWorker {
     }
     const error = { code: failure.code, message: failure.message };
     await this.history.inSession(agent.sessionId, async (tx) => {
-      const failed = await this.items.finish(tx, item.taskId, {
-        state: 'failed',
-        error,
-        usage,
-        at: this.lifecycle.now(),
-      });
+      await this.markFailed(tx, item, error, usage);
       await this.chargeTokens(tx, agent, usage);
       let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
-      if (failed) {
-        const errorCount = await this.agents.recordError(tx, agent.sessionId, agent.agentId, failure.message);
-        await this.history.record(tx, agent.sessionId, 'async.task.failed', {
-          agentId: agent.agentId,
-          taskId: item.taskId,
-          error,
-          errorCount,
-        });
-        if (item.isSwitch && item.payload.messageId) {
-          const original = item.payload.messageId;
-          this.lifecycle.afterCommit(tx, () =>
-            this.waiters.settle(original, { error: `'${agent.agentId}' failed: ${failure.message}` }),
-          );
-        }
-      }
       if (failure.stopAgent) {
         me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
       }
@@ -400,6 +380,41 @@ export class AgentWorker {
         await this.lifecycle.transition(tx, me, 'idle', 'task_failed', { waitingOn: null });
       }
     });
+  }
+
+  /**
+   * Marks a queued or running item failed, counts the error on its agent, records `async.task.failed`
+   * and ends the wait of a send-and-switch caller on it. False when the item had already ended.
+   */
+  async markFailed(
+    tx: Tx,
+    item: WorkItem,
+    error: { code: string; message: string },
+    usage?: Usage,
+  ): Promise<boolean> {
+    const failed = await this.items.finish(tx, item.taskId, {
+      state: 'failed',
+      error,
+      usage,
+      at: this.lifecycle.now(),
+    });
+    if (!failed) {
+      return false;
+    }
+    const errorCount = await this.agents.recordError(tx, item.sessionId, item.agentId, error.message);
+    await this.history.record(tx, item.sessionId, 'async.task.failed', {
+      agentId: item.agentId,
+      taskId: item.taskId,
+      error,
+      errorCount,
+    });
+    const original = item.isSwitch ? item.payload.messageId : undefined;
+    if (original) {
+      this.lifecycle.afterCommit(tx, () =>
+        this.waiters.settle(original, { error: `'${item.agentId}' failed: ${error.message}` }),
+      );
+    }
+    return true;
   }
 
   /** The agent was stopped (or the task cancelled) mid-step: the item goes back to the queue unless cancelled. */
