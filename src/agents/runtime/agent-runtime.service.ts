@@ -103,8 +103,22 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
       for (const { sessionId, agentId } of await this.db.read((tx) => this.items.listClaimable(tx))) {
         this.loopFor(sessionId, agentId).signal();
       }
+      await this.pruneLoops();
     } catch (err) {
       this.logger.debug(`Backstop poll skipped: ${String(err)}`);
+    }
+  }
+
+  /** Lets go of the loops of stopped agents (a signal makes a new one when they start again). */
+  private async pruneLoops(): Promise<void> {
+    const live = new Set(
+      (await this.db.read((tx) => this.agents.listLive(tx))).map((a) => key(a.sessionId, a.agentId)),
+    );
+    for (const [k, loop] of this.loops) {
+      if (!live.has(k) && !loop.busy) {
+        this.loops.delete(k);
+        void loop.close();
+      }
     }
   }
 
