@@ -5,7 +5,7 @@ import { json, text } from 'express';
 import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
-import { MailroomIoAdapter } from './gateway/io.adapter';
+import { MailroomIoAdapter, messageLimitBytes } from './gateway/io.adapter';
 
 const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -19,7 +19,7 @@ export async function createApp(
     bodyParser: false,
   });
   // POST /rpc reads its body as text, so that malformed JSON is a JSON-RPC parse_error, not an HTTP 400.
-  const bodyLimit = Math.max(8 * 2 ** 20, config.maxParamsBytes * 8);
+  const bodyLimit = messageLimitBytes(config.maxParamsBytes);
   app.use('/rpc', text({ type: () => true, limit: bodyLimit }));
   app.use(json({ limit: bodyLimit }));
   app.useWebSocketAdapter(new MailroomIoAdapter(app, config.maxParamsBytes));

@@ -14,7 +14,7 @@ import { Agent, AgentState } from './agent.types';
  *
  *   idle ⇄ active ⇄ waiting      (the loop: claim, send-and-switch, finish)
  *   any → sleeping → idle/active  (sleep; woken by timer, event, mail or wakeAgent)
- *   any → stopped → idle          (stopAgent / limits; startAgent)
+ *   any → stopped → idle/active/waiting  (stopAgent / limits; startAgent resumes what the loop is doing)
  */
 @Injectable()
 export class AgentLifecycleService {

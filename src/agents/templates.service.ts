@@ -42,6 +42,9 @@ export class TemplatesService implements OnModuleInit {
         const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
         throw new Error(`Invalid template ${join(dir, file)}: ${issues}`);
       }
+      if (this.templates.has(parsed.data.name)) {
+        throw new Error(`Two templates are named '${parsed.data.name}' (the second is ${join(dir, file)})`);
+      }
       this.templates.set(parsed.data.name, parsed.data);
     }
     if (!this.templates.has(DEFAULT_TEMPLATE)) {

@@ -68,7 +68,8 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
       cron = CronSchedule.parse(r.cron, r.timezone);
       cron.nextAfter(this.clock.now()); // `0 0 30 2 *` parses but never comes due
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      // The library's messages can be long debug dumps: keep the first line, briefly.
+      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
       throw RpcError.invalidParams([{ path: 'cron', message: `not a usable cron expression: ${reason}` }]);
     }
     if (r.prompt === undefined && r.event === undefined) {

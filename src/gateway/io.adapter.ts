@@ -3,6 +3,14 @@ import { IoAdapter } from '@nestjs/platform-socket.io';
 import type { ServerOptions } from 'socket.io';
 
 /**
+ * The largest message any transport reads: well above the params limit, so that a request over
+ * that limit is still read and answered with `limit_exceeded` instead of the connection being dropped.
+ */
+export function messageLimitBytes(maxParamsBytes: number): number {
+  return Math.max(8 * 2 ** 20, maxParamsBytes * 8);
+}
+
+/**
  * socket.io with a message size above the params limit, so an oversized request is answered with
  * `limit_exceeded` by the dispatcher instead of the connection being dropped.
  */
@@ -17,7 +25,7 @@ export class MailroomIoAdapter extends IoAdapter {
   override createIOServer(port: number, options?: ServerOptions): unknown {
     return super.createIOServer(port, {
       ...options,
-      maxHttpBufferSize: Math.max(8 * 2 ** 20, this.maxParamsBytes * 8),
+      maxHttpBufferSize: messageLimitBytes(this.maxParamsBytes),
     });
   }
 }

@@ -1,4 +1,4 @@
-import { ERROR_CODES, ErrorReason } from 'src/common/rpc-error';
+import { ERROR_CODES, ErrorReason, RpcError } from 'src/common/rpc-error';
 import { RpcDispatcher } from './rpc-dispatcher.service';
 import { CallContext } from './rpc-method';
 
@@ -73,12 +73,22 @@ async function handleOne(
       'Invalid request: expected {"jsonrpc":"2.0","method":…,"params":…,"id":…}',
     );
   }
+  const notification = !seedStyle && !('id' in m);
   if (Array.isArray(m.params)) {
-    return errorResponse(id, 'invalid_params', 'Invalid params: pass params by name, as an object');
+    // Positional params cannot be named; a notification is still never answered.
+    return notification
+      ? undefined
+      : {
+          jsonrpc: '2.0',
+          id,
+          error: RpcError.invalidParams([
+            { path: '', message: 'pass params by name, as an object' },
+          ]).toBody(),
+        };
   }
   const reply = await dispatcher.dispatch(m.method, m.params, ctx);
-  if (!seedStyle && !('id' in m)) {
-    return undefined; // a notification
+  if (notification) {
+    return undefined;
   }
   return 'error' in reply
     ? { jsonrpc: '2.0', id, error: reply.error }

@@ -1,10 +1,13 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Subscription } from 'rxjs';
 import { RawData, WebSocket, WebSocketServer } from 'ws';
 import { NotificationBus } from 'src/sessions/notification-bus';
+import { messageLimitBytes } from './io.adapter';
 import { handleJsonRpc } from './json-rpc';
 import { RpcDispatcher } from './rpc-dispatcher.service';
 import { toPush } from './rpc.gateway';
@@ -18,7 +21,7 @@ const PATH = '/ws';
 @Injectable()
 export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(WsGateway.name);
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 2 ** 20 });
+  private readonly wss: WebSocketServer;
   private readonly rooms = new Map<string, Set<WebSocket>>();
   private subscription?: Subscription;
   private server?: Server;
@@ -33,7 +36,11 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly adapterHost: HttpAdapterHost,
     private readonly dispatcher: RpcDispatcher,
     private readonly bus: NotificationBus,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    // The same frame limit as socket.io and POST /rpc, so oversized params get limit_exceeded everywhere.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: messageLimitBytes(config.maxParamsBytes) });
+  }
 
   onApplicationBootstrap(): void {
     this.server = this.adapterHost.httpAdapter.getHttpServer() as Server;

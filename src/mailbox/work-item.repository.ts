@@ -183,7 +183,7 @@ export class WorkItemRepository {
 
   /**
    * True when the agent has queued work that would have woken it had it been asleep: switch mail,
-   * an event it listens to, or mail its wake events ask for. Used before a deferred sleep starts.
+   * a schedule firing, an event it listens to, or mail its wake events ask for. Used before a deferred sleep starts.
    */
   async hasWakingWork(tx: Tx, sessionId: string, agentId: string, wakeEvents: string[]): Promise<boolean> {
     const row = await queryOne<{ waking: boolean }>(
@@ -192,7 +192,8 @@ export class WorkItemRepository {
          SELECT 1 FROM work_item
          WHERE session_id = $1 AND agent_id = $2 AND state = 'queued' AND (
            is_switch
-           OR (kind IN ('event', 'schedule') AND payload->>'event' IN (SELECT jsonb_array_elements_text($3::jsonb)))
+           OR kind = 'schedule'
+           OR (kind = 'event' AND payload->>'event' IN (SELECT jsonb_array_elements_text($3::jsonb)))
            OR (kind = 'mailbox_message' AND ($4 OR ($5 AND priority >= 2))))
        ) AS waking`,
       [

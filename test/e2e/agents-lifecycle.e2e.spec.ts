@@ -1,6 +1,7 @@
 import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
+import { sessionProbe } from '../support/session-probe';
 import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
 
 describe('agent lifecycle: sleep, wake, stop, start, priorities and limits', () => {
@@ -19,38 +20,7 @@ describe('agent lifecycle: sleep, wake, stop, start, priorities and limits', () 
     await sut.close();
   });
 
-  const of = (name: string, sessionId: string, agentId?: string) =>
-    client
-      .of(name)
-      .filter((p) => p.sessionId === sessionId && (agentId === undefined || p.agentId === agentId));
-
-  const statesOf = async (sessionId: string) =>
-    (await client.ok('async.getAgentStates', { sessionId })).agents as Record<string, any>;
-
-  const sendTask = (sessionId: string, agentId: string, prompt: string, priority?: string) =>
-    client.ok('async.sendTask', { sessionId, agentId, prompt, ...(priority ? { priority } : {}) });
-
-  const completed = async (taskId: string) => {
-    const end = await client.waitForTaskEnd(taskId);
-    expect(end).toMatchObject({ name: 'async.task.completed' });
-    return end.payload;
-  };
-
-  const stateChange = (sessionId: string, agentId: string, match: (p: any) => boolean) =>
-    client.waitFor(
-      'async.agent.stateChanged',
-      (p) => p.sessionId === sessionId && p.agentId === agentId && match(p),
-    );
-
-  /** The agent's pushes named `name` once there are at least `count` of them. */
-  const atLeast = async (name: string, sessionId: string, agentId: string, count: number) => {
-    await client.waitFor(
-      name,
-      (p) =>
-        p.sessionId === sessionId && p.agentId === agentId && of(name, sessionId, agentId).length >= count,
-    );
-    return of(name, sessionId, agentId);
-  };
+  const { of, statesOf, sendTask, completed, stateChange, atLeast } = sessionProbe(() => client);
 
   const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -5,6 +5,7 @@ import { SwitchService } from 'src/tools/switch.service';
 import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
+import { sessionProbe } from '../support/session-probe';
 import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
 
 /** A step that asks `to` and waits; the next step sees the reply (or the error) at `{{result}}`. */
@@ -37,22 +38,7 @@ describe('send_mail_with_switch', () => {
     await sut.close();
   });
 
-  const of = (name: string, sessionId: string, agentId?: string) =>
-    client
-      .of(name)
-      .filter((p) => p.sessionId === sessionId && (agentId === undefined || p.agentId === agentId));
-
-  const stateOf = async (sessionId: string) =>
-    (await client.ok('async.getAgentStates', { sessionId })).agents as Record<string, any>;
-
-  const sendTask = (sessionId: string, agentId: string, prompt: string, priority?: string) =>
-    client.ok('async.sendTask', { sessionId, agentId, prompt, ...(priority ? { priority } : {}) });
-
-  const completed = async (taskId: string) => {
-    const end = await client.waitForTaskEnd(taskId);
-    expect(end.name).toBe('async.task.completed');
-    return end.payload;
-  };
+  const { of, statesOf, sendTask, completed } = sessionProbe(() => client);
 
   /** The switch mail `from` sent to `to`, as pushed. */
   const switchMail = async (sessionId: string, from: string, to: string) =>
@@ -116,7 +102,7 @@ describe('send_mail_with_switch', () => {
       threadId: question.threadId,
     });
     // The reply went to the waiting call, not into the asker's queue as new work.
-    const states = await stateOf(sessionId);
+    const states = await statesOf(sessionId);
     expect(states.asker).toMatchObject({ state: 'idle', queue_size: 0 });
     expect(of('async.task.started', sessionId, 'asker')).toHaveLength(1);
   });
@@ -139,7 +125,7 @@ describe('send_mail_with_switch', () => {
       ),
     ).resolves.toMatchObject({ previous: 'active', reason: 'waiting_on:thinker' });
     await clock.whenArmed(4_001); // the thinker is mid-step on the switch mail
-    const during = await stateOf(sessionId);
+    const during = await statesOf(sessionId);
     expect(during.asker).toMatchObject({ state: 'waiting', current_task: 'task' });
     expect(during.thinker).toMatchObject({ state: 'active', current_task: 'mailbox_message' });
 
@@ -152,7 +138,7 @@ describe('send_mail_with_switch', () => {
         (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.previous === 'waiting',
       ),
     ).resolves.toMatchObject({ state: 'active', reason: 'reply_received' });
-    const after = await stateOf(sessionId);
+    const after = await statesOf(sessionId);
     expect(after.asker).toMatchObject({ state: 'idle', current_task: null });
   });
 
@@ -214,7 +200,7 @@ describe('send_mail_with_switch', () => {
     ]);
     await client.ok('async.sleepAgent', { sessionId, agentId: 'sleeper', wakeEvents: [] });
     const queued = await sendTask(sessionId, 'sleeper', 'queued while asleep');
-    expect((await stateOf(sessionId)).sleeper).toMatchObject({ state: 'sleeping', queue_size: 1 });
+    expect((await statesOf(sessionId)).sleeper).toMatchObject({ state: 'sleeping', queue_size: 1 });
 
     const asked = await sendTask(sessionId, 'asker', 'are you up');
 
@@ -314,7 +300,7 @@ describe('send_mail_with_switch', () => {
     );
     await clock.whenArmed(30_000);
     clock.advance(29_999);
-    expect((await stateOf(sessionId)).asker.state).toBe('waiting');
+    expect((await statesOf(sessionId)).asker.state).toBe('waiting');
     clock.advance(1);
 
     const done = await completed(asked.taskId);
@@ -328,7 +314,7 @@ describe('send_mail_with_switch', () => {
       ),
     ).resolves.toMatchObject({ state: 'active', reason: 'switch_timeout' });
     // The unanswered mail left busy's queue with the wait.
-    expect((await stateOf(sessionId)).busy).toMatchObject({ state: 'active', queue_size: 0 });
+    expect((await statesOf(sessionId)).busy).toMatchObject({ state: 'active', queue_size: 0 });
 
     clock.advance(500_000 - 30_000);
     await completed(slow.taskId);
@@ -361,7 +347,7 @@ describe('send_mail_with_switch', () => {
     expect(of('async.agent.stateChanged', sessionId, 'solo').map((p) => p.state)).not.toContain('waiting');
     const { messages } = await client.ok('async.listMail', { sessionId });
     expect(messages).toEqual([]);
-    expect((await stateOf(sessionId)).parked).toMatchObject({ state: 'stopped', queue_size: 0 });
+    expect((await statesOf(sessionId)).parked).toMatchObject({ state: 'stopped', queue_size: 0 });
   });
 
   it('answers the waiter with an explicit reply_mail to the switch mail', async () => {
@@ -435,7 +421,7 @@ describe('send_mail_with_switch', () => {
     const viaFragile = await completed(second.taskId);
     expect(viaFragile.result.final).toMatch(/^fragile: 'fragile' failed: step limit/);
     await expect(completed(third.taskId)).resolves.toMatchObject({ result: { final: 'still here' } });
-    const states = await stateOf(sessionId);
+    const states = await statesOf(sessionId);
     expect(states.caller).toMatchObject({ state: 'idle', error_count: 0, queue_size: 0 });
     expect(states.fragile).toMatchObject({ state: 'idle', error_count: 1 });
   });
@@ -478,7 +464,7 @@ describe('send_mail_with_switch', () => {
         (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.previous === 'waiting',
       ),
     ).resolves.toMatchObject({ state: 'active' });
-    const during = await stateOf(sessionId);
+    const during = await statesOf(sessionId);
     expect(during.asker).toMatchObject({ state: 'idle', queue_size: 0, error_count: 0 });
     expect(during.busy).toMatchObject({ state: 'active', current_task: 'task', queue_size: 0 });
 
@@ -522,7 +508,7 @@ describe('send_mail_with_switch', () => {
           (p) => p.sessionId === sessionId && p.agentId === 'asker' && p.state === 'stopped',
         ),
       ).resolves.toMatchObject({ previous: 'active' });
-      expect((await stateOf(sessionId)).asker.state).toBe('stopped');
+      expect((await statesOf(sessionId)).asker.state).toBe('stopped');
       await expect(client.ok('async.listMail', { sessionId })).resolves.toMatchObject({ messages: [] });
 
       await client.ok('async.startAgent', { sessionId, agentId: 'asker' });
@@ -548,7 +534,7 @@ describe('send_mail_with_switch', () => {
         ['helper', 'asker'],
         ['asker', 'helper'],
       ]);
-      const states = await stateOf(sessionId);
+      const states = await statesOf(sessionId);
       expect(states.asker).toMatchObject({ state: 'idle', queue_size: 0 });
       expect(states.helper).toMatchObject({ state: 'idle', queue_size: 0 });
     });
@@ -590,7 +576,7 @@ describe('send_mail_with_switch', () => {
       await expect(client.ok('async.getTask', { sessionId, taskId: firstItem })).resolves.toMatchObject({
         state: 'cancelled',
       });
-      expect((await stateOf(sessionId)).helper).toMatchObject({ current_task: 'task', queue_size: 1 });
+      expect((await statesOf(sessionId)).helper).toMatchObject({ current_task: 'task', queue_size: 1 });
 
       clock.advance(60_003);
 
@@ -603,7 +589,7 @@ describe('send_mail_with_switch', () => {
         'mailbox_message',
       ]);
       expect(of('async.task.failed', sessionId)).toEqual([]);
-      const states = await stateOf(sessionId);
+      const states = await statesOf(sessionId);
       expect(states.asker).toMatchObject({ state: 'idle', queue_size: 0 });
       expect(states.helper).toMatchObject({ state: 'idle', queue_size: 0 });
     });
@@ -626,7 +612,7 @@ describe('send_mail_with_switch', () => {
 
         await expect(call).rejects.toMatchObject({ name: 'AbortError' });
         await expect(client.ok('async.listMail', { sessionId })).resolves.toMatchObject({ messages: [] });
-        expect((await stateOf(sessionId)).asker.state).toBe('stopped');
+        expect((await statesOf(sessionId)).asker.state).toBe('stopped');
         expect(of('async.agent.stateChanged', sessionId, 'asker').map((p) => p.state)).not.toContain(
           'waiting',
         );
@@ -650,7 +636,7 @@ describe('send_mail_with_switch', () => {
 
         await expect(call).rejects.toMatchObject({ name: 'AbortError' });
         const sent = await switchMail(sessionId, 'asker', 'helper');
-        const states = await stateOf(sessionId);
+        const states = await statesOf(sessionId);
         expect(states.helper).toMatchObject({ queue_size: 0 });
         expect(states.asker.state).not.toBe('waiting');
         clock.advance(60_004);

@@ -1,69 +1,13 @@
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TimerHandle } from 'src/common/clock';
 import { OpenAiProvider } from 'src/llm/openai/openai.provider';
 import { startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
 import { FakeOpenAI, FakeReply, RecordedRequest } from '../support/fake-openai';
+import { sessionProbe } from '../support/session-probe';
 import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
-
-/**
- * An ArmedTimersClock that also waits for a timer whose length falls in a range: a backoff without
- * `retry-after` has jitter, so only its window is known, not its exact length.
- */
-class BackoffClock extends ArmedTimersClock {
-  private tracked: Array<{ ms: number; alive: boolean }> = [];
-  private rangeWaiters: Array<{ min: number; max: number; resolve: (ms: number) => void }> = [];
-
-  override setTimeout(fn: () => void, ms: number): TimerHandle {
-    const entry = { ms, alive: true };
-    const handle = super.setTimeout(() => {
-      entry.alive = false;
-      fn();
-    }, ms);
-    this.tracked = this.tracked.filter((t) => t.alive);
-    this.tracked.push(entry);
-    this.rangeWaiters = this.rangeWaiters.filter((w) => {
-      if (ms >= w.min && ms <= w.max) {
-        w.resolve(ms);
-        return false;
-      }
-      return true;
-    });
-    return {
-      cancel: () => {
-        entry.alive = false;
-        handle.cancel();
-      },
-    };
-  }
-
-  /** Resolves with the length of an armed timer of `min`..`max` ms, already armed or still to come. */
-  armedWithin(min: number, max: number, timeoutMs = 20_000): Promise<number> {
-    const live = this.tracked.find((t) => t.alive && t.ms >= min && t.ms <= max);
-    if (live) {
-      return Promise.resolve(live.ms);
-    }
-    return new Promise<number>((resolve, reject) => {
-      // A guard against a hung test, not a timing assertion.
-      const guard = setTimeout(() => {
-        this.rangeWaiters = this.rangeWaiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out waiting for a timer of ${min}..${max} ms`));
-      }, timeoutMs);
-      const waiter = {
-        min,
-        max,
-        resolve: (ms: number) => {
-          clearTimeout(guard);
-          resolve(ms);
-        },
-      };
-      this.rangeWaiters.push(waiter);
-    });
-  }
-}
 
 const openAiEnv = (fake: FakeOpenAI, extra: Record<string, string> = {}): Record<string, string> => ({
   MODEL_PROVIDER: 'openai',
@@ -82,6 +26,7 @@ const lastOf = (req: RecordedRequest) => messagesOf(req).at(-1);
 function harness(get: () => { client: TestClient }) {
   const client = () => get().client;
   return {
+    ...sessionProbe(client),
     /** An agent on the `assistant` template (every tool) whose model is the fake. */
     createAgent: (
       sessionId: string,
@@ -96,29 +41,6 @@ function harness(get: () => { client: TestClient }) {
         ...(Object.keys(config).length ? { config } : {}),
         ...extra,
       }),
-    sendTask: (sessionId: string, agentId: string, prompt: string) =>
-      client().ok<{ taskId: string }>('async.sendTask', { sessionId, agentId, prompt }),
-    completed: async (taskId: string) => {
-      const end = await client().waitForTaskEnd(taskId);
-      expect(end).toMatchObject({ name: 'async.task.completed' });
-      return end.payload;
-    },
-    failed: async (taskId: string) => {
-      const end = await client().waitForTaskEnd(taskId);
-      expect(end).toMatchObject({ name: 'async.task.failed' });
-      return end.payload;
-    },
-    of: (name: string, sessionId: string, agentId?: string) =>
-      client()
-        .of(name)
-        .filter((p) => p.sessionId === sessionId && (agentId === undefined || p.agentId === agentId)),
-    statesOf: async (sessionId: string) =>
-      (await client().ok('async.getAgentStates', { sessionId })).agents as Record<string, any>,
-    stateChange: (sessionId: string, agentId: string, match: (p: any) => boolean) =>
-      client().waitFor(
-        'async.agent.stateChanged',
-        (p) => p.sessionId === sessionId && p.agentId === agentId && match(p),
-      ),
   };
 }
 
@@ -570,13 +492,13 @@ describe(OpenAiProvider.name, () => {
     const TIMEOUT_MS = 30_000;
     let fake: FakeOpenAI;
     let sut: TestApp;
-    let clock: BackoffClock;
+    let clock: ArmedTimersClock;
     let client: TestClient;
     const h = harness(() => ({ client }));
 
     beforeAll(async () => {
       fake = await FakeOpenAI.start();
-      clock = new BackoffClock();
+      clock = new ArmedTimersClock();
       sut = await startTestApp({
         clock,
         env: openAiEnv(fake, {

@@ -154,6 +154,16 @@ describe('JSON-RPC transports', () => {
       expect(res.status).toBe(204);
     });
 
+    it('never answers a notification, even one with positional params', async () => {
+      const res = await post(JSON.stringify({ jsonrpc: '2.0', method: 'session.list', params: [1] }));
+      expect(res.status).toBe(204);
+      const reply = await rpc({ jsonrpc: '2.0', id: 3, method: 'session.list', params: [1] });
+      expect(reply.error).toMatchObject({
+        code: -32602,
+        data: { reason: 'invalid_params', issues: [{ path: '' }] },
+      });
+    });
+
     it.each([
       ['not JSON', '{"method": ', -32700, 'parse_error'],
       ['an empty batch', '[]', -32600, 'invalid_request'],

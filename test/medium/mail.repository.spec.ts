@@ -1,32 +1,24 @@
-import { Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { loadConfig } from 'src/config/app-config';
 import { DatabaseService } from 'src/database/database.service';
 import { MailRepository, NewMail } from 'src/mailbox/mail.repository';
 import { Mail } from 'src/mailbox/mailbox.types';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { newSessionId } from '../factories/ids';
-import { TestDatabase } from '../support/test-app';
+import { openTestDatabase } from '../support/test-app';
 
 const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
 
 describe(MailRepository.name, () => {
   const sut = new MailRepository();
   const sessions = new SessionRepository();
-  let testDb: TestDatabase;
   let db: DatabaseService;
+  let closeDb: () => Promise<void>;
 
   beforeAll(async () => {
-    Logger.overrideLogger(['error', 'warn']);
-    testDb = await TestDatabase.create();
-    db = new DatabaseService(loadConfig({ DATA_DIR: testDb.dataDir, DATABASE_URL: testDb.databaseUrl }));
-    await db.onModuleInit();
+    ({ db, close: closeDb } = await openTestDatabase());
   });
 
-  afterAll(async () => {
-    await db.onApplicationShutdown();
-    await testDb.destroy();
-  });
+  afterAll(() => closeDb());
 
   async function givenSession(): Promise<string> {
     const sessionId = newSessionId();

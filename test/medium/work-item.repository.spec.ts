@@ -1,13 +1,11 @@
-import { Logger } from '@nestjs/common';
 import { AgentRepository } from 'src/agents/agent.repository';
 import { AgentState, DEFAULT_LIMITS } from 'src/agents/agent.types';
 import { Priority } from 'src/common/names';
-import { loadConfig } from 'src/config/app-config';
 import { DatabaseService } from 'src/database/database.service';
 import { NewWorkItem, WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { newSessionId } from '../factories/ids';
-import { TestDatabase } from '../support/test-app';
+import { openTestDatabase } from '../support/test-app';
 
 const AT = '2026-01-01T00:00:00.000Z';
 const LATER = '2026-01-01T00:05:00.000Z';
@@ -16,20 +14,14 @@ describe(WorkItemRepository.name, () => {
   const sut = new WorkItemRepository();
   const sessions = new SessionRepository();
   const agents = new AgentRepository();
-  let testDb: TestDatabase;
   let db: DatabaseService;
+  let closeDb: () => Promise<void>;
 
   beforeAll(async () => {
-    Logger.overrideLogger(['error', 'warn']);
-    testDb = await TestDatabase.create();
-    db = new DatabaseService(loadConfig({ DATA_DIR: testDb.dataDir, DATABASE_URL: testDb.databaseUrl }));
-    await db.onModuleInit();
+    ({ db, close: closeDb } = await openTestDatabase());
   });
 
-  afterAll(async () => {
-    await db.onApplicationShutdown();
-    await testDb.destroy();
-  });
+  afterAll(() => closeDb());
 
   /** A session holding the given agents (idle unless told otherwise). */
   async function givenAgents(states: Record<string, AgentState>): Promise<string> {

@@ -1,4 +1,4 @@
-import { INestApplication } from '@nestjs/common';
+import { INestApplication, Logger } from '@nestjs/common';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { createApp } from 'src/bootstrap';
 import { Clock } from 'src/common/clock';
 import { FakeClock } from 'src/common/fake-clock';
 import { AppConfig, loadConfig } from 'src/config/app-config';
+import { DatabaseService } from 'src/database/database.service';
 
 /**
  * Where a suite's data lives: a fresh PGlite folder, or (with TEST_DATABASE_URL) a fresh database
@@ -40,6 +41,24 @@ export class TestDatabase {
   destroy(): Promise<void> {
     return this.drop();
   }
+}
+
+/**
+ * A started, migrated DatabaseService on a fresh {@link TestDatabase}, for specs that test the
+ * repositories without the app. `close()` shuts it down and drops the data.
+ */
+export async function openTestDatabase(): Promise<{ db: DatabaseService; close: () => Promise<void> }> {
+  Logger.overrideLogger(['error', 'warn']);
+  const testDb = await TestDatabase.create();
+  const db = new DatabaseService(loadConfig({ DATA_DIR: testDb.dataDir, DATABASE_URL: testDb.databaseUrl }));
+  await db.onModuleInit();
+  return {
+    db,
+    close: async () => {
+      await db.onApplicationShutdown();
+      await testDb.destroy();
+    },
+  };
 }
 
 async function adminQuery(server: string, text: string): Promise<void> {
@@ -158,7 +177,8 @@ export class WatchedClock extends FakeClock {
  */
 export class ArmedTimersClock extends WatchedClock {
   private live: Array<{ ms: number; alive: boolean }> = [];
-  private waiters: Array<{ ms: number; count: number; resolve: () => void }> = [];
+  /** Each returns true once it has resolved its promise (and is then dropped). */
+  private waiters: Array<() => boolean> = [];
 
   override setTimeout(fn: () => void, ms: number): ReturnType<FakeClock['setTimeout']> {
     const entry = { ms, alive: true };
@@ -168,13 +188,7 @@ export class ArmedTimersClock extends WatchedClock {
     }, ms);
     this.live = this.live.filter((t) => t.alive);
     this.live.push(entry);
-    this.waiters = this.waiters.filter((w) => {
-      if (this.armed(w.ms) >= w.count) {
-        w.resolve();
-        return false;
-      }
-      return true;
-    });
+    this.waiters = this.waiters.filter((settled) => !settled());
     return {
       cancel: () => {
         entry.alive = false;
@@ -189,23 +203,46 @@ export class ArmedTimersClock extends WatchedClock {
   }
 
   /** Resolves once at least `count` timers of exactly `ms` are armed. */
-  whenArmed(ms: number, count = 1, timeoutMs = 20_000): Promise<void> {
-    if (this.armed(ms) >= count) {
-      return Promise.resolve();
+  async whenArmed(ms: number, count = 1, timeoutMs = 20_000): Promise<void> {
+    await this.until(
+      () => (this.armed(ms) >= count ? count : undefined),
+      `${count} armed timer(s) of ${ms} ms`,
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Resolves with the length of an armed timer of `min`..`max` ms, already armed or still to come:
+   * a backoff without `retry-after` has jitter, so only its window is known, not its exact length.
+   */
+  armedWithin(min: number, max: number, timeoutMs = 20_000): Promise<number> {
+    return this.until(
+      () => this.live.find((t) => t.alive && t.ms >= min && t.ms <= max)?.ms,
+      `a timer of ${min}..${max} ms`,
+      timeoutMs,
+    );
+  }
+
+  /** Waits for an armed timer to make `found` return a value, and resolves with that value. */
+  private until<T>(found: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
+    const already = found();
+    if (already !== undefined) {
+      return Promise.resolve(already);
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       // A guard against a hung test, not a timing assertion.
       const guard = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out waiting for ${count} armed timer(s) of ${ms} ms`));
+        reject(new Error(`timed out waiting for ${what}`));
       }, timeoutMs);
-      const waiter = {
-        ms,
-        count,
-        resolve: () => {
-          clearTimeout(guard);
-          resolve();
-        },
+      const waiter = () => {
+        const value = found();
+        if (value === undefined) {
+          return false;
+        }
+        clearTimeout(guard);
+        resolve(value);
+        return true;
       };
       this.waiters.push(waiter);
     });
