@@ -5,6 +5,7 @@ describe(loadConfig.name, () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
       host: '127.0.0.1',
+      apiTokens: [],
       databaseUrl: undefined,
       dataDir: './data',
       modelProvider: 'scripted',
@@ -38,6 +39,12 @@ describe(loadConfig.name, () => {
       maxAttempts: 5,
       logLevel: 'debug',
     });
+  });
+
+  it('listens on every interface only when tokens are set, unless HOST says otherwise', () => {
+    expect(loadConfig({ API_TOKENS: ' a , b,' })).toMatchObject({ apiTokens: ['a', 'b'], host: '0.0.0.0' });
+    expect(loadConfig({ API_TOKENS: 'a', HOST: '127.0.0.1' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ API_TOKENS: '' })).toMatchObject({ apiTokens: [], host: '127.0.0.1' });
   });
 
   it('treats an empty DATABASE_URL as none (the embedded database)', () => {

@@ -9,7 +9,16 @@ const intFromEnv = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
 
 const envSchema = z.object({
   PORT: intFromEnv(3000, 0, 65535),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: z.string().min(1).optional(),
+  API_TOKENS: z
+    .string()
+    .optional()
+    .transform((v) =>
+      (v ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    ),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
@@ -42,7 +51,10 @@ export type Env = z.input<typeof envSchema>;
 
 export interface AppConfig {
   port: number;
+  /** 127.0.0.1 unless tokens are set: an open server only listens on loopback. */
   host: string;
+  /** Bearer tokens; empty means no authentication. */
+  apiTokens: string[];
   /** Postgres server URL; undefined means the embedded PGlite database in `dataDir`. */
   databaseUrl: string | undefined;
   dataDir: string;
@@ -81,7 +93,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
   const modelProvider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'scripted');
   return {
     port: e.PORT,
-    host: e.HOST,
+    host: e.HOST ?? (e.API_TOKENS.length > 0 ? '0.0.0.0' : '127.0.0.1'),
+    apiTokens: e.API_TOKENS,
     databaseUrl: e.DATABASE_URL,
     dataDir: e.DATA_DIR,
     modelProvider,

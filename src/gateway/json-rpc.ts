@@ -19,6 +19,9 @@ const errorResponse = (id: Id, reason: ErrorReason, message: string): JsonRpcRes
   error: { code: ERROR_CODES[reason], message, data: { reason } },
 });
 
+/** The error body for a missing or wrong token, on every transport. */
+export const unauthorized = () => new RpcError('unauthorized', 'Missing or wrong token').toBody();
+
 const isId = (v: unknown): v is Id => v === null || typeof v === 'string' || typeof v === 'number';
 
 /**

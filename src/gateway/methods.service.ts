@@ -43,7 +43,7 @@ export class MethodsService {
           limits: obj({ maxTokens: z.number().int().positive().optional() }).optional(),
         }),
         async (p, ctx) => {
-          const s = await sessions.start(p);
+          const s = await sessions.start(p, ctx.principal);
           ctx.subscribe(s.sessionId);
           return { sessionId: s.sessionId, createdAt: s.createdAt };
         },
@@ -53,7 +53,7 @@ export class MethodsService {
         ctx.subscribe(p.sessionId);
         return { sessionId: p.sessionId };
       }),
-      method('session.list', obj({}), async () => ({ sessions: await sessions.list() })),
+      method('session.list', obj({}), async (_p, ctx) => ({ sessions: await sessions.list(ctx.principal) })),
       method('session.stop', obj(session), (p) => agents.stopSession(p.sessionId)),
 
       method(

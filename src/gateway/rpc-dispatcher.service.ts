@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { ParamIssue, RpcError, RpcErrorBody } from 'src/common/rpc-error';
+import { SessionsService } from 'src/sessions/sessions.service';
+import { AuthService } from './auth.service';
 import { MethodsService } from './methods.service';
 import { CallContext, RpcMethod } from './rpc-method';
 
@@ -19,6 +21,8 @@ export class RpcDispatcher {
 
   constructor(
     methods: MethodsService,
+    private readonly auth: AuthService,
+    private readonly sessions: SessionsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.methods = new Map(methods.methods.map((m) => [m.name, m]));
@@ -58,6 +62,11 @@ export class RpcDispatcher {
     if (unstorable !== undefined) {
       // Postgres text and jsonb cannot hold these: refused here rather than failing in the database.
       throw RpcError.invalidParams([unstorable]);
+    }
+    // Another caller's session is as good as unknown (PROTOCOL.md: "one the caller may not see").
+    const sessionId = (parsed.data as { sessionId?: unknown } | null)?.sessionId;
+    if (this.auth.enabled && m.name !== 'session.start' && typeof sessionId === 'string') {
+      await this.sessions.assertVisible(sessionId, ctx.principal);
     }
     return m.handle(parsed.data, ctx);
   }

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 
-/** What a method may do besides returning: subscribe the calling connection to a session's pushes. */
+/** Who calls, and what a method may do besides returning: subscribe the connection to a session's pushes. */
 export interface CallContext {
+  /** The authenticated caller (`open` when the server has no tokens). */
+  principal: string;
   subscribe(sessionId: string): void;
 }
 

@@ -4,6 +4,8 @@ import { Subscription } from 'rxjs';
 import type { Server, Socket } from 'socket.io';
 import { NotificationBus } from 'src/sessions/notification-bus';
 import { HistoryRecord } from 'src/sessions/session.types';
+import { AuthService } from './auth.service';
+import { unauthorized } from './json-rpc';
 import { RpcDispatcher } from './rpc-dispatcher.service';
 
 export const sessionRoom = (sessionId: string) => `session:${sessionId}`;
@@ -27,9 +29,23 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
   constructor(
     private readonly dispatcher: RpcDispatcher,
     private readonly bus: NotificationBus,
+    private readonly auth: AuthService,
   ) {}
 
   afterInit(server: Server): void {
+    // With tokens configured, a connection without a good one is refused: the client's
+    // `connect_error` carries `data: { code: -32001, reason: 'unauthorized' }`.
+    server.use((socket, next) => {
+      const token = tokenOf(socket);
+      const principal = this.auth.authenticate(token);
+      if (principal === undefined) {
+        const body = unauthorized();
+        next(Object.assign(new Error(body.message), { data: { code: body.code, ...body.data } }));
+        return;
+      }
+      (socket.data as { principal?: string }).principal = principal;
+      next();
+    });
     this.subscription = this.bus.records$.subscribe((r) =>
       server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)),
     );
@@ -40,6 +56,7 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
       const ack =
         typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : undefined;
       const ctx = {
+        principal: (socket.data as { principal: string }).principal,
         // A reply that lands after the client left must not join a room nobody will leave.
         subscribe: (sessionId: string) =>
           socket.connected ? void socket.join(sessionRoom(sessionId)) : undefined,
@@ -57,4 +74,12 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
   onModuleDestroy(): void {
     this.subscription?.unsubscribe();
   }
+}
+
+/** socket.io's `auth: { token }`, or an `Authorization: Bearer` header (non-browser clients). */
+function tokenOf(socket: Socket): string | undefined {
+  const auth = socket.handshake.auth as { token?: unknown } | undefined;
+  return typeof auth?.token === 'string'
+    ? auth.token
+    : AuthService.bearer(socket.handshake.headers.authorization);
 }

@@ -8,7 +8,8 @@ import { Subscription } from 'rxjs';
 import { RawData, WebSocket, WebSocketServer } from 'ws';
 import { NotificationBus } from 'src/sessions/notification-bus';
 import { messageLimitBytes } from './io.adapter';
-import { handleJsonRpc } from './json-rpc';
+import { AuthService } from './auth.service';
+import { handleJsonRpc, unauthorized } from './json-rpc';
 import { RpcDispatcher } from './rpc-dispatcher.service';
 import { toPush } from './rpc.gateway';
 
@@ -26,16 +27,28 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
   private subscription?: Subscription;
   private server?: Server;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== PATH) {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== PATH) {
       return; // socket.io's own upgrade handler takes its path
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
+    // Browsers cannot set headers on a WebSocket, so `?token=` is accepted too.
+    const token = AuthService.bearer(req.headers.authorization) ?? url.searchParams.get('token') ?? undefined;
+    const principal = this.auth.authenticate(token);
+    if (principal === undefined) {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: unauthorized() });
+      socket.end(
+        `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, principal));
   };
 
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly dispatcher: RpcDispatcher,
     private readonly bus: NotificationBus,
+    private readonly auth: AuthService,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
     // The same frame limit as socket.io and POST /rpc, so oversized params get limit_exceeded everywhere.
@@ -64,9 +77,10 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
     this.wss.close();
   }
 
-  private onConnection(ws: WebSocket): void {
+  private onConnection(ws: WebSocket, principal: string): void {
     const joined = new Set<string>();
     const ctx = {
+      principal,
       subscribe: (sessionId: string) => {
         if (ws.readyState !== WebSocket.OPEN) {
           return; // answered after the client left: joining now would never be undone

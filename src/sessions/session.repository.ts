@@ -5,6 +5,7 @@ import { Session } from './session.types';
 
 interface SessionRow {
   id: string;
+  owner: string | null;
   metadata: Record<string, unknown>;
   limits: { maxTokens?: number };
   tokens_used: number | string;
@@ -14,6 +15,7 @@ interface SessionRow {
 
 const toSession = (r: SessionRow): Session => ({
   sessionId: r.id,
+  owner: r.owner,
   createdAt: iso(r.created_at)!,
   metadata: r.metadata,
   limits: r.limits,
@@ -26,13 +28,20 @@ export class SessionRepository {
   /** Inserts the session unless it exists; returns the row either way and whether it was created. */
   async upsert(
     tx: Tx,
-    s: { sessionId: string; metadata: Record<string, unknown>; limits: { maxTokens?: number }; at: string },
+    s: {
+      sessionId: string;
+      owner?: string;
+      metadata: Record<string, unknown>;
+      limits: { maxTokens?: number };
+      at: string;
+    },
   ): Promise<{ session: Session; created: boolean }> {
     const inserted = await queryOne<SessionRow>(
       tx,
-      `INSERT INTO session (id, metadata, limits, created_at) VALUES ($1, $2::jsonb, $3::jsonb, $4::timestamptz)
+      `INSERT INTO session (id, owner, metadata, limits, created_at)
+       VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::timestamptz)
        ON CONFLICT (id) DO NOTHING RETURNING *`,
-      [s.sessionId, json(s.metadata), json(s.limits), s.at],
+      [s.sessionId, s.owner ?? 'open', json(s.metadata), json(s.limits), s.at],
     );
     if (inserted) {
       return { session: toSession(inserted), created: true };
@@ -51,8 +60,10 @@ export class SessionRepository {
     return row && toSession(row);
   }
 
+  /** Every session `visibleTo` may see (all of them when undefined). */
   async list(
     tx: Tx,
+    visibleTo?: string,
   ): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number; tokensUsed: number }>> {
     const rows = await query<{
       id: string;
@@ -63,7 +74,10 @@ export class SessionRepository {
       tx,
       `SELECT s.id, s.created_at, s.tokens_used,
               (SELECT count(*) FROM agent a WHERE a.session_id = s.id)::int AS agent_count
-       FROM session s ORDER BY s.created_at, s.id`,
+       FROM session s
+       WHERE $1::text IS NULL OR s.owner IS NULL OR s.owner = 'open' OR s.owner = $1
+       ORDER BY s.created_at, s.id`,
+      [visibleTo ?? null],
     );
     return rows.map((r) => ({
       sessionId: r.id,

@@ -20,6 +20,8 @@ export interface HistoryRecord {
 
 export interface Session {
   sessionId: string;
+  /** The principal that started it (see AuthService); `open` or null: visible to every caller. */
+  owner: string | null;
   createdAt: string;
   metadata: Record<string, unknown>;
   limits: { maxTokens?: number };

@@ -14,22 +14,36 @@ export class SessionsService {
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
-  /** Creates the session, or returns the existing one unchanged (starting twice is a no-op). */
-  async start(input: {
-    sessionId?: string;
-    metadata?: Record<string, unknown>;
-    limits?: { maxTokens?: number };
-  }): Promise<Session> {
+  /**
+   * Creates the session, owned by `owner`, or returns the existing one unchanged (starting twice
+   * is a no-op). Another owner's session id is taken: `conflict`.
+   */
+  async start(
+    input: { sessionId?: string; metadata?: Record<string, unknown>; limits?: { maxTokens?: number } },
+    owner: string = OPEN_OWNER,
+  ): Promise<Session> {
     const sessionId = input.sessionId ?? `session-${randomUUID()}`;
     const { session } = await this.db.transaction((tx) =>
       this.sessions.upsert(tx, {
         sessionId,
+        owner,
         metadata: input.metadata ?? {},
         limits: input.limits ?? {},
         at: new Date(this.clock.now()).toISOString(),
       }),
     );
+    if (!isVisible(session, owner)) {
+      throw new RpcError('conflict', `Session id '${sessionId}' is taken`);
+    }
     return session;
+  }
+
+  /** `session_not_found` unless the session exists and `principal` may see it. */
+  async assertVisible(sessionId: string, principal: string): Promise<void> {
+    const session = await this.db.read((tx) => this.sessions.find(tx, sessionId));
+    if (!session || !isVisible(session, principal)) {
+      throw RpcError.sessionNotFound(sessionId);
+    }
   }
 
   async get(sessionId: string): Promise<Session> {
@@ -41,7 +55,21 @@ export class SessionsService {
   }
 
   /** Every session with its agent count and the tokens its agents have spent. */
-  list(): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number; tokensUsed: number }>> {
-    return this.db.read((tx) => this.sessions.list(tx));
+  list(
+    visibleTo?: string,
+  ): Promise<Array<{ sessionId: string; createdAt: string; agentCount: number; tokensUsed: number }>> {
+    return this.db.read((tx) => this.sessions.list(tx, visibleTo === OPEN_OWNER ? undefined : visibleTo));
   }
+}
+
+/** The owner of sessions started while the server had no tokens: every caller may see them. */
+export const OPEN_OWNER = 'open';
+
+function isVisible(session: Session, principal: string): boolean {
+  return (
+    principal === OPEN_OWNER ||
+    session.owner === null ||
+    session.owner === OPEN_OWNER ||
+    session.owner === principal
+  );
 }
