@@ -96,10 +96,16 @@ export class AgentRepository {
     return rows.map(toAgent);
   }
 
-  /** Agents that have a loop to run: everything not stopped, across sessions. */
-  async listLive(tx: Tx): Promise<Agent[]> {
-    const rows = await query<AgentRow>(tx, `SELECT * FROM agent WHERE state <> 'stopped'`);
-    return rows.map(toAgent);
+  /**
+   * Agents that have a loop to run (everything not stopped, across sessions): ids and state only,
+   * since the runtime's backstop asks for them on every poll.
+   */
+  async listLive(tx: Tx): Promise<Array<Pick<Agent, 'sessionId' | 'agentId' | 'state'>>> {
+    const rows = await query<{ session_id: string; id: string; state: AgentState }>(
+      tx,
+      `SELECT session_id, id, state FROM agent WHERE state <> 'stopped'`,
+    );
+    return rows.map((r) => ({ sessionId: r.session_id, agentId: r.id, state: r.state }));
   }
 
   /** Sleeping agents with a deadline, for re-arming timers at boot. */

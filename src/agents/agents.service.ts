@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService } from 'src/database/database.service';
 import { USER } from 'src/mailbox/mailbox.types';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionRepository } from 'src/sessions/session.repository';
@@ -13,7 +12,6 @@ import { TemplatesService } from './templates.service';
 @Injectable()
 export class AgentsService {
   constructor(
-    private readonly db: DatabaseService,
     private readonly history: HistoryService,
     private readonly sessions: SessionRepository,
     private readonly agents: AgentRepository,
@@ -96,12 +94,9 @@ export class AgentsService {
   }
 
   states(sessionId: string): Promise<{ agents: Record<string, AgentStateSnapshot> }> {
-    return this.db.read(async (tx) => {
-      if (!(await this.sessions.find(tx, sessionId))) {
-        throw RpcError.sessionNotFound(sessionId);
-      }
-      return { agents: await this.agents.snapshots(tx, sessionId) };
-    });
+    return this.history.readSession(sessionId, async (tx) => ({
+      agents: await this.agents.snapshots(tx, sessionId),
+    }));
   }
 
   listTemplates(): Template[] {

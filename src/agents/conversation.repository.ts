@@ -6,6 +6,7 @@ import { ChatMessage } from 'src/llm/model-provider';
 /** An agent's conversation with its model, one row per message, kept across restarts. */
 @Injectable()
 export class ConversationRepository {
+  /** Appends the messages in order, in one statement (the ids keep their order). */
   async append(
     tx: Tx,
     sessionId: string,
@@ -13,13 +14,16 @@ export class ConversationRepository {
     messages: ChatMessage[],
     at: string,
   ): Promise<void> {
-    for (const message of messages) {
-      await query(
-        tx,
-        `INSERT INTO conversation_turn (session_id, agent_id, message, created_at) VALUES ($1, $2, $3::jsonb, $4::timestamptz)`,
-        [sessionId, agentId, json(message), at],
-      );
+    if (messages.length === 0) {
+      return;
     }
+    await query(
+      tx,
+      `INSERT INTO conversation_turn (session_id, agent_id, message, created_at)
+       SELECT $1, $2, m.value, $4::timestamptz
+       FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS m(value, n) ORDER BY m.n`,
+      [sessionId, agentId, json(messages), at],
+    );
   }
 
   /**

@@ -1,20 +1,16 @@
 import { Injectable } from '@nestjs/common';
 import { Priority } from 'src/common/names';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService } from 'src/database/database.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { Mail, MailStatus, USER } from 'src/mailbox/mailbox.types';
 import { HistoryService } from 'src/sessions/history.service';
-import { SessionRepository } from 'src/sessions/session.repository';
 import { PostOfficeService } from './post-office.service';
 
 /** The client's side of the mailbox: mail from `user` into an agent's inbox, and reading any mailbox. */
 @Injectable()
 export class MailService {
   constructor(
-    private readonly db: DatabaseService,
     private readonly history: HistoryService,
-    private readonly sessions: SessionRepository,
     private readonly mail: MailRepository,
     private readonly postOffice: PostOfficeService,
   ) {}
@@ -45,11 +41,6 @@ export class MailService {
     limit: number;
     before?: number;
   }): Promise<{ messages: Mail[]; nextBefore: number | null }> {
-    return this.db.read(async (tx) => {
-      if (!(await this.sessions.find(tx, input.sessionId))) {
-        throw RpcError.sessionNotFound(input.sessionId);
-      }
-      return this.mail.list(tx, input);
-    });
+    return this.history.readSession(input.sessionId, (tx) => this.mail.list(tx, input));
   }
 }

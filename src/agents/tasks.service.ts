@@ -1,15 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { Priority } from 'src/common/names';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService } from 'src/database/database.service';
 import { AgentSignals } from 'src/mailbox/agent-signals';
 import { MailboxService } from 'src/mailbox/mailbox.service';
 import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
-import { isUuid } from 'src/mailbox/mail.repository';
 import { HistoryService } from 'src/sessions/history.service';
-import { SessionRepository } from 'src/sessions/session.repository';
 import { AgentLifecycleService } from './agent-lifecycle.service';
 
 export interface TaskView {
@@ -31,9 +28,7 @@ export interface TaskView {
 @Injectable()
 export class TasksService {
   constructor(
-    private readonly db: DatabaseService,
     private readonly history: HistoryService,
-    private readonly sessions: SessionRepository,
     private readonly items: WorkItemRepository,
     private readonly mailbox: MailboxService,
     private readonly lifecycle: AgentLifecycleService,
@@ -65,11 +60,8 @@ export class TasksService {
   }
 
   get(sessionId: string, taskId: string): Promise<TaskView> {
-    return this.db.read(async (tx) => {
-      if (!(await this.sessions.find(tx, sessionId))) {
-        throw RpcError.sessionNotFound(sessionId);
-      }
-      const item = isUuid(taskId) ? await this.items.find(tx, sessionId, taskId) : undefined;
+    return this.history.readSession(sessionId, async (tx) => {
+      const item = await this.items.find(tx, sessionId, taskId);
       if (!item) {
         throw taskNotFound(taskId);
       }
@@ -83,7 +75,7 @@ export class TasksService {
    */
   cancel(sessionId: string, taskId: string): Promise<{ taskId: string; state: WorkState }> {
     return this.history.inSession(sessionId, async (tx) => {
-      const item = isUuid(taskId) ? await this.items.find(tx, sessionId, taskId) : undefined;
+      const item = await this.items.find(tx, sessionId, taskId);
       if (!item) {
         throw taskNotFound(taskId);
       }

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { isUuid } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import { iso, query, queryOne } from 'src/database/sql';
 
@@ -38,8 +39,6 @@ const toSchedule = (r: ScheduleRow): Schedule => ({
   createdAt: iso(r.created_at)!,
 });
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 @Injectable()
 export class ScheduleRepository {
   async insert(tx: Tx, s: Omit<Schedule, 'scheduleId'>): Promise<Schedule> {
@@ -53,7 +52,7 @@ export class ScheduleRepository {
   }
 
   async find(tx: Tx, sessionId: string, scheduleId: string): Promise<Schedule | undefined> {
-    if (!UUID.test(scheduleId)) {
+    if (!isUuid(scheduleId)) {
       return undefined;
     }
     const row = await queryOne<ScheduleRow>(

@@ -3,12 +3,11 @@ import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { CLOCK, Clock, TimerHandle } from 'src/common/clock';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
 import { MailboxService } from 'src/mailbox/mailbox.service';
 import { HistoryService } from 'src/sessions/history.service';
-import { SessionRepository } from 'src/sessions/session.repository';
 import { CronSchedule, isTimeZone } from './cron';
 import { Schedule, ScheduleRepository } from './schedule.repository';
 
@@ -36,7 +35,6 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
   constructor(
     private readonly db: DatabaseService,
     private readonly history: HistoryService,
-    private readonly sessions: SessionRepository,
     private readonly schedules: ScheduleRepository,
     private readonly agents: AgentRepository,
     private readonly lifecycle: AgentLifecycleService,
@@ -109,12 +107,9 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
   }
 
   list(sessionId: string): Promise<{ schedules: Schedule[] }> {
-    return this.db.read(async (tx) => {
-      if (!(await this.sessions.find(tx, sessionId))) {
-        throw RpcError.sessionNotFound(sessionId);
-      }
-      return { schedules: await this.schedules.listBySession(tx, sessionId) };
-    });
+    return this.history.readSession(sessionId, async (tx) => ({
+      schedules: await this.schedules.listBySession(tx, sessionId),
+    }));
   }
 
   private arm(s: Schedule): void {
@@ -172,7 +167,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
   }
 
   /** The firing's work item; a stopped agent's firings are skipped (as broadcasts skip stopped agents). */
-  private async deliver(tx: Parameters<MailboxService['enqueue']>[0], s: Schedule): Promise<void> {
+  private async deliver(tx: Tx, s: Schedule): Promise<void> {
     const agent = await this.agents.find(tx, s.sessionId, s.agentId);
     if (!agent || agent.state === 'stopped') {
       return;

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { Priority } from 'src/common/names';
+import { isUuid, Priority } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import { iso, num, query, queryOne } from 'src/database/sql';
 import { Mail, MailStatus } from './mailbox.types';
@@ -189,9 +189,4 @@ export class MailRepository {
     );
     return num(row?.n);
   }
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return UUID.test(value);
 }

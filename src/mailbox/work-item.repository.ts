@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { Priority, PRIORITY_RANK } from 'src/common/names';
+import { isUuid, Priority, PRIORITY_RANK } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import { iso, json, num, query, queryOne } from 'src/database/sql';
 import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
@@ -112,6 +112,9 @@ export class WorkItemRepository {
   }
 
   async find(tx: Tx, sessionId: string, taskId: string): Promise<WorkItem | undefined> {
+    if (!isUuid(taskId)) {
+      return undefined;
+    }
     const row = await queryOne<WorkItemRow>(tx, `SELECT * FROM work_item WHERE session_id = $1 AND id = $2`, [
       sessionId,
       taskId,

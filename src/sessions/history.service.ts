@@ -46,12 +46,17 @@ export class HistoryService {
     return record;
   }
 
-  page(sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {
+  /** Runs reads of an existing session (no lock); `session_not_found` when it does not exist. */
+  readSession<T>(sessionId: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.db.read(async (tx) => {
       if (!(await this.sessions.find(tx, sessionId))) {
         throw RpcError.sessionNotFound(sessionId);
       }
-      return this.history.page(tx, sessionId, after, limit);
+      return fn(tx);
     });
+  }
+
+  page(sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {
+    return this.readSession(sessionId, (tx) => this.history.page(tx, sessionId, after, limit));
   }
 }

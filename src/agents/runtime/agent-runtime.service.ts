@@ -59,11 +59,6 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     this.loops.clear();
   }
 
-  /** How many agents are working on an item right now (for metrics and tests). */
-  get busyAgents(): number {
-    return [...this.loops.values()].filter((l) => l.busy).length;
-  }
-
   private onSignal(signal: AgentSignal): void {
     if (signal.type === 'abort') {
       this.loops.get(key(signal.sessionId, signal.agentId))?.abort(signal.taskId);

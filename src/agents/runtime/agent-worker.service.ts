@@ -289,7 +289,6 @@ export class AgentWorker {
         if (item.isSwitch && item.payload.messageId) {
           await this.answerSwitch(tx, agent, item, outcome.final);
         }
-        me = await this.lifecycle.get(tx, sessionId, agentId);
         if (me.config.limits.maxTokens !== undefined && agentTokens >= me.config.limits.maxTokens) {
           me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
         }
