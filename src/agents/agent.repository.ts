@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
 import { iso, json, num, query, queryOne } from 'src/database/sql';
-import { Agent, AgentConfig, AgentState, AgentStateSnapshot, WorkKind } from './agent.types';
+import { Agent, AgentConfig, AgentState, AgentStateSnapshot, DEFAULT_LIMITS, WorkKind } from './agent.types';
 
 interface AgentRow {
   session_id: string;
@@ -24,7 +24,8 @@ const toAgent = (r: AgentRow): Agent => ({
   sessionId: r.session_id,
   agentId: r.id,
   template: r.template,
-  config: r.config,
+  // Agents stored before a limit existed get its default.
+  config: { ...r.config, limits: { ...DEFAULT_LIMITS, ...r.config.limits } },
   state: r.state,
   stopReason: r.stop_reason,
   waitingOn: r.waiting_on,

@@ -16,6 +16,7 @@ export const limitsSchema = z
     maxStepsPerTask: positiveInt(1000).optional(),
     maxTokensPerTask: positiveInt(1e12).optional(),
     maxTokens: positiveInt(1e12).optional(),
+    maxHops: positiveInt(1000).optional(),
     maxMailPerMinute: positiveInt(1_000_000).optional(),
   })
   .strict();
@@ -56,10 +57,13 @@ export interface AgentLimits {
   maxStepsPerTask: number;
   maxTokensPerTask?: number;
   maxTokens?: number;
-  maxMailPerMinute: number;
+  /** A send that would carry more hops than this is refused (a tool error): loops end, agents go on. */
+  maxHops: number;
+  /** Unset by default: honest agents are never stopped by a rate. */
+  maxMailPerMinute?: number;
 }
 
-export const DEFAULT_LIMITS: AgentLimits = { maxStepsPerTask: 16, maxMailPerMinute: 60 };
+export const DEFAULT_LIMITS: AgentLimits = { maxStepsPerTask: 16, maxHops: 16 };
 
 /** An agent's effective configuration: its template with `config` laid over it. Stored with the agent. */
 export interface AgentConfig {

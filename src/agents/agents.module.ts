@@ -7,6 +7,7 @@ import { AgentsService } from './agents.service';
 import { ConversationRepository } from './conversation.repository';
 import { MailService } from './mail.service';
 import { PostOfficeService } from './post-office.service';
+import { TaskOutputs } from './task-outputs.service';
 import { TasksService } from './tasks.service';
 import { TemplatesService } from './templates.service';
 
@@ -16,6 +17,7 @@ const PROVIDERS = [
   AgentLifecycleService,
   AgentsService,
   TasksService,
+  TaskOutputs,
   MailService,
   PostOfficeService,
   TemplatesService,

@@ -23,6 +23,8 @@ export interface Letter {
   enqueue?: boolean;
   /** Queue even past the recipient's queue limit (a reply it was waiting for). */
   force?: boolean;
+  /** Agent-to-agent sends that led to this mail; 0 (the default) for the user's. */
+  hops?: number;
 }
 
 /**
@@ -69,6 +71,7 @@ export class PostOfficeService {
         isSwitch: letter.isSwitch,
         replyTo: letter.replyTo ?? null,
         threadId,
+        hops: letter.hops ?? 0,
         createdAt: this.lifecycle.now(),
       },
       { enqueue, force: letter.force },

@@ -8,6 +8,7 @@ import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentLifecycleService } from './agent-lifecycle.service';
+import { TaskOutputs } from './task-outputs.service';
 
 export interface TaskView {
   taskId: string;
@@ -16,6 +17,9 @@ export interface TaskView {
   state: WorkState;
   prompt: string;
   priority: Priority;
+  hops: number;
+  /** The text streamed so far, while the task runs. */
+  output?: string;
   result?: { final: string };
   error?: { code: string; message: string };
   createdAt: string;
@@ -34,6 +38,7 @@ export class TasksService {
     private readonly lifecycle: AgentLifecycleService,
     private readonly signals: AgentSignals,
     private readonly waiters: SwitchWaiters,
+    private readonly outputs: TaskOutputs,
   ) {}
 
   /** Commits the task before answering, so an acknowledged task is never lost. */
@@ -65,7 +70,11 @@ export class TasksService {
       if (!item) {
         throw taskNotFound(taskId);
       }
-      return toView(item);
+      const view = toView(item);
+      if (item.state === 'running') {
+        view.output = this.outputs.textOf(taskId) ?? '';
+      }
+      return view;
     });
   }
 
@@ -118,6 +127,7 @@ export function toView(item: WorkItem): TaskView {
     state: item.state,
     prompt: item.prompt,
     priority: item.priority,
+    hops: item.hops,
     ...(item.result ? { result: item.result } : {}),
     ...(item.error ? { error: item.error } : {}),
     createdAt: item.createdAt,

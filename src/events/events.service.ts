@@ -86,6 +86,8 @@ export class EventsService {
     event: string,
     data: unknown,
     from?: string,
+    /** Hops of the items it makes: the sending agent's item's + 1; 0 from a client. */
+    hops = 0,
   ): Promise<{ event: string; delivered: string[]; woke: string[] }> {
     const delivered: string[] = [];
     const woke: string[] = [];
@@ -98,6 +100,7 @@ export class EventsService {
         agentId: agent.agentId,
         kind: 'event',
         priority: 'normal',
+        hops,
         prompt: event,
         payload: { event, data },
         createdAt: this.lifecycle.now(),

@@ -17,6 +17,7 @@ interface MailRow {
   is_switch: boolean;
   reply_to: string | null;
   thread_id: string;
+  hops: number;
   created_at: Date | string;
   read_at: Date | string | null;
 }
@@ -32,6 +33,7 @@ const toMail = (r: MailRow): Mail => ({
   status: r.status,
   replyTo: r.reply_to,
   threadId: r.thread_id,
+  hops: r.hops,
   createdAt: iso(r.created_at)!,
   readAt: iso(r.read_at),
 });
@@ -50,6 +52,8 @@ export interface NewMail {
   /** The thread of the mail this replies to; a new mail starts its own thread. */
   threadId?: string | null;
   status?: MailStatus;
+  /** Defaults to 0: mail from the user. */
+  hops?: number;
   createdAt: string;
 }
 
@@ -60,9 +64,9 @@ export class MailRepository {
     const row = await queryOne<MailRow>(
       tx,
       `WITH id AS (SELECT COALESCE($12::uuid, gen_random_uuid()) AS v)
-       INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at)
+       INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at, hops)
        SELECT id.v, $1, $2, $3, $4, $5, $6, $7, $8, $9::uuid, COALESCE($10::uuid, id.v), $11::timestamptz,
-              CASE WHEN $7 = 'unread' THEN NULL ELSE $11::timestamptz END
+              CASE WHEN $7 = 'unread' THEN NULL ELSE $11::timestamptz END, $13
        FROM id RETURNING *`,
       [
         m.sessionId,
@@ -77,6 +81,7 @@ export class MailRepository {
         m.threadId ?? null,
         m.createdAt,
         m.messageId ?? null,
+        m.hops ?? 0,
       ],
     );
     return toMail(row!);

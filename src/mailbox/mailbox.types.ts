@@ -30,6 +30,8 @@ export interface WorkItem {
   priority: Priority;
   /** Sync-switch mail: taken before all other queued work. */
   isSwitch: boolean;
+  /** Agent-to-agent sends that led here: 0 for a client's task or mail (see `limits.maxHops`). */
+  hops: number;
   state: WorkState;
   attempts: number;
   idempotencyKey: string | null;
@@ -54,6 +56,7 @@ export interface Mail {
   status: MailStatus;
   replyTo: string | null;
   threadId: string;
+  hops: number;
   createdAt: string;
   readAt: string | null;
 }

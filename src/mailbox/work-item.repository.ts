@@ -11,6 +11,7 @@ interface WorkItemRow {
   kind: WorkKind;
   priority: number;
   is_switch: boolean;
+  hops: number;
   state: WorkState;
   attempts: number;
   idempotency_key: string | null;
@@ -36,6 +37,7 @@ const toItem = (r: WorkItemRow): WorkItem => ({
   kind: r.kind,
   priority: PRIORITY_BY_RANK[r.priority] ?? 'normal',
   isSwitch: r.is_switch,
+  hops: r.hops,
   state: r.state,
   attempts: r.attempts,
   idempotencyKey: r.idempotency_key,
@@ -55,6 +57,8 @@ export interface NewWorkItem {
   kind: WorkKind;
   priority: Priority;
   isSwitch?: boolean;
+  /** Defaults to 0: work from a client or a timer. */
+  hops?: number;
   idempotencyKey?: string;
   prompt: string;
   payload?: WorkPayload;
@@ -70,8 +74,8 @@ export class WorkItemRepository {
   async insert(tx: Tx, item: NewWorkItem): Promise<{ item: WorkItem; created: boolean }> {
     const row = await queryOne<WorkItemRow>(
       tx,
-      `INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at)
-       VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz)
+      `INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops)
+       VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz, $10)
        ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
       [
@@ -84,6 +88,7 @@ export class WorkItemRepository {
         item.prompt,
         json(item.payload ?? {}),
         item.createdAt,
+        item.hops ?? 0,
       ],
     );
     if (row) {

@@ -14,7 +14,7 @@ import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { HistoryService } from 'src/sessions/history.service';
 import { Tx } from 'src/database/database.service';
 import { SwitchService } from './switch.service';
-import { AgentLimitError, ToolDefinition, ToolError } from './tool.types';
+import { AgentLimitError, ToolContext, ToolDefinition, ToolError } from './tool.types';
 
 const recipient = z.union([idSchema, z.literal(USER)]);
 const subject = z.string().min(1).max(1000);
@@ -56,19 +56,23 @@ export class BuiltinToolsService {
       description:
         'Send mail to another agent (or to "user", the human client) and carry on without waiting. The recipient handles it in its own loop.',
       schema,
-      run: async ({ agent }, args: z.infer<typeof schema>) =>
-        this.history.inSession(agent.sessionId, async (tx) => {
+      run: async (ctx, args: z.infer<typeof schema>) => {
+        const { agent } = ctx;
+        if (args.to === agent.agentId) {
+          throw new ToolError('cannot send mail to yourself');
+        }
+        const hops = args.to === USER ? ctx.item.hops + 1 : nextHops(ctx);
+        return ctx.commit(async (tx) => {
           await this.checkMailRate(tx, agent);
-          if (args.to === agent.agentId) {
-            throw new ToolError('cannot send mail to yourself');
-          }
           const { mail } = await this.postOffice.deliver(tx, {
             ...args,
             sessionId: agent.sessionId,
             from: agent.agentId,
+            hops,
           });
           return { messageId: mail.messageId };
-        }),
+        });
+      },
     };
   }
 
@@ -81,9 +85,12 @@ export class BuiltinToolsService {
       description:
         "Send mail to another agent and wait for its answer, which is returned as this tool's result. Use when you cannot continue without the reply.",
       schema,
-      run: async ({ agent, signal }, args: z.infer<typeof schema>) => {
-        await this.history.inSession(agent.sessionId, (tx) => this.checkMailRate(tx, agent));
-        return this.switches.call(agent, args, signal);
+      run: async (ctx, args: z.infer<typeof schema>) => {
+        const hops = nextHops(ctx);
+        if (ctx.agent.config.limits.maxMailPerMinute !== undefined) {
+          await this.history.inSession(ctx.agent.sessionId, (tx) => this.checkMailRate(tx, ctx.agent));
+        }
+        return this.switches.call(ctx.agent, { ...args, hops }, ctx.signal);
       },
     };
   }
@@ -96,8 +103,8 @@ export class BuiltinToolsService {
       name: 'check_mail',
       description: 'Read your inbox (oldest first). Returned messages are marked read.',
       schema,
-      run: async ({ agent }, args: z.infer<typeof schema>) =>
-        this.history.inSession(agent.sessionId, async (tx) => {
+      run: async ({ agent, commit }, args: z.infer<typeof schema>) =>
+        commit(async (tx) => {
           const messages = await this.mail.takeInbox(
             tx,
             agent.sessionId,
@@ -119,12 +126,17 @@ export class BuiltinToolsService {
       name: 'reply_mail',
       description: 'Reply to a message you received; the reply goes to its sender, in the same thread.',
       schema,
-      run: async ({ agent }, args: z.infer<typeof schema>) => {
-        const reply = await this.history.inSession(agent.sessionId, async (tx) => {
+      run: async (ctx, args: z.infer<typeof schema>) => {
+        const { agent } = ctx;
+        const hops = ctx.item.hops + 1;
+        return ctx.commit(async (tx) => {
           await this.checkMailRate(tx, agent);
           const original = await this.mail.find(tx, agent.sessionId, args.messageId);
           if (!original || original.to !== agent.agentId) {
             throw new ToolError(`no message '${args.messageId}' in your inbox`);
+          }
+          if (original.from !== USER) {
+            nextHops(ctx);
           }
           const awaited = this.waiters.isAwaited(original.messageId);
           if (awaited && !(await this.mail.markReplied(tx, original.messageId, this.now()))) {
@@ -142,6 +154,7 @@ export class BuiltinToolsService {
             priority: args.priority ?? original.priority,
             replyTo: original.messageId,
             enqueue: !awaited,
+            hops,
           });
           if (awaited) {
             this.lifecycle.afterCommit(tx, () =>
@@ -150,9 +163,8 @@ export class BuiltinToolsService {
               }),
             );
           }
-          return mail;
+          return { messageId: mail.messageId };
         });
-        return { messageId: reply.messageId };
       },
     };
   }
@@ -164,11 +176,20 @@ export class BuiltinToolsService {
       description:
         'Broadcast an event to every agent of the session that listens to it, waking those that sleep.',
       schema,
-      run: async ({ agent }, args: z.infer<typeof schema>) => {
-        const { woke } = await this.history.inSession(agent.sessionId, (tx) =>
-          this.events.broadcast(tx, agent.sessionId, args.event, args.data ?? {}, agent.agentId),
-        );
-        return { woke };
+      run: async (ctx, args: z.infer<typeof schema>) => {
+        const { agent } = ctx;
+        const hops = nextHops(ctx);
+        return ctx.commit(async (tx) => {
+          const { woke } = await this.events.broadcast(
+            tx,
+            agent.sessionId,
+            args.event,
+            args.data ?? {},
+            agent.agentId,
+            hops,
+          );
+          return { woke };
+        });
       },
     };
   }
@@ -209,35 +230,52 @@ export class BuiltinToolsService {
       name: 'list_agents',
       description: 'List the agents of this session with their state and what each is for.',
       schema: z.object({}).strict(),
-      run: async ({ agent }) => {
-        const agents = await this.history.inSession(agent.sessionId, (tx) =>
-          this.agents.listBySession(tx, agent.sessionId),
-        );
-        return {
-          agents: agents.map((a) => ({
+      run: async ({ agent, commit }) =>
+        commit(async (tx) => ({
+          agents: (await this.agents.listBySession(tx, agent.sessionId)).map((a) => ({
             agentId: a.agentId,
             state: a.state,
             description: a.config.description,
           })),
-        };
-      },
+        })),
     };
   }
 
-  /** `maxMailPerMinute`: an agent mailing faster than its limit is stopped, which ends ping-pong loops. */
+  /**
+   * `maxMailPerMinute` (unset by default): an agent mailing faster than its limit is stopped. Loops
+   * are ended by hops; this is for operators who want a rate cap as well.
+   */
   private async checkMailRate(tx: Tx, agent: Agent): Promise<void> {
+    const limit = agent.config.limits.maxMailPerMinute;
+    if (limit === undefined) {
+      return;
+    }
     const since = new Date(this.clock.now() - 60_000).toISOString();
     const sent = await this.mail.countSentSince(tx, agent.sessionId, agent.agentId, since);
-    if (sent >= agent.config.limits.maxMailPerMinute) {
-      throw new AgentLimitError(
-        `mail rate limit: ${sent} mails in the last minute (limit ${agent.config.limits.maxMailPerMinute})`,
-      );
+    if (sent >= limit) {
+      throw new AgentLimitError(`mail rate limit: ${sent} mails in the last minute (limit ${limit})`);
     }
   }
 
   private now(): string {
     return new Date(this.clock.now()).toISOString();
   }
+}
+
+/**
+ * The hops a send from this item carries, or a tool error past the agent's `maxHops`: like an IP
+ * packet's TTL, this ends a ping-pong loop after a bounded number of exchanges while both agents
+ * keep running.
+ */
+function nextHops({ item, agent }: ToolContext): number {
+  const hops = item.hops + 1;
+  const max = agent.config.limits.maxHops;
+  if (hops > max) {
+    throw new ToolError(
+      `hop limit (${max}) reached: this work is ${item.hops} agent-to-agent sends away from a client's request, so it cannot send mail or events to other agents; answer with your final reply instead`,
+    );
+  }
+  return hops;
 }
 
 export function toolErrorMessage(err: unknown): string | undefined {

@@ -34,7 +34,7 @@ export class SwitchService {
 
   async call(
     caller: Agent,
-    mail: { to: string; subject: string; body: string; timeoutSeconds: number },
+    mail: { to: string; subject: string; body: string; timeoutSeconds: number; hops: number },
     signal: AbortSignal,
   ): Promise<{ reply: SwitchReply }> {
     const { sessionId, agentId } = caller;
@@ -60,6 +60,7 @@ export class SwitchService {
           priority: 'high',
           isSwitch: true,
           messageId,
+          hops: mail.hops,
         });
         await this.lifecycle.transition(
           tx,

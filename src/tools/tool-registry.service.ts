@@ -1,9 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { z } from 'zod';
+import { DatabaseService, Tx } from 'src/database/database.service';
 import { ToolCall, ToolSchema } from 'src/llm/model-provider';
+import { HistoryService } from 'src/sessions/history.service';
 import { BuiltinToolsService, toolErrorMessage } from './builtin-tools.service';
+import { ToolEffectRepository } from './tool-effect.repository';
 import { ToolName } from './tool-names';
-import { ToolContext, ToolDefinition } from './tool.types';
+import { ToolCallContext, ToolDefinition } from './tool.types';
 
 export interface ToolOutcome {
   tool: string;
@@ -18,7 +21,12 @@ export class ToolRegistryService {
   private readonly tools: Map<string, ToolDefinition>;
   private readonly schemas = new Map<string, ToolSchema>();
 
-  constructor(builtins: BuiltinToolsService) {
+  constructor(
+    builtins: BuiltinToolsService,
+    private readonly db: DatabaseService,
+    private readonly history: HistoryService,
+    private readonly effects: ToolEffectRepository,
+  ) {
     this.tools = new Map(builtins.definitions.map((t) => [t.name, t]));
     for (const t of builtins.definitions) {
       const parameters = z.toJSONSchema(t.schema, { io: 'input', unrepresentable: 'any' }) as Record<
@@ -36,14 +44,46 @@ export class ToolRegistryService {
   }
 
   /**
-   * Runs one call. Malformed JSON, unknown or forbidden tools, invalid arguments and the tool's own
-   * refusals come back as `{ error }` for the model to read and correct; limits, aborts and bugs are thrown.
+   * Runs one call and records it (`async.tool.called`). Malformed JSON, unknown or forbidden tools,
+   * invalid arguments and the tool's own refusals come back as `{ error }` for the model to read and
+   * correct; limits, aborts and bugs are thrown. A call that an earlier run of the same item had
+   * already committed is not run again: its recorded result is returned.
    */
-  async execute(ctx: ToolContext, call: ToolCall): Promise<ToolOutcome> {
-    let args: unknown;
-    try {
-      args = call.arguments.trim() === '' ? {} : JSON.parse(call.arguments);
-    } catch {
+  async execute(ctx: ToolCallContext, call: ToolCall): Promise<ToolOutcome> {
+    const key = { taskId: ctx.item.taskId, step: ctx.step, index: ctx.index };
+    if (ctx.item.attempts > 1) {
+      // Only a retried item can have effects on record: a first run skips the read.
+      const earlier = await this.db.read((tx) => this.effects.find(tx, key));
+      if (earlier?.tool === call.name) {
+        return { tool: call.name, args: parseArgs(call.arguments) ?? call.arguments, result: earlier.result };
+      }
+    }
+    let recorded = false;
+    const outcome = await this.run(
+      ctx,
+      call,
+      (tool, args) => (fn) =>
+        this.history.inSession(ctx.agent.sessionId, async (tx) => {
+          const result = await fn(tx);
+          await this.effects.record(tx, key, tool, result);
+          await this.recordCall(tx, ctx, { tool, args, result });
+          recorded = true;
+          return result;
+        }),
+    );
+    if (!recorded) {
+      await this.history.inSession(ctx.agent.sessionId, (tx) => this.recordCall(tx, ctx, outcome));
+    }
+    return outcome;
+  }
+
+  private async run(
+    ctx: ToolCallContext,
+    call: ToolCall,
+    committer: (tool: string, args: unknown) => <T>(fn: (tx: Tx) => Promise<T>) => Promise<T>,
+  ): Promise<ToolOutcome> {
+    const args = parseArgs(call.arguments);
+    if (args === undefined) {
       return {
         tool: call.name,
         args: call.arguments,
@@ -64,7 +104,8 @@ export class ToolRegistryService {
       return { tool: call.name, args, result: { error: `invalid arguments: ${issues.join('; ')}` } };
     }
     try {
-      return { tool: call.name, args, result: await tool.run(ctx, parsed.data) };
+      const commit = committer(call.name, args);
+      return { tool: call.name, args, result: await tool.run({ ...ctx, commit }, parsed.data) };
     } catch (err) {
       const message = toolErrorMessage(err);
       if (message === undefined) {
@@ -72,5 +113,24 @@ export class ToolRegistryService {
       }
       return { tool: call.name, args, result: { error: message } };
     }
+  }
+
+  private recordCall(tx: Tx, ctx: ToolCallContext, outcome: ToolOutcome): Promise<unknown> {
+    return this.history.record(tx, ctx.agent.sessionId, 'async.tool.called', {
+      agentId: ctx.agent.agentId,
+      taskId: ctx.item.taskId,
+      tool: outcome.tool,
+      args: outcome.args,
+      result: outcome.result,
+    });
+  }
+}
+
+/** The call's arguments as JSON (empty means `{}`); undefined when they are not JSON at all. */
+function parseArgs(text: string): unknown {
+  try {
+    return text.trim() === '' ? {} : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
   }
 }

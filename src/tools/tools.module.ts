@@ -5,11 +5,12 @@ import { MailboxModule } from 'src/mailbox/mailbox.module';
 import { SessionsModule } from 'src/sessions/sessions.module';
 import { BuiltinToolsService } from './builtin-tools.service';
 import { SwitchService } from './switch.service';
+import { ToolEffectRepository } from './tool-effect.repository';
 import { ToolRegistryService } from './tool-registry.service';
 
 @Module({
   imports: [SessionsModule, MailboxModule, AgentsModule, EventsModule],
-  providers: [BuiltinToolsService, SwitchService, ToolRegistryService],
+  providers: [BuiltinToolsService, SwitchService, ToolEffectRepository, ToolRegistryService],
   exports: [ToolRegistryService, SwitchService],
 })
 export class ToolsModule {}

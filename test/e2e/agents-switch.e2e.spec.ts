@@ -599,7 +599,7 @@ describe('send_mail_with_switch', () => {
         const agents = sut.app.get(AgentRepository);
         return sut.app.get(DatabaseService).read(async (tx) => (await agents.find(tx, sessionId, agentId))!);
       };
-      const question = { to: 'helper', subject: 'Question', body: 'q', timeoutSeconds: 120 };
+      const question = { to: 'helper', subject: 'Question', body: 'q', timeoutSeconds: 120, hops: 1 };
 
       it('an already stopped caller sends nothing and does not wait', async () => {
         const sessionId = await startSession(client, newSessionId());

@@ -53,6 +53,7 @@ const MAIL_FIELDS = [
   'body',
   'createdAt',
   'from',
+  'hops',
   'messageId',
   'priority',
   'readAt',
@@ -919,6 +920,7 @@ describe('Every client method over socket.io', () => {
         state: 'queued',
         prompt: 'the thing',
         priority: 'high',
+        hops: 0,
         createdAt,
       });
       sut.clock.advance(2_000);
@@ -933,6 +935,7 @@ describe('Every client method over socket.io', () => {
         state: 'done',
         prompt: 'the thing',
         priority: 'high',
+        hops: 0,
         result: { final: 'done: the thing' },
         createdAt,
         startedAt,
@@ -1047,6 +1050,7 @@ describe('Every client method over socket.io', () => {
         status: 'unread',
         replyTo: null,
         threadId: expect.any(String),
+        hops: 0,
         createdAt,
         readAt: null,
       });
@@ -1204,7 +1208,10 @@ describe('Every client method over socket.io', () => {
       });
 
       await push(sessionId, NOTIFICATIONS, (p) => p.seq === n);
-      const pushes = client.pushes.filter((p) => p.payload?.sessionId === sessionId);
+      // Streamed text is pushed but not stored: every other push is a history record.
+      const pushes = client.pushes.filter(
+        (p) => p.payload?.sessionId === sessionId && p.name !== 'async.task.output',
+      );
       expect(pushes.map((p) => p.payload.seq).sort((a, b) => a - b)).toEqual(events.map((e: any) => e.seq));
       for (const e of events) {
         const p = pushes.find((x) => x.payload.seq === e.seq)!;

@@ -20,6 +20,8 @@ export interface FakeReply {
   dropMidStream?: boolean;
   /** Send part of the stream, then hold the connection open until the request is aborted or the server closes. */
   stallMidStream?: boolean;
+  /** Pause this long (real timers) between streamed events, like a model producing tokens. */
+  pieceDelayMs?: number;
 }
 
 /** The parsed JSON body of a chat completion request; anything the client sends is kept. */
@@ -246,7 +248,7 @@ export class FakeOpenAI {
     const answer = new Answer(`chatcmpl-fake-${this.sequence}`, body, reply);
     if (body.stream === true) {
       const cut = reply.dropMidStream ? 'drop' : reply.stallMidStream ? 'stall' : undefined;
-      return this.stream(res, answer, body.stream_options?.include_usage === true, cut);
+      return this.stream(res, answer, body.stream_options?.include_usage === true, cut, reply.pieceDelayMs);
     }
     const json = JSON.stringify(answer.completion());
     res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': `req_fake_${this.sequence}` });
@@ -291,6 +293,7 @@ export class FakeOpenAI {
     answer: Answer,
     includeUsage: boolean,
     cut: 'drop' | 'stall' | undefined,
+    pieceDelayMs = 0,
   ): Promise<void> {
     const events = answer.chunks(includeUsage).map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
     events.push('data: [DONE]\n\n');
@@ -309,6 +312,12 @@ export class FakeOpenAI {
       return;
     }
     for (const event of events) {
+      if (pieceDelayMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, pieceDelayMs));
+        if (res.destroyed) {
+          return;
+        }
+      }
       res.write(event);
     }
     res.end();

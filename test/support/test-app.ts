@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { createApp } from 'src/bootstrap';
-import { Clock } from 'src/common/clock';
+import { Clock, SystemClock } from 'src/common/clock';
 import { FakeClock } from 'src/common/fake-clock';
 import { AppConfig, loadConfig } from 'src/config/app-config';
 import { DatabaseService } from 'src/database/database.service';
@@ -87,10 +87,17 @@ export interface TestApp {
 
 /** The whole service on a random port, on its own data, with a clock the test drives. */
 export async function startTestApp(
-  opts: { env?: Record<string, string>; clock?: FakeClock; db?: TestDatabase } = {},
+  opts: {
+    env?: Record<string, string>;
+    clock?: FakeClock;
+    db?: TestDatabase;
+    /** Run on real time (for behaviour paced by a real peer, such as a streaming model); `clock` is then unused. */
+    systemClock?: boolean;
+  } = {},
 ): Promise<TestApp> {
   const db = opts.db ?? (await TestDatabase.create());
   const clock = opts.clock ?? new FakeClock();
+  const appClock: Clock = opts.systemClock ? new SystemClock() : clock;
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
@@ -104,7 +111,7 @@ export async function startTestApp(
     const app = await createApp(config, c);
     return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1') };
   };
-  let running = await boot(clock);
+  let running = await boot(appClock);
   const handle: TestApp = {
     app: running.app,
     url: running.url,
@@ -115,7 +122,7 @@ export async function startTestApp(
       await handle.app.close();
     },
     async restart() {
-      running = await boot(clock);
+      running = await boot(appClock);
       handle.app = running.app;
       handle.url = running.url;
     },

@@ -13,13 +13,13 @@ import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { ToolRegistryService } from 'src/tools/tool-registry.service';
-import { AgentLimitError } from 'src/tools/tool.types';
+import { AgentLimitError, ToolCallContext } from 'src/tools/tool.types';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
 import { AgentRepository } from '../agent.repository';
 import { Agent } from '../agent.types';
 import { ConversationRepository } from '../conversation.repository';
 import { PostOfficeService } from '../post-office.service';
-import { OutputBuffer } from './output-buffer';
+import { TaskOutputs } from '../task-outputs.service';
 import { TaskFailure } from './task-failure';
 import { describeWork, workContext } from './work-prompt';
 
@@ -27,8 +27,6 @@ interface Outcome {
   final: string;
   usage: Usage;
   turns: ChatMessage[];
-  /** The last piece of streamed text, pushed in the completing transaction (one write fewer per item). */
-  tail: string;
 }
 
 /**
@@ -54,6 +52,7 @@ export class AgentWorker {
     private readonly tools: ToolRegistryService,
     private readonly waiters: SwitchWaiters,
     private readonly llm: LlmService,
+    private readonly outputs: TaskOutputs,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -89,22 +88,26 @@ export class AgentWorker {
     // Tokens are spent even when the item fails; they count against budgets all the same.
     const usage: Usage = { promptTokens: 0, completionTokens: 0 };
     try {
-      outcome = await this.think(agent, item, signal, (request) => (pendingSleep = request), usage);
-    } catch (err) {
-      if (signal.aborted) {
-        await this.abandon(agent, item, usage);
-      } else {
+      try {
+        outcome = await this.think(agent, item, signal, (request) => (pendingSleep = request), usage);
+      } catch (err) {
+        if (signal.aborted) {
+          await this.abandon(agent, item, usage);
+        } else {
+          await this.fail(agent, item, err, usage);
+        }
+        return;
+      }
+      try {
+        await this.complete(agent, item, outcome, pendingSleep);
+      } catch (err) {
+        if (err instanceof RpcError && err.reason === 'unavailable') {
+          throw err; // the database is away: the item stays running and is put back when it returns
+        }
         await this.fail(agent, item, err, usage);
       }
-      return;
-    }
-    try {
-      await this.complete(agent, item, outcome, pendingSleep);
-    } catch (err) {
-      if (err instanceof RpcError && err.reason === 'unavailable') {
-        throw err; // the database is away: the item stays running and is put back when it returns
-      }
-      await this.fail(agent, item, err, usage);
+    } finally {
+      this.outputs.end(item.taskId);
     }
   }
 
@@ -157,7 +160,6 @@ export class AgentWorker {
       signal.throwIfAborted();
       let text = '';
       const calls: ToolCall[] = [];
-      const output = new OutputBuffer((delta) => this.recordOutput(agent, item, delta));
       await this.llm.complete(
         {
           model: agent.config.model,
@@ -169,11 +171,11 @@ export class AgentWorker {
           work,
           script: agent.config.script,
         },
-        async (chunk) => {
+        (chunk) => {
           switch (chunk.type) {
             case 'text':
               text += chunk.delta;
-              await output.add(chunk.delta);
+              this.outputs.add(item, chunk.delta);
               break;
             case 'tool_call':
               calls.push(chunk.call);
@@ -185,9 +187,7 @@ export class AgentWorker {
           }
         },
       );
-      if (calls.length > 0) {
-        await output.flush();
-      }
+      this.outputs.flush(item.taskId);
       if (
         limits.maxTokensPerTask !== undefined &&
         usage.promptTokens + usage.completionTokens > limits.maxTokensPerTask
@@ -202,11 +202,11 @@ export class AgentWorker {
       messages.push(reply);
       turns.push(reply);
       if (calls.length === 0) {
-        return { final: text, usage, turns, tail: output.take() };
+        return { final: text, usage, turns };
       }
-      for (const call of calls) {
+      for (const [index, call] of calls.entries()) {
         signal.throwIfAborted();
-        const outcome = await this.runTool(agent, item, signal, deferSleep, call);
+        const outcome = await this.runTool({ agent, item, signal, deferSleep, step, index }, call);
         const result: ChatMessage = {
           role: 'tool',
           toolCallId: call.id,
@@ -219,43 +219,15 @@ export class AgentWorker {
     }
   }
 
-  private async runTool(
-    agent: Agent,
-    item: WorkItem,
-    signal: AbortSignal,
-    deferSleep: (request: SleepRequest) => void,
-    call: ToolCall,
-  ): Promise<unknown> {
+  private async runTool(ctx: ToolCallContext, call: ToolCall): Promise<unknown> {
     try {
-      const outcome = await this.tools.execute({ agent, item, signal, deferSleep }, call);
-      await this.history.inSession(agent.sessionId, (tx) =>
-        this.history.record(tx, agent.sessionId, 'async.tool.called', {
-          agentId: agent.agentId,
-          taskId: item.taskId,
-          tool: outcome.tool,
-          args: outcome.args,
-          result: outcome.result,
-        }),
-      );
-      return outcome.result;
+      return (await this.tools.execute(ctx, call)).result;
     } catch (err) {
       if (err instanceof AgentLimitError) {
         throw new TaskFailure('limit_exceeded', err.message, true);
       }
       throw err;
     }
-  }
-
-  private recordOutput(agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
-    return this.history.inSession(agent.sessionId, (tx) => this.recordOutputIn(tx, agent, item, delta));
-  }
-
-  private recordOutputIn(tx: Tx, agent: Agent, item: WorkItem, delta: string): Promise<unknown> {
-    return this.history.record(tx, agent.sessionId, 'async.task.output', {
-      agentId: agent.agentId,
-      taskId: item.taskId,
-      delta,
-    });
   }
 
   private async complete(
@@ -277,9 +249,6 @@ export class AgentWorker {
       if (done) {
         await this.conversation.append(tx, sessionId, agentId, outcome.turns, now);
         const { agentTokens, sessionTokens } = await this.chargeTokens(tx, agent, outcome.usage);
-        if (outcome.tail) {
-          await this.recordOutputIn(tx, agent, item, outcome.tail);
-        }
         await this.history.record(tx, sessionId, 'async.task.completed', {
           agentId,
           taskId: item.taskId,
@@ -345,6 +314,9 @@ export class AgentWorker {
       replyTo: original,
       enqueue: !awaited,
       force: true,
+      // The answer is what the caller waited for, so it is not refused at the hop limit; its
+      // hops still count, so a caller that mails on from it is.
+      hops: item.hops + 1,
     });
     this.lifecycle.afterCommit(tx, () =>
       this.waiters.settle(original, {
