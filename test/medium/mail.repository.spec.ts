@@ -63,6 +63,7 @@ describe(MailRepository.name, () => {
       status: 'unread',
       replyTo: null,
       threadId: mail.messageId,
+      hops: 0,
       createdAt: at(1),
       readAt: null,
     });

@@ -67,6 +67,14 @@ describe(WorkItemRepository.name, () => {
   const countQueued = (sessionId: string, agentId: string) =>
     db.read((tx) => sut.countQueued(tx, sessionId, agentId));
 
+  it('keeps the hops an item was queued with, 0 when none was given', async () => {
+    const sessionId = await givenAgents({ a: 'idle' });
+    const { item: relayed } = await insert(newItem(sessionId, 'a', { hops: 7 }));
+    const { item: fromClient } = await insert(newItem(sessionId, 'a'));
+    await expect(find(sessionId, relayed.taskId)).resolves.toMatchObject({ hops: 7 });
+    await expect(find(sessionId, fromClient.taskId)).resolves.toMatchObject({ hops: 0 });
+  });
+
   it('queues an item with everything it was given', async () => {
     const sessionId = await givenAgents({ a: 'idle' });
     const { item, created } = await insert(
@@ -85,6 +93,7 @@ describe(WorkItemRepository.name, () => {
       kind: 'mailbox_message',
       priority: 'high',
       isSwitch: false,
+      hops: 0,
       state: 'queued',
       attempts: 0,
       idempotencyKey: null,
