@@ -1,209 +1,127 @@
-// Benchmarks: the whole service on a random port, driven by real socket.io clients.
-// `npm run bench` runs on the embedded PGlite, and also on Postgres when BENCH_DATABASE_URL is set.
+// `npm run bench`: Mailroom and its peers (LangGraph.js with its Postgres checkpointer and its
+// MemorySaver, @openai/agents in memory) on the same shapes in the same run, with a zero-latency model.
+// Postgres rows use BENCH_DATABASE_URL (default: the local server's `test` database) when it answers.
 // Figures are printed and written to BENCHMARKS.md with the machine and the date.
 import 'reflect-metadata';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir, totalmem, platform, release } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { cpus, platform, release, totalmem } from 'node:os';
 import { Client } from 'pg';
-import { io, Socket } from 'socket.io-client';
-import { createApp } from 'src/bootstrap';
-import { loadConfig } from 'src/config/app-config';
+import { instrumentDrivers } from './cost';
+import { measureMailroom, MailroomResult } from './mailroom';
+import { langGraphPeer } from './peers/langgraph';
+import { openAiAgentsPeer } from './peers/openai-agents';
+import { measurePeer, RuntimeResult, SEQUENTIAL, SHAPES } from './peers/shapes';
+import { profiled } from './profile';
 
-interface Figures {
-  label: string;
-  ackP50: number;
-  ackP99: number;
-  tasksPerSecond: number;
-  taskEndToEndP50: number;
-  switchRoundTripP50: number;
-}
+const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/test';
 
-const AGENTS = 20;
-const TASKS_PER_AGENT = 25;
-const SWITCH_ROUNDS = 50;
-
-function call(socket: Socket, method: string, params: unknown): Promise<any> {
-  return new Promise((resolve, reject) =>
-    socket.emit(method, params, (reply: any) =>
-      reply.error ? reject(new Error(reply.error.message)) : resolve(reply.result),
-    ),
-  );
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-
-async function run(label: string, databaseUrl: string | undefined, spread: boolean): Promise<Figures> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mailroom-bench-'));
-  const app = await createApp(
-    loadConfig({
-      PORT: '0',
-      DATA_DIR: dataDir,
-      DATABASE_URL: databaseUrl,
-      LOG_LEVEL: 'error',
-      TEMPLATES_DIR: 'templates',
-    }),
-  );
-  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
-  const socket = io(url, { transports: ['websocket'] });
-  await new Promise((r) => socket.once('connect', () => r(undefined)));
-  const sessionId = `bench-${Date.now()}`;
-  // One session for all agents, or one session each: sessions are the unit of write serialization.
-  const sessionOf = (i: number) => (spread ? `${sessionId}-${i}` : sessionId);
-  await call(socket, 'session.start', { sessionId });
-  const reply = [{ when: {}, do: [{ reply: 'ok {{prompt}}' }] }];
-  for (let i = 0; i < AGENTS; i++) {
-    if (spread) {
-      await call(socket, 'session.start', { sessionId: sessionOf(i) });
-    }
-    await call(socket, 'async.createAgent', {
-      sessionId: sessionOf(i),
-      agentId: `worker${i}`,
-      template: 'assistant',
-      config: { script: reply },
-    });
+async function freshDatabase(server: string, name: string): Promise<string | undefined> {
+  const c = new Client({ connectionString: server, connectionTimeoutMillis: 2000 });
+  try {
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${name}`);
+  } catch (err) {
+    console.error(`Postgres at ${server} is not usable (${String(err)}): its rows are left out.`);
+    return undefined;
+  } finally {
+    await c.end().catch(() => undefined);
   }
-
-  // Throughput and latency: every agent gets its tasks at once; all agents work in parallel.
-  // A task can complete before its ack arrives, so completions are noted by id and matched afterwards.
-  const sentAt = new Map<string, number>();
-  const doneAt = new Map<string, number>();
-  const acks: number[] = [];
-  const total = AGENTS * TASKS_PER_AGENT;
-  const allDone = new Promise<void>((resolve) => {
-    const onDone = (p: any) => {
-      doneAt.set(p.taskId, performance.now());
-      if (doneAt.size === total) {
-        socket.off('async.task.completed', onDone);
-        resolve();
-      }
-    };
-    socket.on('async.task.completed', onDone);
-  });
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: AGENTS }, async (_, a) => {
-      for (let t = 0; t < TASKS_PER_AGENT; t++) {
-        const t0 = performance.now();
-        const { taskId } = await call(socket, 'async.sendTask', {
-          sessionId: sessionOf(a),
-          agentId: `worker${a}`,
-          prompt: `task ${t}`,
-        });
-        acks.push(performance.now() - t0);
-        sentAt.set(taskId, t0);
-      }
-    }),
-  );
-  await allDone;
-  const seconds = (performance.now() - start) / 1000;
-  const endToEnd = [...sentAt].map(([id, t0]) => doneAt.get(id)! - t0);
-
-  // Send-and-switch round trip: asker waits on answerer, once per task.
-  await call(socket, 'async.createAgent', {
-    sessionId,
-    agentId: 'answerer',
-    template: 'assistant',
-    config: { script: [{ when: {}, do: [{ reply: 'answer' }] }] },
-  });
-  await call(socket, 'async.createAgent', {
-    sessionId,
-    agentId: 'asker',
-    template: 'assistant',
-    config: {
-      script: [
-        {
-          when: {},
-          do: [
-            { tool: 'send_mail_with_switch', args: { to: 'answerer', subject: 'q', body: 'q' } },
-            { reply: 'got it' },
-          ],
-        },
-      ],
-    },
-  });
-  const switchTimes: number[] = [];
-  for (let i = 0; i < SWITCH_ROUNDS; i++) {
-    const t0 = performance.now();
-    let taskId: string | undefined;
-    const seen = new Set<string>();
-    await new Promise<void>((resolve) => {
-      const on = (p: any) => {
-        seen.add(p.taskId);
-        if (taskId !== undefined && seen.has(taskId)) {
-          socket.off('async.task.completed', on);
-          resolve();
-        }
-      };
-      socket.on('async.task.completed', on);
-      void call(socket, 'async.sendTask', { sessionId, agentId: 'asker', prompt: `q${i}` }).then((r) => {
-        taskId = r.taskId;
-        on({ taskId: '' });
-      });
-    });
-    switchTimes.push(performance.now() - t0);
-  }
-
-  socket.close();
-  await app.close();
-  rmSync(dataDir, { recursive: true, force: true });
-  return {
-    label,
-    ackP50: pct(acks, 50),
-    ackP99: pct(acks, 99),
-    tasksPerSecond: total / seconds,
-    taskEndToEndP50: pct(endToEnd, 50),
-    switchRoundTripP50: pct(switchTimes, 50),
-  };
-}
-
-async function freshDatabase(server: string): Promise<string> {
-  const name = `mailroom_bench_${process.pid}`;
-  const c = new Client({ connectionString: server });
-  await c.connect();
-  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await c.query(`CREATE DATABASE ${name}`);
-  await c.end();
   const url = new URL(server);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
-async function main(): Promise<void> {
-  const results = [
-    await run('embedded PGlite, 1 session', undefined, false),
-    await run(`embedded PGlite, ${AGENTS} sessions`, undefined, true),
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
+
+function table(results: RuntimeResult[]): string[] {
+  const lines = [
+    `| runtime | durable | ${SHAPES.map((s) => `${s.agents} × ${s.perAgent} units/s`).join(' | ')} | one at a time p50 / p99 ms | per unit at ${SHAPES[0].agents} × ${SHAPES[0].perAgent}: SQL statements, commits, Node CPU ms, Postgres CPU ms |`,
+    `|---|---|${SHAPES.map(() => '---|').join('')}---|---|`,
   ];
-  const server = process.env.BENCH_DATABASE_URL;
-  if (server) {
-    results.push(await run('Postgres server, 1 session', await freshDatabase(server), false));
-    results.push(await run(`Postgres server, ${AGENTS} sessions`, await freshDatabase(server), true));
+  for (const r of results) {
+    const c = r.shapes[0].cost;
+    lines.push(
+      `| ${r.runtime} | ${r.durable ? 'yes' : 'no'} | ${r.shapes.map((s) => f0(s.unitsPerSecond)).join(' | ')} | ${f1(r.latencyP50)} / ${f1(r.latencyP99)} | ${f1(c.statements)}, ${f1(c.commits)}, ${c.nodeCpuMs.toFixed(2)}, ${c.postgresCpuMs.toFixed(2)} |`,
+    );
   }
-  const f = (n: number) => n.toFixed(1);
-  const rows = results.map(
-    (r) =>
-      `| ${r.label} | ${f(r.tasksPerSecond)} | ${f(r.ackP50)} | ${f(r.ackP99)} | ${f(r.taskEndToEndP50)} | ${f(r.switchRoundTripP50)} |`,
+  return lines;
+}
+
+function ratios(mailroom: RuntimeResult | undefined, peers: RuntimeResult[]): string[] {
+  if (!mailroom) {
+    return [];
+  }
+  return peers.map(
+    (p) =>
+      `- ${mailroom.runtime} ÷ ${p.runtime}: ${mailroom.shapes
+        .map(
+          (s, i) =>
+            `${(s.unitsPerSecond / p.shapes[i].unitsPerSecond).toFixed(2)}× at ${s.agents} × ${s.perAgent}`,
+        )
+        .join(', ')}`,
   );
+}
+
+async function main(): Promise<void> {
+  instrumentDrivers();
+  const server = process.env.BENCH_DATABASE_URL ?? DEFAULT_SERVER;
+  const mailroom: MailroomResult[] = [];
+  let profile: string[] = [];
+
+  mailroom.push(await measureMailroom('Mailroom, embedded PGlite, 1 session', undefined, false));
+  const pgMailroom = await freshDatabase(server, `mailroom_bench_${process.pid}`);
+  if (pgMailroom) {
+    const { value, top } = await profiled('bench/mailroom-postgres.cpuprofile', () =>
+      measureMailroom('Mailroom, Postgres, 1 session', pgMailroom, false),
+    );
+    mailroom.push(value);
+    profile = top;
+    const pgSpread = await freshDatabase(server, `mailroom_bench_spread_${process.pid}`);
+    mailroom.push(await measureMailroom('Mailroom, Postgres, 1 session per agent', pgSpread, true));
+  }
+
+  const peers: RuntimeResult[] = [];
+  const pgLangGraph = await freshDatabase(server, `langgraph_bench_${process.pid}`);
+  if (pgLangGraph) {
+    peers.push(await measurePeer(await langGraphPeer(pgLangGraph)));
+  }
+  peers.push(await measurePeer(await langGraphPeer()));
+  peers.push(await measurePeer(openAiAgentsPeer()));
+
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Node ${process.version}`;
+  const pgRow = mailroom.find((r) => r.runtime === 'Mailroom, Postgres, 1 session');
   const text = [
     '# Benchmarks',
     '',
-    `Measured ${new Date().toISOString()} on ${machine}.`,
-    `Command: \`npm run bench\` (with \`BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test\` for the Postgres row).`,
+    `Measured ${new Date().toISOString()} on ${machine}, with \`npm run bench\``,
+    `(Postgres: ${pgMailroom ? server.replace(/\/\/[^@]*@/, '//…@') : 'not reachable, rows left out'}).`,
     '',
-    `Workload: ${AGENTS} scripted agents (in one session, or one session each), ${TASKS_PER_AGENT} tasks each sent at once over socket.io`,
-    `(${AGENTS * TASKS_PER_AGENT} tasks); then ${SWITCH_ROUNDS} sequential send_mail_with_switch round trips between two agents.`,
-    'Times in milliseconds. The scripted model answers instantly, so this measures Mailroom itself: the',
-    "durable enqueue, claim, history and push path. Every write to a session takes that session's lock",
-    '(ADR 0002), so one busy session is serialized while separate sessions run in parallel on Postgres;',
-    'the embedded PGlite serializes everything in the process (ADR 0003).',
+    `Shapes: ${SHAPES.map((s) => `${s.agents} agents × ${s.perAgent} units`).join(', and ')}, all agents at once; then ${SEQUENTIAL}`,
+    "units one at a time. The model answers at once in every runtime, so this is each runtime's own cost. A",
+    'Mailroom unit is a task sent over socket.io by a client in this process (acknowledged only once',
+    'committed), taken by a scripted agent, answered and pushed back as `async.task.completed`; a',
+    "LangGraph.js unit is one `invoke` of a one-node agent graph on the agent's thread with its checkpointer;",
+    'an @openai/agents unit is one `Runner.run` of an Agent. SQL statements and commits are counted at the',
+    'drivers (`pg`, PGlite); Node CPU is this process (client included); Postgres CPU is every `postgres`',
+    'process on the machine.',
     '',
-    '| database | tasks/s | sendTask ack p50 | ack p99 | task end-to-end p50 | switch round trip p50 |',
-    '|---|---|---|---|---|---|',
-    ...rows,
+    ...table([...mailroom, ...peers]),
+    '',
+    ...mailroom.map((m) => `- ${m.runtime}: send-and-switch task round trip p50 ${f1(m.switchP50)} ms`),
+    '',
+    'Ratios of throughput (units/s):',
+    '',
+    ...ratios(pgRow ?? mailroom[0], peers),
+    '',
+    '## Where the time goes',
+    '',
+    pgMailroom
+      ? `CPU profile of the Mailroom Postgres run (in-process inspector, as \`--cpu-prof\`; written to \`bench/mailroom-postgres.cpuprofile\`, not committed), functions by self time:`
+      : 'No profile: Postgres was not reachable.',
+    '',
+    ...profile.map((line) => `    ${line}`),
     '',
   ].join('\n');
   writeFileSync('BENCHMARKS.md', text);
