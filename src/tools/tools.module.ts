@@ -4,12 +4,13 @@ import { EventsModule } from 'src/events/events.module';
 import { MailboxModule } from 'src/mailbox/mailbox.module';
 import { SessionsModule } from 'src/sessions/sessions.module';
 import { BuiltinToolsService } from './builtin-tools.service';
+import { McpServersService } from './mcp/mcp-servers.service';
 import { SwitchService } from './switch.service';
 import { ToolRegistryService } from './tool-registry.service';
 
 @Module({
   imports: [SessionsModule, MailboxModule, AgentsModule, EventsModule],
-  providers: [BuiltinToolsService, SwitchService, ToolRegistryService],
-  exports: [ToolRegistryService, SwitchService],
+  providers: [BuiltinToolsService, SwitchService, ToolRegistryService, McpServersService],
+  exports: [ToolRegistryService, SwitchService, McpServersService],
 })
 export class ToolsModule {}
