@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { eventNameSchema, idSchema } from 'src/common/names';
 import { scriptSchema } from 'src/llm/scripted/script.schema';
-import { McpServers, mcpServersSchema, toolEntrySchema, unknownServerEntries } from 'src/tools/mcp/mcp-config';
+import {
+  McpServers,
+  mcpServersSchema,
+  toolEntrySchema,
+  unknownServerEntries,
+} from 'src/tools/mcp/mcp-config';
 
 export const AGENT_STATES = ['idle', 'active', 'waiting', 'sleeping', 'stopped'] as const;
 export type AgentState = (typeof AGENT_STATES)[number];

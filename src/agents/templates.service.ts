@@ -102,7 +102,10 @@ export class TemplatesService implements OnModuleInit {
     const unknown = unknownServerEntries(config.tools, config.mcpServers);
     if (unknown.length > 0) {
       throw RpcError.invalidParams(
-        unknown.map((entry) => ({ path: 'config.tools', message: `'${entry}' names no server in mcpServers` })),
+        unknown.map((entry) => ({
+          path: 'config.tools',
+          message: `'${entry}' names no server in mcpServers`,
+        })),
       );
     }
     return { config, wakeEvents: overrides.wakeEvents ?? template.wakeEvents };

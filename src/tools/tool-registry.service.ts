@@ -65,7 +65,11 @@ export class ToolRegistryService {
       };
     }
     const mcp = splitToolName(call.name);
-    if (mcp && this.mcp.has(ctx.agent, mcp.server) && allowsMcpTool(ctx.agent.config.tools, mcp.server, mcp.tool)) {
+    if (
+      mcp &&
+      this.mcp.has(ctx.agent, mcp.server) &&
+      allowsMcpTool(ctx.agent.config.tools, mcp.server, mcp.tool)
+    ) {
       return { tool: call.name, args, result: await this.callMcp(ctx, mcp.server, mcp.tool, args) };
     }
     const tool = this.tools.get(call.name);

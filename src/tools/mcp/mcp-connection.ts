@@ -125,7 +125,8 @@ export function isConnectionLost(err: unknown): boolean {
 export function errorText(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    return code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+    const message = err.message.replace(/^(Error: )+/, '');
+    return typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message;
   }
   return String(err);
 }

@@ -47,6 +47,9 @@ export function truncate(text: string, maxBytes: number): string {
   const marker = `\n[truncated: the result was ${bytes} bytes, the limit is ${maxBytes}]`;
   const keep = Math.max(0, maxBytes - Buffer.byteLength(marker, 'utf8'));
   // toString drops a multi-byte character cut in half (as U+FFFD): strip it.
-  const head = Buffer.from(text, 'utf8').subarray(0, keep).toString('utf8').replace(/\uFFFD$/, '');
+  const head = Buffer.from(text, 'utf8')
+    .subarray(0, keep)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
   return head + marker;
 }

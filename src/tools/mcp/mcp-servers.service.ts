@@ -94,7 +94,7 @@ export class McpServersService implements OnModuleInit, OnModuleDestroy, BeforeA
         } catch (err) {
           signal.throwIfAborted();
           // The model is not offered what cannot run; a call by name still gets the reason as its result.
-          this.logger.warn(`MCP server '${name}' of ${agent.agentId}: ${this.describe(err, deadline)}`);
+          this.logger.debug(`MCP server '${name}' of ${agent.agentId}: ${this.describe(err, deadline)}`);
           return [];
         } finally {
           deadline.done();
