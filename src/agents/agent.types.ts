@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { eventNameSchema, idSchema } from 'src/common/names';
 import { scriptSchema } from 'src/llm/scripted/script.schema';
-import { TOOL_NAMES } from 'src/tools/tool-names';
+import {
+  McpServers,
+  mcpServersSchema,
+  toolEntrySchema,
+  unknownServerEntries,
+} from 'src/tools/mcp/mcp-config';
 
 export const AGENT_STATES = ['idle', 'active', 'waiting', 'sleeping', 'stopped'] as const;
 export type AgentState = (typeof AGENT_STATES)[number];
@@ -28,10 +33,11 @@ const agentFields = {
   model: z.string().min(1).max(200),
   temperature: z.number().min(0).max(2),
   maxTokens: positiveInt(1_000_000),
-  tools: z.array(z.enum(TOOL_NAMES)).max(TOOL_NAMES.length),
+  tools: z.array(toolEntrySchema).max(200),
   wakeEvents: z.array(eventNameSchema).max(100),
   script: scriptSchema,
   limits: limitsSchema,
+  mcpServers: mcpServersSchema,
 };
 
 export const agentConfigOverridesSchema = z.object(agentFields).partial().strict();
@@ -49,8 +55,14 @@ export const templateSchema = z
     temperature: agentFields.temperature.optional(),
     maxTokens: agentFields.maxTokens.optional(),
     limits: limitsSchema.optional(),
+    mcpServers: agentFields.mcpServers.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((t, ctx) => {
+    for (const entry of unknownServerEntries(t.tools, t.mcpServers)) {
+      ctx.addIssue({ code: 'custom', path: ['tools'], message: `'${entry}' names no server in mcpServers` });
+    }
+  });
 export type Template = z.infer<typeof templateSchema>;
 
 export interface AgentLimits {
@@ -72,9 +84,12 @@ export interface AgentConfig {
   model?: string;
   temperature?: number;
   maxTokens?: number;
-  tools: Array<(typeof TOOL_NAMES)[number]>;
+  /** Built-in tool names, `<server>__<tool>` and `<server>__*`. */
+  tools: string[];
   script: z.infer<typeof scriptSchema>;
   limits: AgentLimits;
+  /** MCP servers by name; their `env` and `headers` never leave the server (not pushed, not in the history). */
+  mcpServers?: McpServers;
 }
 
 export interface Agent {

@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
+import { unknownServerEntries } from 'src/tools/mcp/mcp-config';
 import { TOOL_NAMES } from 'src/tools/tool-names';
 import { AgentConfig, AgentConfigOverrides, DEFAULT_LIMITS, Template, templateSchema } from './agent.types';
 
@@ -93,6 +94,20 @@ export class TemplatesService implements OnModuleInit {
       script: overrides.script ?? template.script,
       limits: { ...DEFAULT_LIMITS, ...template.limits, ...overrides.limits },
     };
+    // `config.mcpServers` adds servers to the template's, or replaces one of the same name.
+    const mcpServers = { ...template.mcpServers, ...overrides.mcpServers };
+    if (Object.keys(mcpServers).length > 0) {
+      config.mcpServers = mcpServers;
+    }
+    const unknown = unknownServerEntries(config.tools, config.mcpServers);
+    if (unknown.length > 0) {
+      throw RpcError.invalidParams(
+        unknown.map((entry) => ({
+          path: 'config.tools',
+          message: `'${entry}' names no server in mcpServers`,
+        })),
+      );
+    }
     return { config, wakeEvents: overrides.wakeEvents ?? template.wakeEvents };
   }
 }

@@ -21,7 +21,16 @@ describe(loadConfig.name, () => {
       maxAttempts: 3,
       conversationWindow: 40,
       conversationWindowTokens: undefined,
+      mcp: { toolTimeoutMs: 60_000, resultMaxBytes: 100_000 },
     });
+  });
+
+  it('reads the MCP call timeout and result limit, and refuses a limit too small to be useful', () => {
+    expect(loadConfig({ MCP_TOOL_TIMEOUT_MS: '250', MCP_RESULT_MAX_BYTES: '2048' }).mcp).toEqual({
+      toolTimeoutMs: 250,
+      resultMaxBytes: 2048,
+    });
+    expect(() => loadConfig({ MCP_RESULT_MAX_BYTES: '10' })).toThrow(/MCP_RESULT_MAX_BYTES/);
   });
 
   it('reads numbers and names from their strings', () => {

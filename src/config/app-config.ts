@@ -45,6 +45,8 @@ const envSchema = z.object({
   MAX_ATTEMPTS: intFromEnv(3, 1, 100),
   CONVERSATION_WINDOW: intFromEnv(40, 2, 10_000),
   CONVERSATION_WINDOW_TOKENS: z.coerce.number().int().min(100).optional(),
+  MCP_TOOL_TIMEOUT_MS: intFromEnv(60_000, 100),
+  MCP_RESULT_MAX_BYTES: intFromEnv(100_000, 1024, 16 * 1024 * 1024),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -77,6 +79,11 @@ export interface AppConfig {
   conversationWindow: number;
   /** When set, the window is also trimmed (oldest turns first) to about this many tokens. */
   conversationWindowTokens: number | undefined;
+  /**
+   * MCP tool servers: a call (or a server's start) that takes longer than `toolTimeoutMs` is a tool
+   * error; a result's text longer than `resultMaxBytes` (UTF-8) is cut there, with a marker.
+   */
+  mcp: { toolTimeoutMs: number; resultMaxBytes: number };
 }
 
 export class ConfigError extends Error {}
@@ -110,6 +117,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     maxAttempts: e.MAX_ATTEMPTS,
     conversationWindow: e.CONVERSATION_WINDOW,
     conversationWindowTokens: e.CONVERSATION_WINDOW_TOKENS,
+    mcp: { toolTimeoutMs: e.MCP_TOOL_TIMEOUT_MS, resultMaxBytes: e.MCP_RESULT_MAX_BYTES },
   };
 }
 

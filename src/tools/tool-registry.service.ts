@@ -1,11 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { z } from 'zod';
+import { Agent } from 'src/agents/agent.types';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { ToolCall, ToolSchema } from 'src/llm/model-provider';
 import { HistoryService } from 'src/sessions/history.service';
 import { BuiltinToolsService, toolErrorMessage } from './builtin-tools.service';
+import { allowsMcpTool, splitToolName } from './mcp/mcp-config';
+import { McpServersService } from './mcp/mcp-servers.service';
 import { ToolEffectRepository } from './tool-effect.repository';
-import { ToolName } from './tool-names';
 import { ToolCallContext, ToolDefinition } from './tool.types';
 
 export interface ToolOutcome {
@@ -26,6 +28,7 @@ export class ToolRegistryService {
     private readonly db: DatabaseService,
     private readonly history: HistoryService,
     private readonly effects: ToolEffectRepository,
+    private readonly mcp: McpServersService,
   ) {
     this.tools = new Map(builtins.definitions.map((t) => [t.name, t]));
     for (const t of builtins.definitions) {
@@ -38,9 +41,18 @@ export class ToolRegistryService {
     }
   }
 
-  /** The function tools given to the model: only those the agent is allowed. */
-  schemasFor(allowed: readonly ToolName[]): ToolSchema[] {
-    return allowed.map((n) => this.schemas.get(n)).filter((s): s is ToolSchema => s !== undefined);
+  /**
+   * The function tools given to the model: the built-in ones the agent is allowed, then its MCP
+   * servers' (which starts those servers, the first time).
+   */
+  async schemasFor(agent: Agent, signal: AbortSignal): Promise<ToolSchema[]> {
+    const builtins = agent.config.tools
+      .map((n) => this.schemas.get(n))
+      .filter((s): s is ToolSchema => s !== undefined);
+    if (!agent.config.mcpServers) {
+      return builtins;
+    }
+    return [...builtins, ...(await this.mcp.toolsFor(agent, signal))];
   }
 
   /**
@@ -90,6 +102,14 @@ export class ToolRegistryService {
         result: { error: `arguments are not valid JSON: ${call.arguments.slice(0, 200)}` },
       };
     }
+    const mcp = splitToolName(call.name);
+    if (
+      mcp &&
+      this.mcp.has(ctx.agent, mcp.server) &&
+      allowsMcpTool(ctx.agent.config.tools, mcp.server, mcp.tool)
+    ) {
+      return { tool: call.name, args, result: await this.callMcp(ctx, mcp.server, mcp.tool, args) };
+    }
     const tool = this.tools.get(call.name);
     if (!tool || !ctx.agent.config.tools.includes(tool.name)) {
       return {
@@ -112,6 +132,22 @@ export class ToolRegistryService {
         throw err;
       }
       return { tool: call.name, args, result: { error: message } };
+    }
+  }
+
+  /** MCP calls are not recorded as effects: when an item runs again they run again (at least once). */
+  private async callMcp(ctx: ToolCallContext, server: string, tool: string, args: unknown): Promise<unknown> {
+    if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+      return { error: 'invalid arguments: expected a JSON object' };
+    }
+    try {
+      return await this.mcp.call(ctx.agent, server, tool, args as Record<string, unknown>, ctx.signal);
+    } catch (err) {
+      const message = toolErrorMessage(err);
+      if (message === undefined) {
+        throw err;
+      }
+      return { error: message };
     }
   }
 

@@ -31,6 +31,7 @@ const TEMPLATE_NAMES = [
   'analyzer',
   'assistant',
   'coder',
+  'feedback-analyzer',
   'integrator',
   'monitor',
   'planner',
@@ -1254,7 +1255,7 @@ describe('Every client method over socket.io', () => {
   });
 
   describe('templates.list', () => {
-    it('lists all 8 templates with name, description, tools and model', async () => {
+    it('lists all 9 templates with name, description, tools and model', async () => {
       const { templates } = await client.ok('templates.list', {});
       expect(sorted(templates.map((t: any) => t.name))).toEqual(TEMPLATE_NAMES);
       for (const t of templates) {
@@ -1276,6 +1277,8 @@ describe('Every client method over socket.io', () => {
           'list_agents',
         ]),
       );
+      // MCP tools are listed by name; the servers' definitions are not shown.
+      expect(byName['feedback-analyzer'].tools).toContain('files__read_text_file');
       await expect(client.ok('templates.list')).resolves.toEqual({ templates });
       await rejects('templates.list', { name: 'x' }, 'invalid_params', ['name']);
     });

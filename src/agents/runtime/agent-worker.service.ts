@@ -150,7 +150,7 @@ export class AgentWorker {
       input,
     ];
     const turns: ChatMessage[] = [input];
-    const toolSchemas = this.tools.schemasFor(agent.config.tools);
+    const toolSchemas = await this.tools.schemasFor(agent, signal);
     const work = workContext(agent.agentId, item);
 
     for (let step = 1; ; step++) {
