@@ -211,6 +211,12 @@ describe('Durability across a restart', () => {
       'async.task.output',
       'async.task.completed',
     ]);
+    // The shutdown put the item back: its agent's push says so, not task_cancelled.
+    const reasons = (events as any[])
+      .filter((e) => e.type === 'async.agent.stateChanged' && e.payload.agentId === 'slow')
+      .map((e) => `${e.payload.previous}->${e.payload.state}:${e.payload.reason}`);
+    expect(reasons).toContain('active->idle:requeued');
+    expect(reasons.join(' ')).not.toContain('task_cancelled');
   });
 
   it('requeues items a killed process left running, and fails one interrupted too often', async () => {
