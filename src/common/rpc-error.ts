@@ -1,4 +1,4 @@
-/** The protocol's error table (PROTOCOL.md, Errors): one code and one stable reason per kind of failure. */
+/** The protocol's error table (docs/protocol.md, Errors): one code and one stable reason per kind of failure. */
 export const ERROR_CODES = {
   parse_error: -32700,
   invalid_request: -32600,

@@ -19,7 +19,7 @@ const ONE_YEAR_SECONDS = 31_536_000;
 /** history.seq is a Postgres `integer`; a larger cursor would fail in the database instead of here. */
 const MAX_SEQ = 2_147_483_647;
 
-/** Every client method of PROTOCOL.md: its params schema and the one service call it makes. */
+/** Every client method of docs/protocol.md: its params schema and the one service call it makes. */
 @Injectable()
 export class MethodsService {
   readonly methods: RpcMethod[];

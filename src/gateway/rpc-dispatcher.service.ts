@@ -69,7 +69,7 @@ export class RpcDispatcher {
       // Postgres text and jsonb cannot hold these: refused here rather than failing in the database.
       throw RpcError.invalidParams([unstorable]);
     }
-    // Another caller's session is as good as unknown (PROTOCOL.md: "one the caller may not see").
+    // Another caller's session is as good as unknown (docs/protocol.md: "or another token's").
     const sessionId = (parsed.data as { sessionId?: unknown } | null)?.sessionId;
     if (this.auth.enabled && !m.guardsOwnSession && typeof sessionId === 'string') {
       await this.sessions.assertVisible(sessionId, ctx.principal);
