@@ -12,7 +12,7 @@ function servedRoutes(sut: TestApp): string[] {
     router: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
   };
   return express.router.stack
-    .filter((l) => l.route?.path.startsWith('/api'))
+    .filter((l) => l.route?.path.startsWith('/api') && !l.route.path.includes('*')) // not the catch-all 404
     .flatMap((l) =>
       Object.keys(l.route!.methods).map(
         (m) => `${m.toUpperCase()} ${l.route!.path.replace(/:(\w+)/g, '{$1}')}`,
@@ -297,6 +297,18 @@ describe('REST API under /api', () => {
       await expect(api.send('GET', `${s}/history?limit=lots`)).resolves.toMatchObject({
         status: 400,
         body: { error: { data: { reason: 'invalid_params', issues: [{ path: 'limit' }] } } },
+      });
+    });
+
+    it('answers an unknown /api path with the protocol error body', async () => {
+      const res = await fetch(`${sut.url}/api/sesions`);
+      expect(res.status).toBe(404);
+      await expect(res.json()).resolves.toEqual({
+        error: {
+          code: -32601,
+          message: 'No route GET /api/sesions; the routes are listed at /docs (/docs-json)',
+          data: { reason: 'method_not_found' },
+        },
       });
     });
 
