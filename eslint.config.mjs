@@ -23,6 +23,8 @@ export default tseslint.config(
       curly: ['error', 'all'],
     },
   },
+  // Plain Node scripts that run before any build: no TypeScript project, so no type-aware rules.
+  { files: ['scripts/**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
     files: ['test/**/*.ts', 'src/**/*.spec.ts', 'bench/**/*.ts'],
     rules: {

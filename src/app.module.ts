@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { AdminModule } from './admin/admin.module';
+import { ApiModule } from './api/api.module';
 import { AgentsModule } from './agents/agents.module';
 import { AgentRuntimeModule } from './agents/runtime/agent-runtime.module';
 import { Clock, SystemClock } from './common/clock';
@@ -33,6 +34,7 @@ export class AppModule {
         AgentRuntimeModule,
         GatewayModule,
         AdminModule,
+        ApiModule,
       ],
     };
   }

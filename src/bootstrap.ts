@@ -2,6 +2,7 @@ import { INestApplication, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { json, text } from 'express';
+import { setupOpenApi } from './api/openapi';
 import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
@@ -18,9 +19,11 @@ export async function createApp(
     logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
     bodyParser: false,
   });
-  // POST /rpc reads its body as text, so that malformed JSON is a JSON-RPC parse_error, not an HTTP 400.
+  // POST /rpc and /api read their bodies as text, so that malformed JSON is the protocol's parse_error.
   const bodyLimit = messageLimitBytes(config.maxParamsBytes);
   app.use('/rpc', text({ type: () => true, limit: bodyLimit }));
+  app.use('/api', text({ type: () => true, limit: bodyLimit })); // bad JSON: the protocol's parse_error
+  setupOpenApi(app);
   app.use(json({ limit: bodyLimit }));
   app.useWebSocketAdapter(new MailroomIoAdapter(app, config.maxParamsBytes));
   app.enableShutdownHooks();

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp } from './bootstrap';
+import { StartupError } from './common/startup-error';
 import { ConfigError, configFromProcessEnv } from './config/app-config';
 
 async function main(): Promise<void> {
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  // A bad configuration is one clear message, not a stack trace.
-  console.error(err instanceof ConfigError ? err.message : err);
+  // A bad configuration or a database to fix is one clear message, not a stack trace.
+  console.error(err instanceof ConfigError || err instanceof StartupError ? err.message : err);
   process.exit(1);
 });

@@ -94,7 +94,8 @@ export class AgentLifecycleService {
   async get(tx: Tx, sessionId: string, agentId: string): Promise<Agent> {
     const agent = await this.agents.find(tx, sessionId, agentId);
     if (!agent) {
-      throw RpcError.agentNotFound(sessionId, agentId);
+      const known = (await this.agents.listBySession(tx, sessionId)).map((a) => a.agentId);
+      throw RpcError.agentNotFound(sessionId, agentId, known);
     }
     return agent;
   }

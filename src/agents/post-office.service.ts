@@ -44,7 +44,8 @@ export class PostOfficeService {
     const recipient =
       letter.to === USER ? undefined : await this.agents.find(tx, letter.sessionId, letter.to);
     if (letter.to !== USER && !recipient) {
-      throw RpcError.agentNotFound(letter.sessionId, letter.to);
+      const known = (await this.agents.listBySession(tx, letter.sessionId)).map((a) => a.agentId);
+      throw RpcError.agentNotFound(letter.sessionId, letter.to, known);
     }
     let threadId: string | null = null;
     if (letter.replyTo) {

@@ -1,4 +1,4 @@
-/** The protocol's error table (PROTOCOL.md, Errors): one code and one stable reason per kind of failure. */
+/** The protocol's error table (docs/protocol.md, Errors): one code and one stable reason per kind of failure. */
 export const ERROR_CODES = {
   parse_error: -32700,
   invalid_request: -32600,
@@ -27,6 +27,8 @@ export interface RpcErrorBody {
   data: { reason: ErrorReason; issues?: ParamIssue[]; [key: string]: unknown };
 }
 
+const MAX_KNOWN_AGENTS = 100;
+
 /** A failure the client is told about. Anything else thrown is a bug and becomes `internal_error`. */
 export class RpcError extends Error {
   constructor(
@@ -52,10 +54,25 @@ export class RpcError extends Error {
   }
 
   static sessionNotFound(sessionId: string): RpcError {
-    return new RpcError('session_not_found', `Session '${sessionId}' not found`);
+    // The most common first mistake: calling async.* before the session exists.
+    return new RpcError(
+      'session_not_found',
+      `Session '${sessionId}' not found; call session.start { sessionId: '${sessionId}' } first`,
+    );
   }
 
-  static agentNotFound(sessionId: string, agentId: string): RpcError {
-    return new RpcError('agent_not_found', `Agent '${agentId}' not found in session '${sessionId}'`);
+  /**
+   * `knownAgents`: the session's agent ids, so a typo is easy to see. `data.knownAgents` holds the
+   * first {@link MAX_KNOWN_AGENTS} of them, the message the first ten.
+   */
+  static agentNotFound(sessionId: string, agentId: string, knownAgents: string[]): RpcError {
+    const shown = knownAgents.slice(0, 10).join(', ');
+    const more = knownAgents.length > 10 ? ` and ${knownAgents.length - 10} more` : '';
+    const known = knownAgents.length ? `its agents: ${shown}${more}` : 'it has no agents yet';
+    return new RpcError(
+      'agent_not_found',
+      `Agent '${agentId}' not found in session '${sessionId}' (${known})`,
+      { knownAgents: knownAgents.slice(0, MAX_KNOWN_AGENTS) },
+    );
   }
 }

@@ -7,6 +7,7 @@ import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { Mutex } from 'src/common/mutex';
 import { RpcError } from 'src/common/rpc-error';
+import { ensureDatabase } from './ensure-database';
 import { MIGRATIONS } from './migrations';
 
 declare const txBrand: unique symbol;
@@ -55,12 +56,18 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   private readonly lock = new Mutex();
   private readonly hooks = new WeakMap<EntityManager, Array<() => void>>();
 
+  private readonly databaseUrl: string | undefined;
+
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.embedded = !config.databaseUrl;
+    this.databaseUrl = config.databaseUrl;
     this.dataSource = new DataSource(dataSourceOptions(config));
   }
 
   async onModuleInit(): Promise<void> {
+    if (this.databaseUrl) {
+      await ensureDatabase(this.databaseUrl, this.logger);
+    }
     await this.dataSource.initialize();
     await this.migrate();
     this.logger.log(this.embedded ? 'Embedded PGlite database ready' : 'Postgres database ready');

@@ -14,6 +14,6 @@ import { WsGateway } from './ws.gateway';
   imports: [SessionsModule, AgentsModule, EventsModule, LlmModule],
   controllers: [RpcController],
   providers: [AuthService, MethodsService, RpcDispatcher, RpcGateway, WsGateway],
-  exports: [RpcDispatcher],
+  exports: [RpcDispatcher, AuthService, MethodsService],
 })
 export class GatewayModule {}

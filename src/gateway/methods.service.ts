@@ -19,7 +19,7 @@ const ONE_YEAR_SECONDS = 31_536_000;
 /** history.seq is a Postgres `integer`; a larger cursor would fail in the database instead of here. */
 const MAX_SEQ = 2_147_483_647;
 
-/** Every client method of PROTOCOL.md: its params schema and the one service call it makes. */
+/** Every client method of docs/protocol.md: its params schema and the one service call it makes. */
 @Injectable()
 export class MethodsService {
   readonly methods: RpcMethod[];
@@ -47,6 +47,7 @@ export class MethodsService {
           ctx.subscribe(s.sessionId);
           return { sessionId: s.sessionId, createdAt: s.createdAt };
         },
+        { guardsOwnSession: true },
       ),
       method('session.subscribe', obj(session), async (p, ctx) => {
         await sessions.get(p.sessionId);
@@ -55,6 +56,32 @@ export class MethodsService {
       }),
       method('session.list', obj({}), async (_p, ctx) => ({ sessions: await sessions.list(ctx.principal) })),
       method('session.stop', obj(session), (p) => agents.stopSession(p.sessionId)),
+      // The seed project's own pair (AIWhisperer's clients open and close sessions this way).
+      method(
+        'startSession',
+        obj({
+          userId: z.string().min(1).max(200).optional(),
+          sessionParams: z.record(z.string(), z.unknown()).optional(),
+        }),
+        async (p, ctx) => {
+          const metadata = Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined));
+          const s = await sessions.start({ metadata }, ctx.principal);
+          ctx.subscribe(s.sessionId);
+          return { sessionId: s.sessionId, status: 'active' as const };
+        },
+      ),
+      method(
+        'stopSession',
+        obj(session),
+        async (p, ctx) => {
+          // Idempotent: an unknown session (or one the caller may not see) is as good as stopped.
+          if (await sessions.isVisible(p.sessionId, ctx.principal)) {
+            await agents.stopSession(p.sessionId);
+          }
+          return { sessionId: p.sessionId, status: 'stopped' as const };
+        },
+        { guardsOwnSession: true },
+      ),
 
       method(
         'async.createAgent',

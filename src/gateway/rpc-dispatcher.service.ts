@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { z } from 'zod';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
+import { closestName } from 'src/common/did-you-mean';
 import { ParamIssue, RpcError, RpcErrorBody } from 'src/common/rpc-error';
 import { SessionsService } from 'src/sessions/sessions.service';
 import { AuthService } from './auth.service';
@@ -39,7 +40,12 @@ export class RpcDispatcher {
   private async call(name: unknown, params: unknown, ctx: CallContext): Promise<unknown> {
     const m = typeof name === 'string' ? this.methods.get(name) : undefined;
     if (!m) {
-      throw new RpcError('method_not_found', `Unknown method '${String(name)}'`);
+      const suggestion = typeof name === 'string' ? closestName(name, [...this.methods.keys()]) : undefined;
+      throw new RpcError(
+        'method_not_found',
+        `Unknown method '${String(name)}'${suggestion ? `. Did you mean '${suggestion}'?` : ''}`,
+        suggestion ? { didYouMean: suggestion } : {},
+      );
     }
     if (depthOf(params, MAX_DEPTH) > MAX_DEPTH) {
       throw RpcError.invalidParams([
@@ -63,9 +69,9 @@ export class RpcDispatcher {
       // Postgres text and jsonb cannot hold these: refused here rather than failing in the database.
       throw RpcError.invalidParams([unstorable]);
     }
-    // Another caller's session is as good as unknown (PROTOCOL.md: "one the caller may not see").
+    // Another caller's session is as good as unknown (docs/protocol.md: "or another token's").
     const sessionId = (parsed.data as { sessionId?: unknown } | null)?.sessionId;
-    if (this.auth.enabled && m.name !== 'session.start' && typeof sessionId === 'string') {
+    if (this.auth.enabled && !m.guardsOwnSession && typeof sessionId === 'string') {
       await this.sessions.assertVisible(sessionId, ctx.principal);
     }
     return m.handle(parsed.data, ctx);

@@ -11,6 +11,11 @@ export interface RpcMethod<S extends z.ZodType = z.ZodType> {
   name: string;
   params: S;
   handle(params: z.infer<S>, ctx: CallContext): Promise<unknown>;
+  /**
+   * The handler decides itself what a `sessionId` the caller may not see means (`session.start`:
+   * `conflict`; `stopSession`: already stopped), instead of the dispatcher's `session_not_found`.
+   */
+  guardsOwnSession?: boolean;
 }
 
 /** Declares a method with its params schema; the handler receives the parsed, typed params. */
@@ -18,6 +23,7 @@ export function method<S extends z.ZodType>(
   name: string,
   params: S,
   handle: (params: z.infer<S>, ctx: CallContext) => Promise<unknown>,
+  options: { guardsOwnSession?: boolean } = {},
 ): RpcMethod {
-  return { name, params, handle };
+  return { name, params, handle, ...options };
 }

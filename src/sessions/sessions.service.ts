@@ -40,10 +40,15 @@ export class SessionsService {
 
   /** `session_not_found` unless the session exists and `principal` may see it. */
   async assertVisible(sessionId: string, principal: string): Promise<void> {
-    const session = await this.db.read((tx) => this.sessions.find(tx, sessionId));
-    if (!session || !isVisible(session, principal)) {
+    if (!(await this.isVisible(sessionId, principal))) {
       throw RpcError.sessionNotFound(sessionId);
     }
+  }
+
+  /** True when the session exists and `principal` may see it. */
+  async isVisible(sessionId: string, principal: string): Promise<boolean> {
+    const session = await this.db.read((tx) => this.sessions.find(tx, sessionId));
+    return session !== undefined && isVisible(session, principal);
   }
 
   async get(sessionId: string): Promise<Session> {

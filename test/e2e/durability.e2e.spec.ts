@@ -207,6 +207,12 @@ describe('Durability across a restart', () => {
     const ofTask = (events as any[]).filter((e) => e.payload.taskId === task.taskId).map((e) => e.type);
     // Streamed text is pushed, never stored: the history holds the two claims and the completion.
     expect(ofTask).toEqual(['async.task.started', 'async.task.started', 'async.task.completed']);
+    // The shutdown put the item back: its agent's push says so, not task_cancelled.
+    const reasons = (events as any[])
+      .filter((e) => e.type === 'async.agent.stateChanged' && e.payload.agentId === 'slow')
+      .map((e) => `${e.payload.previous}->${e.payload.state}:${e.payload.reason}`);
+    expect(reasons).toContain('active->idle:requeued');
+    expect(reasons.join(' ')).not.toContain('task_cancelled');
   });
 
   it('hands a retried item the recorded results of the tool calls it had committed, without redoing them', async () => {

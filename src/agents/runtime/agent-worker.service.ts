@@ -391,11 +391,12 @@ export class AgentWorker {
   /** The agent was stopped (or the task cancelled) mid-step: the item goes back to the queue unless cancelled. */
   private async abandon(agent: Agent, item: WorkItem, usage: Usage): Promise<void> {
     await this.history.inSession(agent.sessionId, async (tx) => {
-      await this.items.requeue(tx, item.taskId);
+      const requeued = await this.items.requeue(tx, item.taskId);
       await this.chargeTokens(tx, agent, usage);
       const me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
       if (me.state === 'active' || me.state === 'waiting') {
-        await this.lifecycle.transition(tx, me, 'idle', 'task_cancelled', { waitingOn: null });
+        const reason = requeued ? 'requeued' : 'task_cancelled'; // put back (shutdown) or cancelled
+        await this.lifecycle.transition(tx, me, 'idle', reason, { waitingOn: null });
       } else if (me.waitingOn) {
         await this.agents.update(tx, agent.sessionId, agent.agentId, { waitingOn: null });
       }
