@@ -333,6 +333,28 @@ describe('MCP servers with a real model and at shutdown', () => {
         tool_call_id: 'call_read',
         content: JSON.stringify('hello from the filesystem server'),
       });
+
+      // A server that cannot start: the tools named one by one are offered, and calling one says why.
+      await c.ok('async.createAgent', {
+        sessionId,
+        agentId: 'unlucky',
+        template: 'assistant',
+        config: {
+          tools: ['ghost__read'],
+          mcpServers: { ghost: { command: join(dataDir, 'no-such-mcp-server') } },
+        },
+      });
+      fake.enqueue(
+        { toolCalls: [{ id: 'call_ghost', name: 'ghost__read', arguments: '{}' }] },
+        { text: 'The ghost server is down.' },
+      );
+      const ghost = await c.ok('async.sendTask', { sessionId, agentId: 'unlucky', prompt: 'Read it' });
+      await expect(c.waitForTaskEnd(ghost.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+      const [offer, told] = fake.requests.slice(2);
+      expect((offer.body.tools ?? []).map((t) => t.function.name)).toEqual(['ghost__read']);
+      expect(JSON.parse(told.body.messages?.at(-1)?.content)).toEqual({
+        error: expect.stringMatching(/^MCP server 'ghost' did not start: .*ENOENT/),
+      });
     } finally {
       c.close();
       await app.close();
