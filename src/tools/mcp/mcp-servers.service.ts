@@ -231,14 +231,17 @@ export class McpServersService implements OnModuleInit, OnModuleDestroy, BeforeA
         const conn = await McpConnection.open(entry.config, startup.signal);
         if (entry.disposed.signal.aborted) {
           await conn.close();
-          throw new ToolError(`MCP server '${entry.name}' was closed`);
+          throw new Error('closed');
         }
         conn.onLost = (reason) => this.lost(entry, conn, reason);
         entry.state = { kind: 'ready', conn };
         this.logger.log(`MCP server '${entry.name}' of session ${entry.sessionId} started`);
         return conn;
       } catch (err) {
-        const error = entry.disposed.signal.aborted ? 'closed' : this.describe(err, startup);
+        if (entry.disposed.signal.aborted) {
+          throw new ToolError(`MCP server '${entry.name}' was closed`); // its last agent stopped
+        }
+        const error = this.describe(err, startup);
         entry.failures++;
         entry.state = { kind: 'failed', error, retryAt: this.clock.now() + this.backoff(entry.failures) };
         this.logger.warn(`MCP server '${entry.name}' of session ${entry.sessionId} did not start: ${error}`);
