@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { McpServersService } from 'src/tools/mcp/mcp-servers.service';
@@ -8,6 +8,7 @@ import { TestClient } from '../support/client';
 import { FakeOpenAI } from '../support/fake-openai';
 import {
   crashyServer,
+  eventually,
   exited,
   filesystemServer,
   HttpMcpServer,
@@ -212,22 +213,46 @@ describe(McpServersService.name, () => {
           onTask('crash', 'crashy__crash', {}, 'error: {{result.error}}'),
           onTask('ok', 'crashy__ok', {}, '{{result}}'),
         ],
-        { mcpServers: { crashy: crashyServer() } },
+        { mcpServers: { crashy: crashyServer().config } },
       );
       const first = await finalOf(sessionId, 'brave', 'ok');
       const pid = Number(/^ok from (\d+)$/.exec(first)?.[1]);
 
       await expect(finalOf(sessionId, 'brave', 'crash')).resolves.toMatch(
-        /^error: MCP tool 'crashy__crash' failed: /,
+        /^error: MCP tool 'crashy__crash' failed: .*Connection closed/,
       );
       await exited(pid);
 
+      // The next call waits for the restart (0.5 s); dying again doubles the backoff.
+      const crashAgain = await h.sendTask(sessionId, 'brave', 'crash');
+      await clock.advanceWhenArmed(500);
+      await expect(h.completed(crashAgain.taskId)).resolves.toMatchObject({
+        result: { final: expect.stringMatching(/^error: MCP tool 'crashy__crash' failed/) },
+      });
       const { taskId } = await h.sendTask(sessionId, 'brave', 'ok');
-      await clock.advanceWhenArmed(500); // the first restart's backoff
+      await clock.advanceWhenArmed(1000);
       const again = ((await h.completed(taskId)) as { result: { final: string } }).result.final;
       expect(again).toMatch(/^ok from \d+$/);
       expect(again).not.toBe(first);
       expect((await h.statesOf(sessionId)).brave).toMatchObject({ state: 'idle', error_count: 0 });
+    });
+
+    it('stopping an agent mid-call puts its item back and closes the server it alone used', async () => {
+      const sessionId = await startSession(client, newSessionId());
+      const crashy = crashyServer();
+      await createScripted(client, sessionId, 'patient', [onTask('hang', 'crashy__hang', {}, 'never')], {
+        mcpServers: { crashy: crashy.config },
+      });
+      const { taskId } = await h.sendTask(sessionId, 'patient', 'hang');
+      await eventually(() => existsSync(crashy.hangMark), 'the hanging call');
+      const pid = Number(readFileSync(crashy.hangMark, 'utf8'));
+
+      await client.ok('async.stopAgent', { sessionId, agentId: 'patient' });
+      await exited(pid);
+      await h.stateChange(sessionId, 'patient', (p) => p.state === 'stopped');
+      await expect(client.ok('async.getTask', { sessionId, taskId })).resolves.toMatchObject({
+        state: 'queued',
+      });
     });
   });
 
@@ -307,6 +332,28 @@ describe('MCP servers with a real model and at shutdown', () => {
         role: 'tool',
         tool_call_id: 'call_read',
         content: JSON.stringify('hello from the filesystem server'),
+      });
+
+      // A server that cannot start: the tools named one by one are offered, and calling one says why.
+      await c.ok('async.createAgent', {
+        sessionId,
+        agentId: 'unlucky',
+        template: 'assistant',
+        config: {
+          tools: ['ghost__read'],
+          mcpServers: { ghost: { command: join(dataDir, 'no-such-mcp-server') } },
+        },
+      });
+      fake.enqueue(
+        { toolCalls: [{ id: 'call_ghost', name: 'ghost__read', arguments: '{}' }] },
+        { text: 'The ghost server is down.' },
+      );
+      const ghost = await c.ok('async.sendTask', { sessionId, agentId: 'unlucky', prompt: 'Read it' });
+      await expect(c.waitForTaskEnd(ghost.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+      const [offer, told] = fake.requests.slice(2);
+      expect((offer.body.tools ?? []).map((t) => t.function.name)).toEqual(['ghost__read']);
+      expect(JSON.parse(told.body.messages?.at(-1)?.content)).toEqual({
+        error: expect.stringMatching(/^MCP server 'ghost' did not start: .*ENOENT/),
       });
     } finally {
       c.close();

@@ -18,13 +18,14 @@ export function filesystemServer(dir: string, env?: Record<string, string>) {
 }
 
 /**
- * A tiny stdio MCP server written with the SDK: `ok` answers, `crash` kills the process mid-call.
- * Written to a temporary folder at run time (requiring the SDK by absolute path), so it is plain
- * JavaScript node runs directly.
+ * A tiny stdio MCP server written with the SDK: `ok` answers, `crash` kills the process mid-call,
+ * `hang` writes `hangMark` (a file the test can look for) and never answers. Written to a temporary
+ * folder at run time (requiring the SDK by absolute path), so it is plain JavaScript node runs directly.
  */
 export function crashyServer() {
   const dir = mkdtempSync(join(tmpdir(), 'mailroom-mcp-'));
   const file = join(dir, 'crashy-server.cjs');
+  const hangMark = join(dir, 'hanging');
   const sdk = (path: string) => JSON.stringify(require.resolve(`@modelcontextprotocol/sdk/${path}`));
   writeFileSync(
     file,
@@ -34,11 +35,12 @@ export function crashyServer() {
       `const server = new McpServer({ name: 'crashy', version: '1.0.0' });`,
       `server.registerTool('ok', { description: 'Answers ok' }, async () => ({ content: [{ type: 'text', text: 'ok from ' + process.pid }] }));`,
       `server.registerTool('crash', { description: 'Exits mid-call' }, async () => { process.stderr.write('crashing on purpose\\n'); process.exit(3); });`,
+      `server.registerTool('hang', { description: 'Never answers' }, () => { require('node:fs').writeFileSync(${JSON.stringify(hangMark)}, String(process.pid)); return new Promise(() => {}); });`,
       `void server.connect(new StdioServerTransport());`,
       '',
     ].join('\n'),
   );
-  return { command: process.execPath, args: [file] };
+  return { config: { command: process.execPath, args: [file] }, hangMark };
 }
 
 export interface HttpMcpServer {
@@ -132,16 +134,21 @@ export function isRunning(pid: number): boolean {
   }
 }
 
-/**
- * Resolves once the process has exited. Exits are not events this test process can subscribe to
- * (the child belongs to the app), so this checks on each turn of the event loop, with a guard.
- */
-export async function exited(pid: number, guardMs = 15_000): Promise<void> {
+/** Resolves once `check` holds, looking on each turn of the event loop (for what sends no event), with a guard. */
+export async function eventually(check: () => boolean, what: string, guardMs = 15_000): Promise<void> {
   const start = Date.now();
-  while (isRunning(pid)) {
+  while (!check()) {
     if (Date.now() - start > guardMs) {
-      throw new Error(`process ${pid} is still running`);
+      throw new Error(`still waiting for ${what}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Resolves once the process has exited. Exits are not events this test process can subscribe to
+ * (the child belongs to the app).
+ */
+export function exited(pid: number): Promise<void> {
+  return eventually(() => !isRunning(pid), `process ${pid} to exit`);
 }

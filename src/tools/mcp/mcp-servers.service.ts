@@ -93,9 +93,17 @@ export class McpServersService implements OnModuleInit, OnModuleDestroy, BeforeA
             .map((t) => ({ name: t.name, description: t.description, parameters: t.inputSchema }));
         } catch (err) {
           signal.throwIfAborted();
-          // The model is not offered what cannot run; a call by name still gets the reason as its result.
-          this.logger.debug(`MCP server '${name}' of ${agent.agentId}: ${this.describe(err, deadline)}`);
-          return [];
+          const why = this.describe(err, deadline);
+          this.logger.debug(`MCP server '${name}' of ${agent.agentId}: ${why}`);
+          // The tools `tools` names one by one are still offered, so that the model calling one learns
+          // why it fails (as its result); the rest of an unreachable server's tools are unknown.
+          return agent.config.tools
+            .filter((t) => t.startsWith(name + MCP_SEPARATOR) && !t.endsWith('*'))
+            .map((t) => ({
+              name: t,
+              description: `(unavailable: MCP server '${name}' is not running)`,
+              parameters: { type: 'object' },
+            }));
         } finally {
           deadline.done();
         }
@@ -223,14 +231,17 @@ export class McpServersService implements OnModuleInit, OnModuleDestroy, BeforeA
         const conn = await McpConnection.open(entry.config, startup.signal);
         if (entry.disposed.signal.aborted) {
           await conn.close();
-          throw new ToolError(`MCP server '${entry.name}' was closed`);
+          throw new Error('closed');
         }
         conn.onLost = (reason) => this.lost(entry, conn, reason);
         entry.state = { kind: 'ready', conn };
         this.logger.log(`MCP server '${entry.name}' of session ${entry.sessionId} started`);
         return conn;
       } catch (err) {
-        const error = entry.disposed.signal.aborted ? 'closed' : this.describe(err, startup);
+        if (entry.disposed.signal.aborted) {
+          throw new ToolError(`MCP server '${entry.name}' was closed`); // its last agent stopped
+        }
+        const error = this.describe(err, startup);
         entry.failures++;
         entry.state = { kind: 'failed', error, retryAt: this.clock.now() + this.backoff(entry.failures) };
         this.logger.warn(`MCP server '${entry.name}' of session ${entry.sessionId} did not start: ${error}`);
