@@ -244,8 +244,10 @@ describe(McpServersService.name, () => {
         mcpServers: { crashy: crashy.config },
       });
       const { taskId } = await h.sendTask(sessionId, 'patient', 'hang');
-      await eventually(() => existsSync(crashy.hangMark), 'the hanging call');
-      const pid = Number(readFileSync(crashy.hangMark, 'utf8'));
+      // The server writes its pid when the call arrives; the file can exist a moment before it holds it.
+      const pidOf = () => (existsSync(crashy.hangMark) ? Number(readFileSync(crashy.hangMark, 'utf8')) : 0);
+      await eventually(() => pidOf() > 0, 'the hanging call');
+      const pid = pidOf();
 
       await client.ok('async.stopAgent', { sessionId, agentId: 'patient' });
       await exited(pid);
