@@ -1,6 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { ToolCall, ToolSchema } from 'src/llm/model-provider';
+import { Metrics } from 'src/telemetry/metrics';
+import { stopwatch } from 'src/telemetry/stopwatch';
+import { inSpan, markFailed } from 'src/telemetry/tracing';
 import { BuiltinToolsService, toolErrorMessage } from './builtin-tools.service';
 import { ToolName } from './tool-names';
 import { ToolContext, ToolDefinition } from './tool.types';
@@ -18,7 +21,10 @@ export class ToolRegistryService {
   private readonly tools: Map<string, ToolDefinition>;
   private readonly schemas = new Map<string, ToolSchema>();
 
-  constructor(builtins: BuiltinToolsService) {
+  constructor(
+    builtins: BuiltinToolsService,
+    private readonly metrics: Metrics,
+  ) {
     this.tools = new Map(builtins.definitions.map((t) => [t.name, t]));
     for (const t of builtins.definitions) {
       const parameters = z.toJSONSchema(t.schema, { io: 'input', unrepresentable: 'any' }) as Record<
@@ -39,7 +45,33 @@ export class ToolRegistryService {
    * Runs one call. Malformed JSON, unknown or forbidden tools, invalid arguments and the tool's own
    * refusals come back as `{ error }` for the model to read and correct; limits, aborts and bugs are thrown.
    */
-  async execute(ctx: ToolContext, call: ToolCall): Promise<ToolOutcome> {
+  execute(ctx: ToolContext, call: ToolCall): Promise<ToolOutcome> {
+    const elapsed = stopwatch();
+    const attributes = {
+      'gen_ai.operation.name': 'execute_tool',
+      'gen_ai.tool.name': call.name,
+      'gen_ai.tool.call.id': call.id,
+    };
+    // The span is active while the tool runs: mail it sends carries this span's trace context.
+    return inSpan(`execute_tool ${call.name}`, { attributes }, async (span) => {
+      let outcome = 'error';
+      try {
+        const done = await this.run(ctx, call);
+        const refused = isRefusal(done.result);
+        if (refused) {
+          markFailed(span, refused);
+        }
+        outcome = refused ? 'error' : 'ok';
+        return done;
+      } finally {
+        // A name the model made up is not a label value: labels must stay few.
+        const tool = this.tools.has(call.name) ? call.name : 'unknown';
+        this.metrics.toolCallDuration.observe({ tool, outcome }, elapsed());
+      }
+    });
+  }
+
+  private async run(ctx: ToolContext, call: ToolCall): Promise<ToolOutcome> {
     let args: unknown;
     try {
       args = call.arguments.trim() === '' ? {} : JSON.parse(call.arguments);
@@ -73,4 +105,13 @@ export class ToolRegistryService {
       return { tool: call.name, args, result: { error: message } };
     }
   }
+}
+
+/** The error message of a `{ error }` result the model is told about, else undefined. */
+function isRefusal(result: unknown): string | undefined {
+  if (typeof result === 'object' && result !== null && 'error' in result) {
+    const { error } = result as { error: unknown };
+    return typeof error === 'string' ? error : 'tool error';
+  }
+  return undefined;
 }

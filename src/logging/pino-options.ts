@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DestinationStream, LevelWithSilent, destination, stdTimeFunctions } from 'pino';
+import type { Options } from 'pino-http';
+import pretty from 'pino-pretty';
+import { AppConfig } from 'src/config/app-config';
+
+/** LOG_LEVEL keeps Nest's names; pino's levels under them (`log` is pino's `info`, `verbose` its `trace`). */
+export const PINO_LEVEL: Record<AppConfig['logLevel'], LevelWithSilent> = {
+  error: 'error',
+  warn: 'warn',
+  log: 'info',
+  debug: 'debug',
+  verbose: 'trace',
+};
+
+/**
+ * pino (through pino-http) for the whole app: one JSON object a line, or pino-pretty's lines on a
+ * terminal. HTTP requests are logged at debug (5xx at warn) with their path only: a `?token=` in a
+ * query string never reaches a log, nor does any header. Credentials under the usual names are
+ * redacted wherever a log call would carry them.
+ */
+export function pinoHttpOptions(config: AppConfig): [Options, DestinationStream] {
+  const options: Options = {
+    level: PINO_LEVEL[config.logLevel],
+    timestamp: stdTimeFunctions.isoTime,
+    redact: {
+      paths: ['authorization', 'token', 'apiKey', '*.authorization', '*.token', '*.apiKey'],
+      censor: '[redacted]',
+    },
+    serializers: {
+      req: (req: IncomingMessage & { id?: unknown }) => ({
+        id: req.id,
+        method: req.method,
+        path: (req.url ?? '').split('?')[0],
+      }),
+      res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
+    },
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'debug'),
+    // `"level":"info"` rather than 30 for collectors; pino-pretty reads the numbers.
+    ...(config.logFormat === 'json' ? { formatters: { level: (label: string) => ({ level: label }) } } : {}),
+  };
+  const stream =
+    config.logFormat === 'pretty'
+      ? pretty({
+          colorize: true,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'pid,hostname,context,req,res,responseTime',
+          messageFormat: '{if context}[{context}] {end}{msg}',
+        })
+      : destination({ dest: 1, sync: true });
+  return [options, stream];
+}
