@@ -15,7 +15,7 @@ export const PINO_LEVEL: Record<AppConfig['logLevel'], LevelWithSilent> = {
 
 /**
  * pino (through pino-http) for the whole app: one JSON object a line, or pino-pretty's lines on a
- * terminal. HTTP requests are logged at debug (5xx at warn) with their path only: a `?token=` in a
+ * terminal. HTTP requests are logged at debug with their path only: a `?token=` in a
  * query string never reaches a log, nor does any header. Credentials under the usual names are
  * redacted wherever a log call would carry them.
  */
@@ -35,7 +35,8 @@ export function pinoHttpOptions(config: AppConfig): [Options, DestinationStream]
       }),
       res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
     },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'warn' : 'debug'),
+    // A failing request is logged where it fails (Nest's exception handler); a 503 from /health is an answer.
+    customLogLevel: () => 'debug',
     // `"level":"info"` rather than 30 for collectors; pino-pretty reads the numbers.
     ...(config.logFormat === 'json' ? { formatters: { level: (label: string) => ({ level: label }) } } : {}),
   };

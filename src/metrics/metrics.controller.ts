@@ -11,6 +11,8 @@ export class MetricsController {
   @Header('Cache-Control', 'no-store')
   async scrape(@Res() res: Response): Promise<void> {
     const text = await this.metrics.scrape();
-    res.type(this.metrics.contentType).send(text);
+    // Set as is: Express would rewrite it (`res.type`) and Prometheus reads its `version`.
+    res.setHeader('Content-Type', this.metrics.contentType);
+    res.end(text);
   }
 }
