@@ -43,7 +43,10 @@ export class ActivityLogService implements OnModuleInit, OnModuleDestroy {
         return;
       }
       case 'wokeToWork':
-        this.logger.debug({ msg: `Agent ${o.agentId} woke for ${o.reason}, at work after ${o.latencyMs} ms`, ...o });
+        this.logger.debug({
+          msg: `Agent ${o.agentId} woke for ${o.reason}, at work after ${o.latencyMs} ms`,
+          ...o,
+        });
         return;
     }
   }

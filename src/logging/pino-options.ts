@@ -31,12 +31,15 @@ export function pinoHttpOptions(config: AppConfig): [Options, DestinationStream]
       req: (req: IncomingMessage & { id?: unknown }) => ({
         id: req.id,
         method: req.method,
-        path: (req.url ?? '').split('?')[0],
+        path: pathOf(req),
       }),
       res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
     },
     // A failing request is logged where it fails (Nest's exception handler); a 503 from /health is an answer.
     customLogLevel: () => 'debug',
+    customSuccessMessage: (req, res, ms) =>
+      `${req.method} ${pathOf(req)} ${res.statusCode} in ${Math.round(ms)} ms`,
+    customErrorMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode} failed`,
     // `"level":"info"` rather than 30 for collectors; pino-pretty reads the numbers.
     ...(config.logFormat === 'json' ? { formatters: { level: (label: string) => ({ level: label }) } } : {}),
   };
@@ -46,8 +49,15 @@ export function pinoHttpOptions(config: AppConfig): [Options, DestinationStream]
           colorize: true,
           translateTime: 'SYS:HH:MM:ss.l',
           ignore: 'pid,hostname,context,req,res,responseTime',
+          // The message says it for people; the fields are for machines (LOG_FORMAT=json).
+          hideObject: true,
           messageFormat: '{if context}[{context}] {end}{msg}',
         })
       : destination({ dest: 1, sync: true });
   return [options, stream];
+}
+
+/** The request's path without its query string (where a `?token=` may be). */
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '').split('?')[0];
 }

@@ -36,7 +36,9 @@ export class TracingService implements OnApplicationShutdown {
     if (!this.provider) {
       return;
     }
-    await this.provider.shutdown().catch((err: unknown) => this.logger.warn(`Span export failed: ${String(err)}`));
+    await this.provider
+      .shutdown()
+      .catch((err: unknown) => this.logger.warn(`Span export failed: ${String(err)}`));
     // So that an app started later in this process can register its own provider.
     trace.disable();
     context.disable();

@@ -34,7 +34,11 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) =
  * Runs `fn` inside a span that stays a leaf: what `fn` does keeps the caller's context, so (say)
  * mail queued in a transaction names the tool call that sent it, not the transaction.
  */
-export function inLeafSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>): Promise<T> {
+export function inLeafSpan<T>(
+  name: string,
+  options: SpanOptions,
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   const { parent = context.active(), ...rest } = options;
   const span = tracer().startSpan(name, rest, parent);
   return ended(span, () => fn(span));

@@ -64,7 +64,13 @@ export class WorkTimeline {
         const wake = this.woken.get(agentKey);
         if (wake) {
           this.woken.delete(agentKey);
-          out.push({ type: 'wokeToWork', sessionId, agentId: p.agentId, reason: wake.reason, latencyMs: at - wake.at });
+          out.push({
+            type: 'wokeToWork',
+            sessionId,
+            agentId: p.agentId,
+            reason: wake.reason,
+            latencyMs: at - wake.at,
+          });
         }
         return out;
       }
@@ -88,17 +94,15 @@ export class WorkTimeline {
           },
         ];
       }
-      default:
+      case 'async.task.output':
+      case 'async.tool.called':
+      case 'async.mail.sent':
+      case 'async.event.broadcast':
         return [];
     }
   }
 
-  private stateChanged(
-    sessionId: string,
-    agentKey: string,
-    p: RecordFields,
-    at: number,
-  ): WorkObservation[] {
+  private stateChanged(sessionId: string, agentKey: string, p: RecordFields, at: number): WorkObservation[] {
     const { reason } = p;
     if (p.previous === null && reason === 'created') {
       return [{ type: 'agentCreated', sessionId, agentId: p.agentId, state: p.state }];

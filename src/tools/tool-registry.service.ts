@@ -110,7 +110,7 @@ export class ToolRegistryService {
 /** The error message of a `{ error }` result the model is told about, else undefined. */
 function isRefusal(result: unknown): string | undefined {
   if (typeof result === 'object' && result !== null && 'error' in result) {
-    const { error } = result as { error: unknown };
+    const { error } = result;
     return typeof error === 'string' ? error : 'tool error';
   }
   return undefined;

@@ -39,12 +39,12 @@ export class ServerProcess {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let server: ServerProcess | undefined;
+    const started: { server?: ServerProcess } = {};
     let early = '';
     const url = await new Promise<string>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
-        if (server) {
-          server.take(chunk.toString());
+        if (started.server) {
+          started.server.take(chunk.toString());
           return;
         }
         early += chunk.toString();
@@ -57,7 +57,8 @@ export class ServerProcess {
       child.stderr.on('data', onData);
       child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${early}`)));
     });
-    server = new ServerProcess(child, url);
+    const server = new ServerProcess(child, url);
+    started.server = server;
     server.take(early);
     return server;
   }

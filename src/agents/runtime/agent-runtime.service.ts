@@ -87,7 +87,9 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
               return false;
             }
             onClaim(claimed.item.taskId);
-            await inWorkItemSpan(claimed.item, () => this.worker.process(claimed.agent, claimed.item, signal));
+            await inWorkItemSpan(claimed.item, () =>
+              this.worker.process(claimed.agent, claimed.item, signal),
+            );
             return true;
           }),
         this.logger,
