@@ -9,7 +9,7 @@ import { Mutex } from 'src/common/mutex';
 import { RpcError } from 'src/common/rpc-error';
 import { Metrics } from 'src/telemetry/metrics';
 import { stopwatch } from 'src/telemetry/stopwatch';
-import { inLeafSpan } from 'src/telemetry/tracing';
+import { inChildSpan } from 'src/telemetry/tracing';
 import { MIGRATIONS } from './migrations';
 
 declare const txBrand: unique symbol;
@@ -88,9 +88,9 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     let hooks: Array<() => void> = [];
     const elapsed = stopwatch();
     let outcome = 'rollback';
-    const result = await inLeafSpan(
+    const result = await inChildSpan(
       'db.transaction',
-      { attributes: { 'db.system.name': 'postgresql', 'mailroom.db.embedded': this.embedded } },
+      { 'db.system.name': 'postgresql', 'mailroom.db.embedded': this.embedded },
       async () => {
         try {
           const committed = await this.guard(() =>

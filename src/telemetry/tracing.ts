@@ -31,17 +31,16 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) =
 }
 
 /**
- * Runs `fn` inside a span that stays a leaf: what `fn` does keeps the caller's context, so (say)
- * mail queued in a transaction names the tool call that sent it, not the transaction.
+ * Runs `fn` inside a leaf span under the active one: what `fn` does keeps the caller's context, so
+ * (say) mail queued in a transaction names the tool call that sent it, not the transaction. Outside
+ * a trace (a loop claiming its next item, a timer) there is no span: a trace per claim would bury the work.
  */
-export function inLeafSpan<T>(
-  name: string,
-  options: SpanOptions,
-  fn: (span: Span) => Promise<T>,
-): Promise<T> {
-  const { parent = context.active(), ...rest } = options;
-  const span = tracer().startSpan(name, rest, parent);
-  return ended(span, () => fn(span));
+export function inChildSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
+  const parent = context.active();
+  if (!trace.getSpan(parent)) {
+    return fn();
+  }
+  return ended(tracer().startSpan(name, { attributes }, parent), fn);
 }
 
 /** Runs `fn` outside every span: an agent's loop must not inherit the context of whoever signalled it. */

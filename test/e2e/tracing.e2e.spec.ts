@@ -44,10 +44,19 @@ describe('OpenTelemetry spans', () => {
     const lead = await spans.waitForSpan(isItem('lead'));
     const helper = await spans.waitForSpan(isItem('helper'));
     const all = spans.exporter.getFinishedSpans().filter((s) => traceId(s) === traceId(lead));
+    const items = all.filter((s) => s.name.startsWith('invoke_agent')).map(spanId);
+    expect(items.sort()).toEqual([spanId(lead), spanId(helper)].sort());
     const childrenOf = (parent: ReadableSpan) => all.filter((s) => parentId(s) === spanId(parent));
 
-    // The task's item: a root span, since a client sent it.
-    expect(parentId(lead)).toBeUndefined();
+    // The client's call is the root; the task it queued continues its trace.
+    const rpc = all.find((s) => spanId(s) === parentId(lead))!;
+    expect(rpc).toMatchObject({
+      name: 'rpc async.sendTask',
+      kind: SpanKind.SERVER,
+      attributes: { 'rpc.system': 'jsonrpc', 'rpc.method': 'async.sendTask' },
+    });
+    expect(parentId(rpc)).toBeUndefined();
+    expect(childrenOf(rpc).map((s) => s.name)).toContain('db.transaction');
     expect(lead.kind).toBe(SpanKind.CONSUMER);
     expect(lead.attributes).toMatchObject({
       'gen_ai.operation.name': 'invoke_agent',
@@ -87,6 +96,9 @@ describe('OpenTelemetry spans', () => {
     // The transaction that queued the mail, under the tool call.
     expect(childrenOf(sendMail).map((s) => s.name)).toContain('db.transaction');
     expect(childrenOf(lead).filter((s) => s.name === 'db.transaction').length).toBeGreaterThan(0);
+    // A loop's claim is no trace of its own: every transaction span belongs to a call or an item.
+    const roots = spans.exporter.getFinishedSpans().filter((s) => parentId(s) === undefined);
+    expect(new Set(roots.map((s) => s.name.split(' ')[0]))).toEqual(new Set(['rpc']));
 
     // Across the mailbox: the helper's item continues the trace as the child of the send_mail call.
     expect(traceId(helper)).toBe(traceId(lead));
