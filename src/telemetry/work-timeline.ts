@@ -30,6 +30,8 @@ interface RecordFields {
   usage?: { promptTokens: number; completionTokens: number };
 }
 
+const MAX_OPEN_TASKS = 100_000;
+
 interface Started {
   kind: string;
   at: number;
@@ -58,6 +60,10 @@ export class WorkTimeline {
         return this.stateChanged(sessionId, agentKey, p, at);
       case 'async.task.started': {
         this.started.set(p.taskId, { kind: p.kind, at });
+        // A running item that is cancelled records no end; the oldest such entries make room.
+        if (this.started.size > MAX_OPEN_TASKS) {
+          this.started.delete(this.started.keys().next().value!);
+        }
         const out: WorkObservation[] = [
           { type: 'taskStarted', sessionId, agentId: p.agentId, taskId: p.taskId, kind: p.kind },
         ];
