@@ -5,12 +5,14 @@ import { AGENT_STATES } from 'src/agents/agent.types';
 import { DatabaseService } from 'src/database/database.service';
 import { NotificationBus } from 'src/sessions/notification-bus';
 import { Metrics } from 'src/telemetry/metrics';
+import { markWorkItemFailed } from 'src/telemetry/tracing';
 import { WorkObservation, WorkTimeline } from 'src/telemetry/work-timeline';
 import { MetricsRepository } from './metrics.repository';
 
 /**
  * Feeds the task metrics from the committed history (the NotificationBus) and reads the gauges the
- * database knows (agents by state, queue depth) at each scrape.
+ * database knows (agents by state, queue depth) at each scrape. A failed item's span is marked from
+ * here too: the worker records a failure rather than throwing it.
  */
 @Injectable()
 export class MetricsService implements OnModuleInit, OnModuleDestroy {
@@ -71,6 +73,7 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
           m.tasksCompleted.inc({ kind: o.kind });
         } else {
           m.tasksFailed.inc({ kind: o.kind, code: o.code ?? 'unknown' });
+          markWorkItemFailed(o.taskId, o.code ?? 'unknown');
         }
         if (o.durationMs !== undefined) {
           m.taskDuration.observe({ kind: o.kind, outcome: o.outcome }, o.durationMs / 1000);

@@ -104,6 +104,27 @@ export function inWorkItemSpan<T>(item: TracedItem, fn: () => Promise<T>): Promi
   return inSpan(
     `invoke_agent ${item.agentId}`,
     { kind: SpanKind.CONSUMER, attributes, parent: contextOf(item.payload.traceparent) },
-    fn,
+    async (span) => {
+      if (!span.isRecording()) {
+        return fn();
+      }
+      openItems.set(item.taskId, span);
+      try {
+        return await fn();
+      } finally {
+        openItems.delete(item.taskId);
+      }
+    },
   );
+}
+
+/** The spans of the items in hand, by task id: a failure is known from the history, not from `fn`. */
+const openItems = new Map<string, Span>();
+
+/** Marks the span of an item still in hand as failed (its `async.task.failed` was recorded). */
+export function markWorkItemFailed(taskId: string, code: string): void {
+  const span = openItems.get(taskId);
+  if (span) {
+    markFailed(span, code);
+  }
 }

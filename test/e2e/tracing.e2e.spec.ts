@@ -111,5 +111,22 @@ describe('OpenTelemetry spans', () => {
 
     // Content stays out of spans.
     expect(JSON.stringify(all.map((s) => s.attributes))).not.toContain(MARKER);
+    expect(lead.status.code).not.toBe(SpanStatusCode.ERROR);
+  });
+
+  it("mark a failed work item's span as an error with the failure's code", async () => {
+    const sessionId = await startSession(client, newSessionId('traces'));
+    await createScripted(
+      client,
+      sessionId,
+      'short',
+      [{ when: {}, do: [{ tool: 'list_agents' }, { reply: 'x' }] }],
+      {
+        limits: { maxStepsPerTask: 1 },
+      },
+    );
+    const task = await client.ok('async.sendTask', { sessionId, agentId: 'short', prompt: 'go' });
+    const item = await spans.waitForSpan((s) => s.attributes['mailroom.task.id'] === task.taskId);
+    expect(item.status).toEqual({ code: SpanStatusCode.ERROR, message: 'limit_exceeded' });
   });
 });
