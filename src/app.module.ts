@@ -14,6 +14,9 @@ import { MailboxModule } from './mailbox/mailbox.module';
 import { SessionsModule } from './sessions/sessions.module';
 import { ToolsModule } from './tools/tools.module';
 import { ClockModule } from './common/clock.module';
+import { LoggingModule } from './logging/logging.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { TelemetryModule } from './telemetry/telemetry.module';
 
 @Module({})
 export class AppModule {
@@ -24,6 +27,8 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         ClockModule.forRoot(clock),
+        LoggingModule.forRoot(config),
+        TelemetryModule,
         ScheduleModule.forRoot(),
         DatabaseModule,
         SessionsModule,
@@ -35,6 +40,7 @@ export class AppModule {
         GatewayModule,
         AdminModule,
         ApiModule,
+        MetricsModule,
       ],
     };
   }

@@ -1,4 +1,4 @@
-import { INestApplication, LogLevel } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { json, text } from 'express';
@@ -7,8 +7,7 @@ import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { MailroomIoAdapter, messageLimitBytes } from './gateway/io.adapter';
-
-const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+import { MailroomLogger } from './logging/mailroom-logger';
 
 /** Builds and starts the service; `main.ts` and the tests both start it this way. */
 export async function createApp(
@@ -16,9 +15,11 @@ export async function createApp(
   clock: Clock = new SystemClock(),
 ): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, clock), {
-    logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
+    // Held until pino takes over, so that even the first lines come out as JSON (or pretty) at LOG_LEVEL.
+    bufferLogs: true,
     bodyParser: false,
   });
+  app.useLogger(app.get(MailroomLogger));
   // POST /rpc and /api read their bodies as text, so that malformed JSON is the protocol's parse_error.
   const bodyLimit = messageLimitBytes(config.maxParamsBytes);
   app.use('/rpc', text({ type: () => true, limit: bodyLimit }));

@@ -8,8 +8,10 @@ async function main(): Promise<void> {
   const config = configFromProcessEnv();
   const app = await createApp(config);
   const where = config.databaseUrl ? 'Postgres' : `embedded PGlite in ${config.dataDir}`;
+  const url = await app.getUrl();
   Logger.log(
-    `Mailroom listening on ${await app.getUrl()} (${where}, model: ${config.modelProvider})`,
+    `Mailroom listening on ${url} (${where}, model: ${config.modelProvider}). ` +
+      `Dashboard: ${url}/ — open it in a browser, or run the client example in the README.`,
     'Main',
   );
 }

@@ -1,17 +1,38 @@
-import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
+import { Controller, Get, HttpStatus, Res, ServiceUnavailableException } from '@nestjs/common';
+import { HealthCheck, HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
 import type { Response } from 'express';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseHealthIndicator } from './database.health';
 
-@Controller()
+@Controller('health')
 export class HealthController {
-  constructor(private readonly db: DatabaseService) {}
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly database: DatabaseHealthIndicator,
+  ) {}
 
-  /** 200 when the database answers, 503 when it does not. */
-  @Get('health')
-  async health(@Res() res: Response): Promise<void> {
-    const up = await this.db.ping();
-    res
-      .status(up ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE)
-      .json({ status: up ? 'ok' : 'unavailable', database: up ? 'up' : 'down' });
+  /**
+   * Readiness: 200 `{ status: "ok", database: "up", … }` when the database answers, 503
+   * `{ status: "unavailable", database: "down", … }` when not; terminus' `info`/`error`/`details` follow.
+   */
+  @Get()
+  @HealthCheck()
+  async ready(@Res() res: Response): Promise<void> {
+    try {
+      const result = await this.health.check([() => this.database.check('database')]);
+      res.status(HttpStatus.OK).json({ ...result, status: 'ok', database: 'up' });
+    } catch (err) {
+      if (!(err instanceof ServiceUnavailableException)) {
+        throw err;
+      }
+      const result = err.getResponse() as HealthCheckResult;
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ ...result, status: 'unavailable', database: 'down' });
+    }
+  }
+
+  /** Liveness: 200 while the process serves HTTP; it asks nothing of the database. */
+  @Get('live')
+  @HealthCheck()
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
   }
 }

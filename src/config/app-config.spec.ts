@@ -15,6 +15,8 @@ describe(loadConfig.name, () => {
       llmTimeoutMs: 120_000,
       templatesDir: './templates',
       logLevel: 'log',
+      logFormat: 'json',
+      otel: { endpoint: undefined, serviceName: 'mailroom' },
       maxParamsBytes: 256 * 1024,
       maxQueueSize: 10_000,
       pollIntervalMs: 5_000,
@@ -70,6 +72,24 @@ describe(loadConfig.name, () => {
       modelProvider: 'openai',
       openai: { apiKey: 'sk-test' },
     });
+  });
+
+  it('logs JSON unless stdout is a terminal or LOG_FORMAT says otherwise', () => {
+    expect(loadConfig({}, { stdoutIsTTY: false }).logFormat).toBe('json');
+    expect(loadConfig({}, { stdoutIsTTY: true }).logFormat).toBe('pretty');
+    expect(loadConfig({ LOG_FORMAT: 'json' }, { stdoutIsTTY: true }).logFormat).toBe('json');
+    expect(loadConfig({ LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
+    expect(() => loadConfig({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT: /);
+  });
+
+  it('exports traces only when an OTLP endpoint is given', () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: '' }).otel.endpoint).toBeUndefined();
+    expect(
+      loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SERVICE_NAME: 'mr-1' }).otel,
+    ).toEqual({ endpoint: 'http://collector:4318', serviceName: 'mr-1' });
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(
+      /OTEL_EXPORTER_OTLP_ENDPOINT: /,
+    );
   });
 
   it.each([['abc'], ['70000'], ['-1'], ['80.5']])('fails with a clear message for PORT=%s', (port) => {

@@ -39,6 +39,13 @@ const envSchema = z.object({
   LLM_TIMEOUT_MS: intFromEnv(120_000, 100),
   TEMPLATES_DIR: z.string().min(1).default('./templates'),
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .url()
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  OTEL_SERVICE_NAME: z.string().min(1).default('mailroom'),
   MAX_PARAMS_BYTES: intFromEnv(256 * 1024, 1024),
   MAX_QUEUE_SIZE: intFromEnv(10_000, 1),
   POLL_INTERVAL_MS: intFromEnv(5_000, 50),
@@ -69,6 +76,10 @@ export interface AppConfig {
   llmTimeoutMs: number;
   templatesDir: string;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  /** `json`: one JSON object a line (for collectors); `pretty`: for people. `LOG_FORMAT=auto` picks pretty on a terminal. */
+  logFormat: 'json' | 'pretty';
+  /** OpenTelemetry: spans go over OTLP/HTTP to `endpoint` when it is set; without it no tracing SDK is started. */
+  otel: { endpoint: string | undefined; serviceName: string };
   maxParamsBytes: number;
   maxQueueSize: number;
   /** Backstop poll: a lost wake-up signal delays work by at most this long, never loses it. */
@@ -89,7 +100,10 @@ export interface AppConfig {
 export class ConfigError extends Error {}
 
 /** Validates an environment (normally `process.env`) into the typed config, or throws one clear message. */
-export function loadConfig(env: Record<string, string | undefined>): AppConfig {
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  terminal: { stdoutIsTTY?: boolean } = {},
+): AppConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
@@ -111,6 +125,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     llmTimeoutMs: e.LLM_TIMEOUT_MS,
     templatesDir: e.TEMPLATES_DIR,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT === 'auto' ? (terminal.stdoutIsTTY ? 'pretty' : 'json') : e.LOG_FORMAT,
+    otel: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
     maxParamsBytes: e.MAX_PARAMS_BYTES,
     maxQueueSize: e.MAX_QUEUE_SIZE,
     pollIntervalMs: e.POLL_INTERVAL_MS,
@@ -123,5 +139,5 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
 
 /** The process environment, read here and only here. */
 export function configFromProcessEnv(): AppConfig {
-  return loadConfig(process.env);
+  return loadConfig(process.env, { stdoutIsTTY: process.stdout.isTTY === true });
 }

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit, Optional } from '@nestjs/common';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DataSource, DataSourceOptions, EntityManager } from 'typeorm';
@@ -8,6 +8,9 @@ import { AppConfig } from 'src/config/app-config';
 import { Mutex } from 'src/common/mutex';
 import { RpcError } from 'src/common/rpc-error';
 import { ensureDatabase } from './ensure-database';
+import { Metrics } from 'src/telemetry/metrics';
+import { stopwatch } from 'src/telemetry/stopwatch';
+import { inChildSpan } from 'src/telemetry/tracing';
 import { MIGRATIONS } from './migrations';
 
 declare const txBrand: unique symbol;
@@ -58,7 +61,11 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 
   private readonly databaseUrl: string | undefined;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    // Absent when a test opens the database without the app.
+    @Optional() private readonly metrics?: Metrics,
+  ) {
     this.embedded = !config.databaseUrl;
     this.databaseUrl = config.databaseUrl;
     this.dataSource = new DataSource(dataSourceOptions(config));
@@ -86,14 +93,28 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
    */
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     let hooks: Array<() => void> = [];
-    const result = await this.guard(() =>
-      this.serialized(() =>
-        this.dataSource.transaction(async (m) => {
-          hooks = [];
-          this.hooks.set(m, hooks);
-          return fn(m as unknown as Tx);
-        }),
-      ),
+    const elapsed = stopwatch();
+    let outcome = 'rollback';
+    const result = await inChildSpan(
+      'db.transaction',
+      { 'db.system.name': 'postgresql', 'mailroom.db.embedded': this.embedded },
+      async () => {
+        try {
+          const committed = await this.guard(() =>
+            this.serialized(() =>
+              this.dataSource.transaction(async (m) => {
+                hooks = [];
+                this.hooks.set(m, hooks);
+                return fn(m as unknown as Tx);
+              }),
+            ),
+          );
+          outcome = 'commit';
+          return committed;
+        } finally {
+          this.metrics?.dbTransactionDuration.observe({ outcome }, elapsed());
+        }
+      },
     );
     for (const hook of hooks) {
       try {

@@ -1,10 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { SpanKind } from '@opentelemetry/api';
 import { z } from 'zod';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { closestName } from 'src/common/did-you-mean';
 import { ParamIssue, RpcError, RpcErrorBody } from 'src/common/rpc-error';
 import { SessionsService } from 'src/sessions/sessions.service';
+import { inSpan, markFailed } from 'src/telemetry/tracing';
 import { AuthService } from './auth.service';
 import { MethodsService } from './methods.service';
 import { CallContext, RpcMethod } from './rpc-method';
@@ -29,12 +31,19 @@ export class RpcDispatcher {
     this.methods = new Map(methods.methods.map((m) => [m.name, m]));
   }
 
-  async dispatch(name: unknown, params: unknown, ctx: CallContext): Promise<RpcReply> {
-    try {
-      return { result: await this.call(name, params, ctx) };
-    } catch (err) {
-      return { error: this.toError(name, err) };
-    }
+  /** Each call is an `rpc <method>` span: the work it queues continues its trace. */
+  dispatch(name: unknown, params: unknown, ctx: CallContext): Promise<RpcReply> {
+    const method = typeof name === 'string' && this.methods.has(name) ? name : 'unknown';
+    const attributes = { 'rpc.system': 'jsonrpc', 'rpc.method': method };
+    return inSpan(`rpc ${method}`, { kind: SpanKind.SERVER, attributes }, async (span) => {
+      try {
+        return { result: await this.call(name, params, ctx) };
+      } catch (err) {
+        const error = this.toError(name, err);
+        markFailed(span, error.data.reason);
+        return { error };
+      }
+    });
   }
 
   private async call(name: unknown, params: unknown, ctx: CallContext): Promise<unknown> {

@@ -4,6 +4,7 @@ import { Subscription } from 'rxjs';
 import type { Server, Socket } from 'socket.io';
 import { NotificationBus } from 'src/sessions/notification-bus';
 import { HistoryRecord } from 'src/sessions/session.types';
+import { Metrics } from 'src/telemetry/metrics';
 import { AuthService } from './auth.service';
 import { unauthorized } from './json-rpc';
 import { RpcDispatcher } from './rpc-dispatcher.service';
@@ -30,9 +31,13 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
     private readonly dispatcher: RpcDispatcher,
     private readonly bus: NotificationBus,
     private readonly auth: AuthService,
+    private readonly metrics: Metrics,
   ) {}
 
   afterInit(server: Server): void {
+    this.metrics.sample(this.metrics.connectedClients, () => server.of('/').sockets.size, {
+      transport: 'socket.io',
+    });
     // With tokens configured, a connection without a good one is refused: the client's
     // `connect_error` carries `data: { code: -32001, reason: 'unauthorized' }`.
     server.use((socket, next) => {

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { Subscription } from 'rxjs';
 import { RawData, WebSocket, WebSocketServer } from 'ws';
 import { NotificationBus } from 'src/sessions/notification-bus';
+import { Metrics } from 'src/telemetry/metrics';
 import { messageLimitBytes } from './io.adapter';
 import { AuthService } from './auth.service';
 import { handleJsonRpc, unauthorized } from './json-rpc';
@@ -50,9 +51,11 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly bus: NotificationBus,
     private readonly auth: AuthService,
     @Inject(APP_CONFIG) config: AppConfig,
+    metrics: Metrics,
   ) {
     // The same frame limit as socket.io and POST /rpc, so oversized params get limit_exceeded everywhere.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: messageLimitBytes(config.maxParamsBytes) });
+    metrics.sample(metrics.connectedClients, () => this.wss.clients.size, { transport: 'ws' });
   }
 
   onApplicationBootstrap(): void {

@@ -4,6 +4,7 @@ import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { HistoryService } from 'src/sessions/history.service';
+import { activeTraceparent } from 'src/telemetry/tracing';
 import { AgentSignals } from './agent-signals';
 import { MailRepository, NewMail } from './mail.repository';
 import { Mail, USER, WorkItem } from './mailbox.types';
@@ -44,7 +45,12 @@ export class MailboxService {
     if (queued >= this.config.maxQueueSize && !opts.force) {
       throw new RpcError('limit_exceeded', `The queue of agent '${item.agentId}' is full (${queued} items)`);
     }
-    const result = await this.items.insert(tx, item);
+    // The receiving agent's span continues the trace of whoever queued this (see AgentRuntimeService).
+    const traceparent = activeTraceparent();
+    const result = await this.items.insert(
+      tx,
+      traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
+    );
     if (result.created) {
       this.signalAfterCommit(tx, item.sessionId, item.agentId);
     }

@@ -19,6 +19,8 @@ export interface WorkPayload {
   event?: string;
   data?: unknown;
   scheduleId?: string;
+  /** W3C trace context of the span that queued the item (mail sent by a tool call), when tracing. */
+  traceparent?: string;
 }
 
 /** One unit of an agent's work: a task, a mail, an event or a schedule firing. */

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { CLOCK, Clock } from 'src/common/clock';
 import { RpcError } from 'src/common/rpc-error';
@@ -8,6 +8,8 @@ import { Session } from './session.types';
 
 @Injectable()
 export class SessionsService {
+  private readonly logger = new Logger(SessionsService.name);
+
   constructor(
     private readonly db: DatabaseService,
     private readonly sessions: SessionRepository,
@@ -23,7 +25,7 @@ export class SessionsService {
     owner: string = OPEN_OWNER,
   ): Promise<Session> {
     const sessionId = input.sessionId ?? `session-${randomUUID()}`;
-    const { session } = await this.db.transaction((tx) =>
+    const { session, created } = await this.db.transaction((tx) =>
       this.sessions.upsert(tx, {
         sessionId,
         owner,
@@ -34,6 +36,10 @@ export class SessionsService {
     );
     if (!isVisible(session, owner)) {
       throw new RpcError('conflict', `Session id '${sessionId}' is taken`);
+    }
+    if (created) {
+      // The owner is left out: with tokens it is a digest of one.
+      this.logger.log({ msg: `Session ${sessionId} started`, sessionId });
     }
     return session;
   }

@@ -4,6 +4,9 @@ import { Agent } from 'src/agents/agent.types';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { ToolCall, ToolSchema } from 'src/llm/model-provider';
 import { HistoryService } from 'src/sessions/history.service';
+import { Metrics } from 'src/telemetry/metrics';
+import { stopwatch } from 'src/telemetry/stopwatch';
+import { inSpan, markFailed } from 'src/telemetry/tracing';
 import { BuiltinToolsService, toolErrorMessage } from './builtin-tools.service';
 import { allowsMcpTool, splitToolName } from './mcp/mcp-config';
 import { McpServersService } from './mcp/mcp-servers.service';
@@ -29,6 +32,7 @@ export class ToolRegistryService {
     private readonly history: HistoryService,
     private readonly effects: ToolEffectRepository,
     private readonly mcp: McpServersService,
+    private readonly metrics: Metrics,
   ) {
     this.tools = new Map(builtins.definitions.map((t) => [t.name, t]));
     for (const t of builtins.definitions) {
@@ -61,7 +65,36 @@ export class ToolRegistryService {
    * correct; limits, aborts and bugs are thrown. A call that an earlier run of the same item had
    * already committed is not run again: its recorded result is returned.
    */
-  async execute(ctx: ToolCallContext, call: ToolCall): Promise<ToolOutcome> {
+  execute(ctx: ToolCallContext, call: ToolCall): Promise<ToolOutcome> {
+    const elapsed = stopwatch();
+    const attributes = {
+      'gen_ai.operation.name': 'execute_tool',
+      'gen_ai.tool.name': call.name,
+      'gen_ai.tool.call.id': call.id,
+    };
+    // The span is active while the tool runs: mail it sends carries this span's trace context.
+    return inSpan(`execute_tool ${call.name}`, { attributes }, async (span) => {
+      let outcome = 'error';
+      try {
+        const done = await this.once(ctx, call);
+        const refused = isRefusal(done.result);
+        if (refused) {
+          markFailed(span, refused);
+        }
+        outcome = refused ? 'error' : 'ok';
+        return done;
+      } finally {
+        // A name the model made up is not a label value: labels must stay few.
+        const server = splitToolName(call.name)?.server;
+        const known = this.tools.has(call.name) || (server !== undefined && this.mcp.has(ctx.agent, server));
+        const tool = known ? call.name : 'unknown';
+        this.metrics.toolCallDuration.observe({ tool, outcome }, elapsed());
+      }
+    });
+  }
+
+  /** The call, unless an earlier run of the item committed it already; recorded either way. */
+  private async once(ctx: ToolCallContext, call: ToolCall): Promise<ToolOutcome> {
     const key = { taskId: ctx.item.taskId, step: ctx.step, index: ctx.index };
     if (ctx.item.attempts > 1) {
       // Only a retried item can have effects on record: a first run skips the read.
@@ -169,4 +202,13 @@ function parseArgs(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** The error message of a `{ error }` result the model is told about, else undefined. */
+function isRefusal(result: unknown): string | undefined {
+  if (typeof result === 'object' && result !== null && 'error' in result) {
+    const { error } = result;
+    return typeof error === 'string' ? error : 'tool error';
+  }
+  return undefined;
 }

@@ -8,6 +8,7 @@ import { AgentSignal, AgentSignals } from 'src/mailbox/agent-signals';
 import { WorkItem } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
+import { detached, inWorkItemSpan } from 'src/telemetry/tracing';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
 import { AgentRepository } from '../agent.repository';
 import { AgentLoop } from './agent-loop';
@@ -59,6 +60,11 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     this.loops.clear();
   }
 
+  /** The agents this node runs a loop for now (made on a signal, let go once the agent is stopped). */
+  get ownedAgents(): number {
+    return this.loops.size;
+  }
+
   private onSignal(signal: AgentSignal): void {
     if (signal.type === 'abort') {
       this.loops.get(key(signal.sessionId, signal.agentId))?.abort(signal.taskId);
@@ -73,15 +79,19 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     if (!loop) {
       loop = new AgentLoop(
         `${sessionId}/${agentId}`,
-        async (signal, onClaim) => {
-          const claimed = await this.worker.claim(sessionId, agentId);
-          if (!claimed) {
-            return false;
-          }
-          onClaim(claimed.item.taskId);
-          await this.worker.process(claimed.agent, claimed.item, signal);
-          return true;
-        },
+        // Detached: the loop runs in the async context of the signal that woke it, not of its sender.
+        (signal, onClaim) =>
+          detached(async () => {
+            const claimed = await this.worker.claim(sessionId, agentId);
+            if (!claimed) {
+              return false;
+            }
+            onClaim(claimed.item.taskId);
+            await inWorkItemSpan(claimed.item, () =>
+              this.worker.process(claimed.agent, claimed.item, signal),
+            );
+            return true;
+          }),
         this.logger,
       );
       this.loops.set(k, loop);
