@@ -7,11 +7,26 @@ import { ToolsModule } from 'src/tools/tools.module';
 import { AgentsModule } from '../agents.module';
 import { AgentRuntimeService } from './agent-runtime.service';
 import { AgentWorker } from './agent-worker.service';
+import { AnswerSwitch } from './use-cases/answer-switch';
+import { ClaimWork } from './use-cases/claim-work';
+import { CompleteWork } from './use-cases/complete-work';
+import { FailWork } from './use-cases/fail-work';
+import { Think } from './use-cases/think';
+import { TokenCharges } from './use-cases/token-charges';
 
 /** The per-agent loops. Separate from AgentsModule so tools and events can depend on agents without a cycle. */
 @Module({
   imports: [SessionsModule, MailboxModule, AgentsModule, EventsModule, ToolsModule, LlmModule],
-  providers: [AgentRuntimeService, AgentWorker],
+  providers: [
+    AgentRuntimeService,
+    AgentWorker,
+    ClaimWork,
+    Think,
+    CompleteWork,
+    FailWork,
+    AnswerSwitch,
+    TokenCharges,
+  ],
   exports: [AgentRuntimeService],
 })
 export class AgentRuntimeModule {}

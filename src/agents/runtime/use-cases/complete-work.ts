@@ -1,0 +1,78 @@
+import { Injectable } from '@nestjs/common';
+import { EventsService } from 'src/events/events.service';
+import { Usage } from 'src/mailbox/mailbox.types';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryService } from 'src/sessions/history.service';
+import { AgentLifecycleService } from '../../agent-lifecycle.service';
+import { AgentRepository } from '../../agent.repository';
+import { ConversationRepository } from '../../conversation.repository';
+import { AnswerSwitch } from './answer-switch';
+import { TokenCharges } from './token-charges';
+import { ClaimedWork, Thought } from './work-values';
+
+/**
+ * Commits a thought-through item in one transaction: its result, the conversation turns, the
+ * tokens, `task.completed`, a switch mail's reply, budgets that the tokens spent, and the agent's
+ * next state (`idle`, or `sleeping` when the model asked to sleep).
+ */
+@Injectable()
+export class CompleteWork {
+  constructor(
+    private readonly history: HistoryService,
+    private readonly items: WorkItemRepository,
+    private readonly agents: AgentRepository,
+    private readonly conversation: ConversationRepository,
+    private readonly lifecycle: AgentLifecycleService,
+    private readonly events: EventsService,
+    private readonly charges: TokenCharges,
+    private readonly switches: AnswerSwitch,
+  ) {}
+
+  async run({ agent, item }: ClaimedWork, thought: Thought, usage: Usage): Promise<void> {
+    const { sessionId, agentId } = agent;
+    await this.history.inSession(sessionId, async (tx, session) => {
+      const now = this.lifecycle.now();
+      const done = await this.items.finish(tx, item.taskId, {
+        state: 'done',
+        result: { final: thought.final },
+        usage,
+        at: now,
+      });
+      let me = await this.lifecycle.get(tx, sessionId, agentId);
+      if (done) {
+        await this.conversation.append(tx, sessionId, agentId, thought.turns, now);
+        const { agentTokens, sessionTokens } = await this.charges.charge(tx, sessionId, agentId, usage);
+        await this.history.record(tx, sessionId, 'async.task.completed', {
+          agentId,
+          taskId: item.taskId,
+          result: { final: thought.final },
+          usage,
+        });
+        if (item.isSwitch && item.payload.messageId) {
+          await this.switches.answer(tx, item, thought.final);
+        }
+        if (me.config.limits.maxTokens !== undefined && agentTokens >= me.config.limits.maxTokens) {
+          me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
+        }
+        if (session.limits.maxTokens !== undefined && sessionTokens >= session.limits.maxTokens) {
+          for (const other of await this.agents.listBySession(tx, sessionId)) {
+            await this.lifecycle.stop(tx, other, 'limit_exceeded');
+          }
+          me = await this.lifecycle.get(tx, sessionId, agentId);
+        }
+      }
+      const sleep = thought.sleep;
+      const wakeEvents = sleep?.wakeEvents ?? me.wakeEvents;
+      const sleepNow =
+        me.state === 'active' &&
+        sleep !== undefined &&
+        // What arrived during the step and would have woken a sleeper keeps it awake instead.
+        !(await this.items.hasWakingWork(tx, sessionId, agentId, wakeEvents));
+      if (sleepNow) {
+        await this.events.sleep(tx, me, sleep, 'sleep_tool');
+      } else if (me.state === 'active') {
+        await this.lifecycle.transition(tx, me, 'idle', done ? 'task_done' : 'task_cancelled');
+      }
+    });
+  }
+}

@@ -1,0 +1,19 @@
+import { SleepRequest } from 'src/events/events.service';
+import { ChatMessage } from 'src/llm/model-provider';
+import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
+import { Agent } from '../../agent.types';
+
+/** An item its agent has just claimed: the agent as it was when it became `active`. */
+export interface ClaimedWork {
+  agent: Agent;
+  item: WorkItem;
+}
+
+/** What the model made of an item: its final answer, the turns to keep, and a sleep it asked for. */
+export interface Thought {
+  final: string;
+  turns: ChatMessage[];
+  sleep?: SleepRequest;
+}
+
+export const noUsage = (): Usage => ({ promptTokens: 0, completionTokens: 0 });
