@@ -64,9 +64,12 @@ export class MailroomClient {
     private readonly callTimeoutMs: number,
   ) {
     socket.on('disconnect', (reason) => {
+      if (this.closed) {
+        return;
+      }
       this.emit({ type: 'disconnected', reason });
       // The server hung up on purpose (e.g. an operator or a restart): socket.io leaves it to us.
-      if (reason === 'io server disconnect' && !this.closed) {
+      if (reason === 'io server disconnect') {
         socket.connect();
       }
     });

@@ -127,6 +127,33 @@ export class MailroomSession {
     }
   }
 
+  /**
+   * Resolves with the next push of that name (delivered after this call) that `match` accepts.
+   * Call it before the action that causes the push.
+   */
+  waitFor<N extends PushName>(
+    name: N,
+    match: (push: PushMap[N]) => boolean = () => true,
+    options: { timeoutMs?: number } = {},
+  ): Promise<PushMap[N]> {
+    return new Promise((resolve, reject) => {
+      const timer =
+        options.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              off();
+              reject(new MailroomError(`No ${name} within ${options.timeoutMs} ms`, 'timeout'));
+            }, options.timeoutMs);
+      const off = this.on(name, (push) => {
+        if (match(push)) {
+          off();
+          clearTimeout(timer);
+          resolve(push);
+        }
+      });
+    });
+  }
+
   /** @internal A live push from the connection. */
   receive(name: PushName, payload: Record<string, unknown>): void {
     if (!this.following || typeof payload.seq !== 'number') {
