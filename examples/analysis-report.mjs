@@ -38,7 +38,9 @@ const tasks = [
 for (const { taskId } of tasks) {
   const outcome = await session.waitForTask(taskId, { timeoutMs: TIMEOUT_MS });
   process.exitCode = 'error' in outcome ? 1 : process.exitCode;
-  console.log(`task ${outcome.agentId}: ${'error' in outcome ? `FAILED ${outcome.error.message}` : outcome.result.final}`);
+  console.log(
+    `task ${outcome.agentId}: ${'error' in outcome ? `FAILED ${outcome.error.message}` : outcome.result.final}`,
+  );
 }
 await report;
 

@@ -15,7 +15,9 @@ session.on('async.mail.sent', ({ message: m }) => {
     console.log(`mail to user from ${m.from} [${m.priority}]: "${m.subject}"\n  ${m.body}`);
   }
 });
-session.on('async.agent.stateChanged', (p) => console.log(`${p.agentId}: ${p.previous ?? 'new'} -> ${p.state} (${p.reason})`));
+session.on('async.agent.stateChanged', (p) =>
+  console.log(`${p.agentId}: ${p.previous ?? 'new'} -> ${p.state} (${p.reason})`),
+);
 const asleep = () =>
   session.waitFor('async.agent.stateChanged', (p) => p.agentId === 'monitor' && p.state === 'sleeping', {
     timeoutMs: TIMEOUT_MS,
@@ -37,12 +39,16 @@ for (const [event, data] of [
   ['hourly_check', {}],
   ['alert', { service: 'payments', severity: 'critical', errorRate: 0.31 }],
 ]) {
-  const started = session.waitFor('async.task.started', (p) => p.agentId === 'monitor', { timeoutMs: TIMEOUT_MS });
+  const started = session.waitFor('async.task.started', (p) => p.agentId === 'monitor', {
+    timeoutMs: TIMEOUT_MS,
+  });
   const slept = asleep();
   const { woke } = await session.call('async.broadcastEvent', { event, data });
   console.log(`broadcast ${event}: woke ${woke.join(', ') || 'nobody'}`);
   const outcome = await session.waitForTask((await started).taskId, { timeoutMs: TIMEOUT_MS });
-  console.log(`task monitor (${event}): ${'error' in outcome ? `FAILED ${outcome.error.message}` : outcome.result.final}`);
+  console.log(
+    `task monitor (${event}): ${'error' in outcome ? `FAILED ${outcome.error.message}` : outcome.result.final}`,
+  );
   await slept;
 }
 

@@ -1,4 +1,9 @@
-import { METHOD_PARAMS, type MethodName, type MethodResult, type ParsedParams } from '@mailroom/client/protocol';
+import {
+  METHOD_PARAMS,
+  type MethodName,
+  type MethodResult,
+  type ParsedParams,
+} from '@mailroom/client/protocol';
 import { z } from 'zod';
 
 /** Who calls, and what a method may do besides returning: subscribe the connection to a session's pushes. */

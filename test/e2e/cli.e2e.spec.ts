@@ -43,13 +43,18 @@ describe('the mailroom CLI', () => {
 
     const json = cli(env);
     await expect(json.run('templates', '--json')).resolves.toBe(0);
-    expect(JSON.parse(json.out[0])).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'monitor' })]));
+    expect(JSON.parse(json.out[0])).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'monitor' })]),
+    );
   });
 
   it('send, send --wait, mail, states and history', async () => {
     const session = await sessionWithAgent({
       script: [
-        { when: { match: 'boom' }, do: [{ tool: 'list_agents' }, { tool: 'list_agents' }, { reply: 'never' }] },
+        {
+          when: { match: 'boom' },
+          do: [{ tool: 'list_agents' }, { tool: 'list_agents' }, { reply: 'never' }],
+        },
         { when: {}, do: [{ reply: 'did {{prompt}}' }] },
       ],
       limits: { maxStepsPerTask: 1 }, // "boom" fails: limit_exceeded
@@ -59,7 +64,9 @@ describe('the mailroom CLI', () => {
     expect(sent.out).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/)]);
 
     const waited = cli(env);
-    await expect(waited.run('send', session.id, 'a', 'second', '--wait', '--priority', 'high')).resolves.toBe(0);
+    await expect(waited.run('send', session.id, 'a', 'second', '--wait', '--priority', 'high')).resolves.toBe(
+      0,
+    );
     expect(waited.out).toEqual(['did second']);
 
     const mailed = cli(env);

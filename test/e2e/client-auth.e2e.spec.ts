@@ -44,6 +44,8 @@ describe('@mailroom/client and the CLI with tokens', () => {
     const refused = cli(['templates', '--token', 'wrong'], { MAILROOM_URL: sut.url });
     await expect(refused.code).resolves.toBe(3);
     expect(refused.err[0]).toMatch(/^mailroom: Cannot connect/);
-    await expect(cli(['templates'], { MAILROOM_URL: sut.url, MAILROOM_TOKEN: 'secret' }).code).resolves.toBe(0);
+    await expect(cli(['templates'], { MAILROOM_URL: sut.url, MAILROOM_TOKEN: 'secret' }).code).resolves.toBe(
+      0,
+    );
   });
 });

@@ -83,7 +83,10 @@ describe('@mailroom/client against the server', () => {
       agentId: 'a',
       config: {
         script: [
-          { when: { match: 'fail' }, do: [{ tool: 'list_agents' }, { tool: 'list_agents' }, { reply: 'never' }] },
+          {
+            when: { match: 'fail' },
+            do: [{ tool: 'list_agents' }, { tool: 'list_agents' }, { reply: 'never' }],
+          },
           { when: {}, do: [{ reply: 'done: {{prompt}}' }] },
         ],
         limits: { maxStepsPerTask: 1 },
@@ -117,7 +120,9 @@ describe('@mailroom/client against the server', () => {
       await session.subscribe();
       expect(seen.map((p) => [p.payload.seq, p.name])).toEqual([[1, 'async.agent.stateChanged']]);
       const { taskId } = await session.call('async.sendTask', { agentId: 'a', prompt: 'x' });
-      await expect(session.waitForTask(taskId)).resolves.toMatchObject({ result: { final: expect.any(String) } });
+      await expect(session.waitForTask(taskId)).resolves.toMatchObject({
+        result: { final: expect.any(String) },
+      });
     } finally {
       other.close();
     }
@@ -130,10 +135,14 @@ describe('@mailroom/client against the server', () => {
     // `disconnect(true)`: the server hangs up (socket.io leaves the reconnection to the client);
     // `conn.close()`: the transport drops under the socket (socket.io reconnects by itself).
     it.each([
-      ['the server disconnects the socket', (io: Server) => io.sockets.sockets.forEach((s) => s.disconnect(true))],
+      [
+        'the server disconnects the socket',
+        (io: Server) => io.sockets.sockets.forEach((s) => s.disconnect(true)),
+      ],
       ['the transport closes', (io: Server) => io.sockets.sockets.forEach((s) => s.conn.close())],
     ])('%s: every push arrives once, in order, replayed from the history', async (_how, cut) => {
-      const io = (sut.app.get(RpcGateway) as any).server as Server;
+      const gateway: any = sut.app.get(RpcGateway);
+      const io: Server = gateway.server;
       const reconnected = new Promise<void>((resolve) =>
         client.onConnection((e) => (e.type === 'reconnected' ? resolve() : undefined)),
       );
@@ -151,7 +160,9 @@ describe('@mailroom/client against the server', () => {
       let armed = clock.nextTimers(1, DELAY);
       const taskIds: string[] = [];
       for (let i = 1; i <= TASKS; i++) {
-        taskIds.push((await session.call('async.sendTask', { agentId: 'worker', prompt: `job ${i}` })).taskId);
+        taskIds.push(
+          (await session.call('async.sendTask', { agentId: 'worker', prompt: `job ${i}` })).taskId,
+        );
       }
       for (let i = 1; i <= TASKS; i++) {
         await armed; // task i is mid-step
@@ -165,7 +176,9 @@ describe('@mailroom/client against the server', () => {
       }
       await reconnected;
       for (const taskId of taskIds) {
-        await expect(session.waitForTask(taskId)).resolves.toMatchObject({ result: { final: expect.any(String) } });
+        await expect(session.waitForTask(taskId)).resolves.toMatchObject({
+          result: { final: expect.any(String) },
+        });
       }
 
       const { events } = await session.call('async.getHistory', { limit: 1000 });
@@ -177,7 +190,9 @@ describe('@mailroom/client against the server', () => {
       expect(records.map((p) => p.payload)).toEqual(
         events.map((e) => ({ ...e.payload, sessionId: session.id, seq: e.seq, at: e.at })),
       );
-      const completed = received.filter((p) => p.name === 'async.task.completed').map((p) => p.payload.taskId);
+      const completed = received
+        .filter((p) => p.name === 'async.task.completed')
+        .map((p) => p.payload.taskId);
       expect(completed).toEqual(taskIds);
     });
   });

@@ -19,9 +19,7 @@ export interface ConnectOptions {
 }
 
 export type ConnectionEvent =
-  | { type: 'disconnected'; reason: string }
-  | { type: 'reconnected' }
-  | { type: 'error'; error: unknown };
+  { type: 'disconnected'; reason: string } | { type: 'reconnected' } | { type: 'error'; error: unknown };
 
 /**
  * Connects to a Mailroom server over socket.io. Resolves once connected; rejects with a

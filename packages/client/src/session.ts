@@ -50,12 +50,12 @@ export class MailroomSession {
 
   /** Calls `handler` with every push of that name. Returns the unsubscribe. */
   on<N extends PushName>(name: N, handler: (push: PushMap[N]) => void): () => void {
-    return this.addHandler(name, handler as Handler);
+    return this.addHandler(name, handler);
   }
 
   /** Calls `handler` with every push. Returns the unsubscribe. */
   onAny(handler: (push: AnyPush) => void): () => void {
-    return this.addHandler('*', handler as Handler);
+    return this.addHandler('*', handler);
   }
 
   /** `session.start` (creating the session, or returning the caller's existing one), then follows it. */
@@ -105,7 +105,8 @@ export class MailroomSession {
       settle = resolve;
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(
-          () => reject(new MailroomError(`Task ${taskId} did not end within ${options.timeoutMs} ms`, 'timeout')),
+          () =>
+            reject(new MailroomError(`Task ${taskId} did not end within ${options.timeoutMs} ms`, 'timeout')),
           options.timeoutMs,
         );
       }
@@ -274,6 +275,9 @@ export class MailroomSession {
 }
 
 /** Streamed text that is not a history record (it has an `index`, and shares its `seq`). */
-function isStreamed(name: PushName, payload: Record<string, unknown>): payload is Payload & { index: number } {
+function isStreamed(
+  name: PushName,
+  payload: Record<string, unknown>,
+): payload is Payload & { index: number } {
   return name === 'async.task.output' && typeof payload.index === 'number';
 }

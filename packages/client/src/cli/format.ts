@@ -18,7 +18,16 @@ const ansi = (open: number, close: number) => (s: string) => `\u001b[${open}m${s
 export function palette(colour: boolean): Palette {
   if (!colour) {
     const plain = (s: string) => s;
-    return { dim: plain, bold: plain, red: plain, green: plain, yellow: plain, blue: plain, magenta: plain, cyan: plain };
+    return {
+      dim: plain,
+      bold: plain,
+      red: plain,
+      green: plain,
+      yellow: plain,
+      blue: plain,
+      magenta: plain,
+      cyan: plain,
+    };
   }
   return {
     dim: ansi(2, 22),
@@ -109,7 +118,11 @@ export function formatStates(agents: Record<string, AgentStateSnapshot>, c: Pale
     s.sleeping_until ?? (s.state === 'sleeping' ? `on ${s.wake_events.join(',') || 'wake'}` : '-'),
     s.last_error ? clip(oneLine(s.last_error), 60) : '-',
   ]);
-  return table(['agent', 'state', 'working on', 'queue', 'template', 'tokens', 'sleeping until', 'last error'], rows, c);
+  return table(
+    ['agent', 'state', 'working on', 'queue', 'template', 'tokens', 'sleeping until', 'last error'],
+    rows,
+    c,
+  );
 }
 
 export function formatTemplates(templates: TemplateSummary[], c: Palette): string[] {

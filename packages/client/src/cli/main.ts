@@ -35,8 +35,8 @@ Exit codes: 0 ok, 1 the server answered with an error (or the awaited task faile
 
 /** Where the CLI writes and what it reads: the process, or a test's stand-ins. */
 export interface CliIo {
-  out(line: string): void;
-  err(line: string): void;
+  out: (line: string) => void;
+  err: (line: string) => void;
   env: Record<string, string | undefined>;
   isTTY: boolean;
   /** Ends `tail` (Ctrl-C in the process). */
@@ -72,7 +72,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       for (const issue of err.issues) {
         io.err(`  ${issue.path || '(params)'}: ${issue.message}`);
       }
-      return err.isConnectionError || err.reason === 'unauthorized' && !client ? EXIT.connection : EXIT.errorReply;
+      return err.isConnectionError || (err.reason === 'unauthorized' && !client)
+        ? EXIT.connection
+        : EXIT.errorReply;
     }
     throw err;
   } finally {
@@ -124,7 +126,8 @@ function parse(argv: string[]) {
 
 async function run(client: MailroomClient, p: Parsed, io: CliIo, c: Palette): Promise<number> {
   const [sessionId, ...rest] = p.args;
-  const print = (value: unknown) => io.out(JSON.stringify(value));
+  /** The result as JSON with --json, else the text. */
+  const show = (value: unknown, text: string, to = io.out) => to(p.json ? JSON.stringify(value) : text);
   switch (p.command) {
     case 'templates': {
       const { templates } = await client.call('templates.list', {});
@@ -137,10 +140,13 @@ async function run(client: MailroomClient, p: Parsed, io: CliIo, c: Palette): Pr
       return EXIT.ok;
     }
     case 'history': {
-      for (let after = p.after; ; ) {
+      for (let after = p.after; ;) {
         const page = await client.call('async.getHistory', { sessionId, after, limit: 1000 });
         for (const e of page.events) {
-          const push = { name: e.type, payload: { ...e.payload, sessionId, seq: e.seq, at: e.at } } as AnyPush;
+          const push = {
+            name: e.type,
+            payload: { ...e.payload, sessionId, seq: e.seq, at: e.at },
+          } as AnyPush;
           io.out(p.json ? JSON.stringify(push) : formatPush(push, c));
         }
         if (page.events.length < 1000) {
@@ -157,21 +163,27 @@ async function run(client: MailroomClient, p: Parsed, io: CliIo, c: Palette): Pr
       }
       const sent = await session.call('async.sendTask', { agentId, prompt, priority: p.priority });
       if (!p.wait) {
-        (p.json ? print(sent) : io.out(sent.taskId));
+        show(sent, sent.taskId);
         return EXIT.ok;
       }
       const outcome = await session.waitForTask(sent.taskId);
       if ('error' in outcome) {
-        (p.json ? print(outcome) : io.err(`${outcome.error.code}: ${outcome.error.message}`));
+        show(outcome, `${outcome.error.code}: ${outcome.error.message}`, p.json ? io.out : io.err);
         return EXIT.errorReply;
       }
-      (p.json ? print(outcome) : io.out(outcome.result.final));
+      show(outcome, outcome.result.final);
       return EXIT.ok;
     }
     case 'mail': {
       const [to, subject, body] = rest;
-      const sent = await client.call('async.sendMail', { sessionId, to, subject, body, priority: p.priority });
-      (p.json ? print(sent) : io.out(sent.messageId));
+      const sent = await client.call('async.sendMail', {
+        sessionId,
+        to,
+        subject,
+        body,
+        priority: p.priority,
+      });
+      show(sent, sent.messageId);
       return EXIT.ok;
     }
     case 'tail':
@@ -182,7 +194,13 @@ async function run(client: MailroomClient, p: Parsed, io: CliIo, c: Palette): Pr
 }
 
 /** Prints the history after `--after`, then each push as it comes, until the signal (Ctrl-C). */
-async function tail(client: MailroomClient, sessionId: string, p: Parsed, io: CliIo, c: Palette): Promise<number> {
+async function tail(
+  client: MailroomClient,
+  sessionId: string,
+  p: Parsed,
+  io: CliIo,
+  c: Palette,
+): Promise<number> {
   const session = client.session(sessionId);
   session.onAny((push) => io.out(p.json ? JSON.stringify(push) : formatPush(push, c)));
   let dropped: MailroomError | undefined;
