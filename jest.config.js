@@ -20,13 +20,11 @@ module.exports = {
       },
     ],
   },
-  // The client package is tested (and the server runs in tests) from its TypeScript source; its
-  // ES module imports name their files `.js`.
+  // The client package is tested (and the server runs in tests) from its TypeScript source.
   moduleNameMapper: {
     '^src/(.*)$': '<rootDir>/src/$1',
     '^@mailroom/client$': '<rootDir>/packages/client/src/index.ts',
     '^@mailroom/client/protocol$': '<rootDir>/packages/client/src/protocol/index.ts',
-    '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testTimeout: 60000,
 };

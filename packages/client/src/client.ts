@@ -1,10 +1,10 @@
 import { io, type Socket } from 'socket.io-client';
-import { MailroomError } from './errors.js';
-import type { Reply } from './protocol/errors.js';
-import type { MethodName, MethodParams } from './protocol/params.js';
-import type { MethodResult } from './protocol/results.js';
-import type { PushName } from './protocol/pushes.js';
-import { MailroomSession } from './session.js';
+import { MailroomError } from './errors';
+import type { Reply } from './protocol/errors';
+import type { MethodName, MethodParams } from './protocol/params';
+import type { MethodResult } from './protocol/results';
+import type { PushName } from './protocol/pushes';
+import { MailroomSession } from './session';
 
 export interface ConnectOptions {
   /** Bearer token, when the server has `API_TOKENS` configured. */

@@ -1,4 +1,4 @@
-import type { ErrorReason, ParamIssue, RpcErrorBody } from './protocol/errors.js';
+import type { ErrorReason, ParamIssue, RpcErrorBody } from './protocol/errors';
 
 /** Why a call failed on this side, before any reply came. */
 export type ConnectionReason = 'disconnected' | 'timeout' | 'connect_failed';

@@ -1,7 +1,7 @@
-export { connect, MailroomClient } from './client.js';
-export type { ConnectOptions, ConnectionEvent } from './client.js';
-export { MailroomSession } from './session.js';
-export type { SessionMethod, SessionParams } from './session.js';
-export { MailroomError } from './errors.js';
-export type { ConnectionReason } from './errors.js';
-export * from './protocol/index.js';
+export { connect, MailroomClient } from './client';
+export type { ConnectOptions, ConnectionEvent } from './client';
+export { MailroomSession } from './session';
+export type { SessionMethod, SessionParams } from './session';
+export { MailroomError } from './errors';
+export type { ConnectionReason } from './errors';
+export * from './protocol/index';

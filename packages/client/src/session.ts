@@ -1,8 +1,8 @@
-import type { MailroomClient } from './client.js';
-import { MailroomError } from './errors.js';
-import type { MethodName, MethodParams } from './protocol/params.js';
-import type { AnyPush, PushMap, PushName, TaskOutcome } from './protocol/pushes.js';
-import type { MethodResult } from './protocol/results.js';
+import type { MailroomClient } from './client';
+import { MailroomError } from './errors';
+import type { MethodName, MethodParams } from './protocol/params';
+import type { AnyPush, PushMap, PushName, TaskOutcome } from './protocol/pushes';
+import type { MethodResult } from './protocol/results';
 
 /** Methods that take a `sessionId`: a session handle fills it in. */
 export type SessionMethod = {

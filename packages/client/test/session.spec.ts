@@ -1,7 +1,7 @@
-import type { MailroomClient } from '../src/client.js';
-import type { HistoryEvent } from '../src/protocol/results.js';
-import type { AnyPush, PushName } from '../src/protocol/pushes.js';
-import { MailroomSession } from '../src/session.js';
+import type { MailroomClient } from '../src/client';
+import type { HistoryEvent } from '../src/protocol/results';
+import type { AnyPush, PushName } from '../src/protocol/pushes';
+import { MailroomSession } from '../src/session';
 
 /**
  * A hand-written stand-in for the connection: `session.subscribe` answers at once, `async.getHistory`

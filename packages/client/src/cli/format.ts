@@ -1,5 +1,5 @@
-import type { AnyPush } from '../protocol/pushes.js';
-import type { AgentStateSnapshot, TemplateSummary } from '../protocol/results.js';
+import type { AnyPush } from '../protocol/pushes';
+import type { AgentStateSnapshot, TemplateSummary } from '../protocol/results';
 
 /** ANSI colours, or none (not a terminal, NO_COLOR set). */
 export interface Palette {

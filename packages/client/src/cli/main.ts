@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import { connect, type MailroomClient } from '../client.js';
-import { MailroomError } from '../errors.js';
-import type { Priority } from '../protocol/names.js';
-import { PRIORITIES } from '../protocol/names.js';
-import type { AnyPush } from '../protocol/pushes.js';
-import { formatPush, formatStates, formatTemplates, palette, wantsColour, type Palette } from './format.js';
+import { connect, type MailroomClient } from '../client';
+import { MailroomError } from '../errors';
+import type { Priority } from '../protocol/names';
+import { PRIORITIES } from '../protocol/names';
+import type { AnyPush } from '../protocol/pushes';
+import { formatPush, formatStates, formatTemplates, palette, wantsColour, type Palette } from './format';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = { ok: 0, errorReply: 1, usage: 2, connection: 3 } as const;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { eventNameSchema, TOOL_NAMES } from './names.js';
-import { scriptSchema } from './script.js';
+import { eventNameSchema, TOOL_NAMES } from './names';
+import { scriptSchema } from './script';
 
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 

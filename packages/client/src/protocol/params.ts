@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { agentConfigOverridesSchema } from './agent-config.js';
-import { eventNameSchema, idSchema, MAIL_STATUSES, prioritySchema } from './names.js';
+import { agentConfigOverridesSchema } from './agent-config';
+import { eventNameSchema, idSchema, MAIL_STATUSES, prioritySchema } from './names';
 
 const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
 const session = { sessionId: idSchema };

@@ -1,5 +1,5 @@
-import type { AgentState, WorkKind } from './names.js';
-import type { Mail, Usage } from './results.js';
+import type { AgentState, WorkKind } from './names';
+import type { Mail, Usage } from './results';
 
 /** Every push carries these: `seq` is the session's history sequence number. */
 export interface PushBase {

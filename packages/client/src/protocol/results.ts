@@ -1,6 +1,6 @@
-import type { AgentState, MailStatus, Priority, ToolName, WorkKind, WorkState } from './names.js';
-import type { MethodName } from './params.js';
-import type { PushName } from './pushes.js';
+import type { AgentState, MailStatus, Priority, ToolName, WorkKind, WorkState } from './names';
+import type { MethodName } from './params';
+import type { PushName } from './pushes';
 
 export interface Usage {
   promptTokens: number;

@@ -1,6 +1,6 @@
 import safeRegex from 'safe-regex2';
 import { z } from 'zod';
-import { WORK_KINDS } from './names.js';
+import { WORK_KINDS } from './names';
 
 const stepSchema = z.union([
   z
