@@ -69,6 +69,7 @@ export class MailroomSession {
       return started;
     } catch (err) {
       this.held = undefined;
+      this.following = false;
       throw err;
     }
   }
