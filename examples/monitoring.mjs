@@ -35,9 +35,9 @@ const { nextRunAt } = await session.call('async.scheduleAgent', {
 console.log(`hourly_check scheduled, next at ${nextRunAt}`);
 
 // Each event wakes it for one work item; it goes back to sleep at the end of it.
-for (const [event, data] of [
-  ['hourly_check', {}],
-  ['alert', { service: 'payments', severity: 'critical', errorRate: 0.31 }],
+for (const { event, data } of [
+  { event: 'hourly_check', data: {} },
+  { event: 'alert', data: { service: 'payments', severity: 'critical', errorRate: 0.31 } },
 ]) {
   const started = session.waitFor('async.task.started', (p) => p.agentId === 'monitor', {
     timeoutMs: TIMEOUT_MS,

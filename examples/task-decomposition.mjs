@@ -20,6 +20,7 @@ for (const agentId of ['planner', ...CODERS, 'integrator']) {
 
 // Three reports, one per coder, whatever order they finish in.
 const reports = new Promise((resolve, reject) => {
+  /** @type {import('@mailroom/client').Mail[]} */
   const received = [];
   const timer = setTimeout(() => reject(new Error('the integrator did not report three times')), TIMEOUT_MS);
   const off = session.on('async.mail.sent', ({ message: m }) => {
