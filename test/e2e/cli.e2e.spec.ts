@@ -1,4 +1,6 @@
+import type { Server } from 'socket.io';
 import { connect, MailroomClient } from '@mailroom/client';
+import { RpcGateway } from 'src/gateway/rpc.gateway';
 import { CliIo, runCli } from '../../packages/client/src/cli/main';
 import { newSessionId } from '../factories/ids';
 import { startTestApp, TestApp } from '../support/test-app';
@@ -111,6 +113,34 @@ describe('the mailroom CLI', () => {
     await expect(done).resolves.toBe(0);
     expect(tail.out[0]).toMatch(/^#1 .* new → idle \(created\)$/);
     expect(tail.out.map((l) => Number(/^#(\d+)/.exec(l)?.[1]))).toEqual(tail.out.map((_, i) => i + 1));
+  });
+
+  it('tail follows across a dropped connection: no line lost or repeated', async () => {
+    const session = await sessionWithAgent();
+    const stop = new AbortController();
+    const tail = cli(env, { signal: stop.signal });
+    const done = tail.run('tail', session.id);
+    const lineFor = async (pattern: RegExp) => {
+      while (!tail.out.some((l) => pattern.test(l))) {
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await lineFor(/new → idle \(created\)/);
+    const reconnected = new Promise<void>((resolve) =>
+      client.onConnection((e) => (e.type === 'reconnected' ? resolve() : undefined)),
+    );
+    const gateway: any = sut.app.get(RpcGateway);
+    (gateway.server as Server).sockets.sockets.forEach((s) => s.disconnect(true));
+    // The task is sent once this test's own connection is back; the tail may still be away.
+    await reconnected;
+    await session.call('async.sendTask', { agentId: 'a', prompt: 'while away' });
+    await lineFor(/ done /);
+    stop.abort();
+    await expect(done).resolves.toBe(0);
+    expect(tail.out.map((l) => Number(/^#(\d+)/.exec(l)?.[1]))).toEqual(tail.out.map((_, i) => i + 1));
+    expect(tail.err).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^\(connection lost: /), '(reconnected)']),
+    );
   });
 
   it('colours on a terminal, none elsewhere or with NO_COLOR', async () => {

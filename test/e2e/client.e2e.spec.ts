@@ -128,6 +128,19 @@ describe('@mailroom/client against the server', () => {
     }
   });
 
+  it('a call made while the connection is down is sent once it is back', async () => {
+    const disconnected = new Promise<void>((resolve) =>
+      client.onConnection((e) => (e.type === 'disconnected' ? resolve() : undefined)),
+    );
+    const gateway: any = sut.app.get(RpcGateway);
+    (gateway.server as Server).sockets.sockets.forEach((s) => s.conn.close());
+    await disconnected;
+    expect(client.connected).toBe(false);
+    await expect(client.call('templates.list', {})).resolves.toMatchObject({
+      templates: expect.arrayContaining([expect.objectContaining({ name: 'assistant' })]),
+    });
+  });
+
   describe('a connection cut mid-run', () => {
     const DELAY = 1000;
     const TASKS = 6;
