@@ -36,6 +36,7 @@ export function method<S extends z.ZodType>(
 export function protocolMethod<M extends MethodName>(
   name: M,
   handle: (params: ParsedParams<M>, ctx: CallContext) => Promise<MethodResult<M>>,
+  options: Partial<Omit<RpcMethod, 'name' | 'params' | 'handle'>> = {},
 ): RpcMethod {
-  return { name, params: METHOD_PARAMS[name], handle };
+  return { name, params: METHOD_PARAMS[name], handle, ...options };
 }

@@ -25,8 +25,8 @@ const OUTCOMES_KEPT = 10_000;
  * the history already gave. The same happens after every reconnection, and when a live push shows a
  * gap. A push is a history record, delivered when its `seq` is past the last one, except streamed
  * text (`async.task.output` with an `index`), which is not in the history and carries the `seq` of
- * the record it follows: it is delivered when its `index` is new for its task and it is not older
- * than what was delivered already.
+ * the record it follows: it is delivered when its `index` is new for its task (since the task last
+ * started: a retry streams again from 0) and it is not older than what was delivered already.
  */
 export class MailroomSession {
   private lastSeq = 0;
@@ -234,7 +234,10 @@ export class MailroomSession {
       }
       this.lastSeq = payload.seq;
     }
-    if (name === 'async.task.completed' || name === 'async.task.failed') {
+    if (name === 'async.task.started') {
+      // A retried item (e.g. after a server restart) streams its text again from index 0.
+      this.outputIndex.delete(String(payload.taskId));
+    } else if (name === 'async.task.completed' || name === 'async.task.failed') {
       this.taskEnded(payload as unknown as TaskOutcome);
     }
     this.deliver(name, payload);

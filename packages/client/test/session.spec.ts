@@ -103,6 +103,16 @@ describe(MailroomSession.name, () => {
     expect(seqs()).toEqual([1, '1:0', '1:1', 2, '2:2', 3]);
   });
 
+  it('a retried task streams its text again from index 0', async () => {
+    connection.history = [record(1, 'async.task.started', { kind: 'task' })];
+    await sut.subscribe();
+    sut.receive('async.task.output', streamed(1, 0));
+    sut.receive('async.task.output', streamed(1, 1));
+    sut.receive('async.task.started', live(record(2, 'async.task.started', { kind: 'task' })));
+    sut.receive('async.task.output', streamed(2, 0));
+    expect(seqs()).toEqual([1, '1:0', '1:1', 2, '2:0']);
+  });
+
   it('streamed text recorded in the history (no index) is an ordinary record', async () => {
     connection.history = [record(1), record(2, 'async.task.output', { delta: 'hi' })];
     await sut.subscribe();
