@@ -5,7 +5,7 @@
 module.exports = {
   rootDir: '.',
   testEnvironment: 'node',
-  testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts'],
+  testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts', '<rootDir>/packages/*/test/**/*.spec.ts'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   transform: {
     '^.+\\.ts$': [
@@ -20,6 +20,11 @@ module.exports = {
       },
     ],
   },
-  moduleNameMapper: { '^src/(.*)$': '<rootDir>/src/$1' },
+  // The client package is tested (and the server runs in tests) from its TypeScript source.
+  moduleNameMapper: {
+    '^src/(.*)$': '<rootDir>/src/$1',
+    '^@mailroom/client$': '<rootDir>/packages/client/src/index.ts',
+    '^@mailroom/client/protocol$': '<rootDir>/packages/client/src/protocol/index.ts',
+  },
   testTimeout: 60000,
 };

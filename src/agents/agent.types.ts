@@ -1,46 +1,19 @@
 import { z } from 'zod';
-import { eventNameSchema, idSchema } from 'src/common/names';
-import { scriptSchema } from 'src/llm/scripted/script.schema';
 import {
-  McpServers,
-  mcpServersSchema,
-  toolEntrySchema,
+  agentConfigOverridesSchema,
+  agentFields,
+  limitsSchema,
+  type McpServers,
   unknownServerEntries,
-} from 'src/tools/mcp/mcp-config';
+} from '@mailroom/client/protocol';
+import { idSchema } from 'src/common/names';
+import { scriptSchema } from 'src/llm/scripted/script.schema';
 
-export const AGENT_STATES = ['idle', 'active', 'waiting', 'sleeping', 'stopped'] as const;
-export type AgentState = (typeof AGENT_STATES)[number];
-
-export const WORK_KINDS = ['task', 'mailbox_message', 'event', 'schedule'] as const;
-export type WorkKind = (typeof WORK_KINDS)[number];
-
-const positiveInt = (max: number) => z.number().int().min(1).max(max);
-
-export const limitsSchema = z
-  .object({
-    maxStepsPerTask: positiveInt(1000).optional(),
-    maxTokensPerTask: positiveInt(1e12).optional(),
-    maxTokens: positiveInt(1e12).optional(),
-    maxHops: positiveInt(1000).optional(),
-    maxMailPerMinute: positiveInt(1_000_000).optional(),
-  })
-  .strict();
-
-/** What a template file holds, and (all optional) what `async.createAgent`'s `config` may override. */
-const agentFields = {
-  description: z.string().max(2000),
-  systemPrompt: z.string().max(100_000),
-  model: z.string().min(1).max(200),
-  temperature: z.number().min(0).max(2),
-  maxTokens: positiveInt(1_000_000),
-  tools: z.array(toolEntrySchema).max(200),
-  wakeEvents: z.array(eventNameSchema).max(100),
-  script: scriptSchema,
-  limits: limitsSchema,
-  mcpServers: mcpServersSchema,
-};
-
-export const agentConfigOverridesSchema = z.object(agentFields).partial().strict();
+// The states, kinds and the config a client may send are the protocol's (the client package).
+export { AGENT_STATES, WORK_KINDS } from '@mailroom/client/protocol';
+export type { AgentState, WorkKind } from '@mailroom/client/protocol';
+import type { AgentState, WorkKind } from '@mailroom/client/protocol';
+export { agentConfigOverridesSchema, limitsSchema };
 export type AgentConfigOverrides = z.infer<typeof agentConfigOverridesSchema>;
 
 export const templateSchema = z

@@ -1,18 +1,8 @@
-import { z } from 'zod';
-
-/** `sessionId`, `agentId`: 1–64 chars of `[A-Za-z0-9_.-]` (PROTOCOL.md, Names and limits). */
-export const idSchema = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9_.-]+$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . -');
-
-/** Event names: 1–64 chars of `[A-Za-z0-9_.:-]`. */
-export const eventNameSchema = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9_.:-]+$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+// The protocol's names live in the client package, so that clients are typed from the very
+// schemas the server validates with (docs/adr/0013-client-package.md).
+export { eventNameSchema, idSchema, PRIORITIES, prioritySchema } from '@mailroom/client/protocol';
+export type { Priority } from '@mailroom/client/protocol';
+import type { Priority } from '@mailroom/client/protocol';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -20,10 +10,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(value: string): boolean {
   return UUID.test(value);
 }
-
-export const PRIORITIES = ['low', 'normal', 'high', 'urgent'] as const;
-export type Priority = (typeof PRIORITIES)[number];
-export const prioritySchema = z.enum(PRIORITIES);
 
 /** Priority as stored on a work item, so that `ORDER BY priority DESC` is the protocol's order. */
 export const PRIORITY_RANK: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };

@@ -1,31 +1,8 @@
-/** The protocol's error table (docs/protocol.md, Errors): one code and one stable reason per kind of failure. */
-export const ERROR_CODES = {
-  parse_error: -32700,
-  invalid_request: -32600,
-  method_not_found: -32601,
-  invalid_params: -32602,
-  unauthorized: -32001,
-  session_not_found: -32002,
-  agent_not_found: -32003,
-  conflict: -32004,
-  limit_exceeded: -32005,
-  unavailable: -32006,
-  internal_error: -32603,
-} as const;
+import { ERROR_CODES, type ErrorReason, type ParamIssue, type RpcErrorBody } from '@mailroom/client/protocol';
 
-export type ErrorReason = keyof typeof ERROR_CODES;
-
-export interface ParamIssue {
-  /** Dotted path of the offending param, e.g. `config.limits.maxStepsPerTask`; `""` for the params object itself. */
-  path: string;
-  message: string;
-}
-
-export interface RpcErrorBody {
-  code: number;
-  message: string;
-  data: { reason: ErrorReason; issues?: ParamIssue[]; [key: string]: unknown };
-}
+// The error table is the protocol's (the client package); the server's errors are built here.
+export { ERROR_CODES };
+export type { ErrorReason, ParamIssue, RpcErrorBody };
 
 const MAX_KNOWN_AGENTS = 100;
 

@@ -1,3 +1,9 @@
+import {
+  METHOD_PARAMS,
+  type MethodName,
+  type MethodResult,
+  type ParsedParams,
+} from '@mailroom/client/protocol';
 import { z } from 'zod';
 
 /** Who calls, and what a method may do besides returning: subscribe the connection to a session's pushes. */
@@ -26,4 +32,17 @@ export function method<S extends z.ZodType>(
   options: { guardsOwnSession?: boolean } = {},
 ): RpcMethod {
   return { name, params, handle, ...options };
+}
+
+/**
+ * Declares a method of the protocol by name: its params schema is the protocol's (the client
+ * package's `METHOD_PARAMS`), and its handler must return the protocol's result type for it, so
+ * the server and the typed client cannot drift apart.
+ */
+export function protocolMethod<M extends MethodName>(
+  name: M,
+  handle: (params: ParsedParams<M>, ctx: CallContext) => Promise<MethodResult<M>>,
+  options: Partial<Omit<RpcMethod, 'name' | 'params' | 'handle'>> = {},
+): RpcMethod {
+  return { name, params: METHOD_PARAMS[name], handle, ...options };
 }

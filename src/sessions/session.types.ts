@@ -1,13 +1,7 @@
-/** The server pushes of PROTOCOL.md ("Server push"), each also a record in the session's history. */
-export type NotificationType =
-  | 'async.agent.stateChanged'
-  | 'async.task.started'
-  | 'async.task.output'
-  | 'async.task.completed'
-  | 'async.task.failed'
-  | 'async.mail.sent'
-  | 'async.event.broadcast'
-  | 'async.tool.called';
+import type { PushName } from '@mailroom/client/protocol';
+
+/** The server pushes (docs/protocol.md, "Server push"), each also a record in the session's history. */
+export type NotificationType = PushName;
 
 /** One record of a session's history: gap-free `seq`, written in the transaction of the change it records. */
 export interface HistoryRecord {
