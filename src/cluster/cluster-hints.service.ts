@@ -66,7 +66,9 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
       this.pending.set(tx, hint);
     }
     if (change.seq) {
-      hint.seq = hint.seq ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])] : change.seq;
+      hint.seq = hint.seq
+        ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])]
+        : change.seq;
     }
     for (const agentId of change.work ?? []) {
       if (!(hint.work ??= []).includes(agentId)) {
