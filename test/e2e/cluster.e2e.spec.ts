@@ -183,6 +183,35 @@ if (server) {
       const pushed = seqs(onA.pushes, sessionId);
       expect(new Set(pushed).size).toBe(pushed.length);
     });
+
+    it('fences a node paused past its lease: it commits nothing more for the session it lost', async () => {
+      const c = await start('node-c');
+      const onC = await connect(c);
+      let sessionId = '';
+      do {
+        sessionId = await startSession(onC, newSessionId('paused'));
+      } while ((await probe.lease(sessionId))?.owner !== 'node-a');
+      await createScripted(onC, sessionId, 'worker', worker);
+      const brief = await onC.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
+      await onC.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+
+      const sinceC = c.logs.length;
+      a.child.kill('SIGSTOP'); // mid-step, past the TTL
+      await c.waitForLog(/Took over \d+ session/, 30_000, sinceC);
+      await expect(onC.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+      const sinceA = a.logs.length;
+      a.child.kill('SIGCONT');
+      // Its step ends and its commit is refused; then it notices the loss and closes the loop.
+      await a.waitForLog(new RegExp(`Refused a write for session ${sessionId}`), 30_000, sinceA);
+      await a.waitForLog(/Lost the lease of \d+ session/, 30_000, sinceA);
+
+      expect((await probe.lease(sessionId))?.owner).toBe('node-c');
+      await expect(probe.attempts(brief.taskId)).resolves.toBe(2);
+      await expect(probe.historyCount(sessionId, 'async.task.completed')).resolves.toBe(1);
+      const after = await onC.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'after' });
+      await expect(onC.waitForTaskEnd(after.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+      expect(onC.of('async.task.completed').filter((p) => p.taskId === brief.taskId)).toHaveLength(1);
+    });
   });
 
   describe('a node shut down with SIGTERM', () => {

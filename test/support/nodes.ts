@@ -145,6 +145,14 @@ export class ClusterProbe {
     return rows[0].attempts;
   }
 
+  async historyCount(sessionId: string, type: string): Promise<number> {
+    const { rows } = await this.client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM history WHERE session_id = $1 AND type = $2`,
+      [sessionId, type],
+    );
+    return rows[0].n;
+  }
+
   close(): Promise<void> {
     return this.client.end();
   }
