@@ -212,6 +212,35 @@ if (server) {
       await expect(onC.waitForTaskEnd(after.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
       expect(onC.of('async.task.completed').filter((p) => p.taskId === brief.taskId)).toHaveLength(1);
     });
+
+    it('keeps a schedule firing once per run when its owner dies', async () => {
+      const live = nodes.filter((n) => n.alive);
+      const onAny = await connect(live[0]);
+      const sessionId = await startSession(onAny, newSessionId('cron'));
+      await createScripted(onAny, sessionId, 'clock', replyAll('tick'));
+      const lease = await probe.lease(sessionId);
+      const owner = live.find((n) => n.id === lease?.owner)!;
+      const survivor = live.find((n) => n !== owner)!;
+      const watcher = await connect(survivor);
+      await watcher.ok('session.subscribe', { sessionId });
+      await watcher.ok('async.scheduleAgent', {
+        sessionId,
+        agentId: 'clock',
+        cron: '* * * * * *',
+        prompt: 'tick',
+      });
+      const firings = () => watcher.of('async.task.completed').filter((p) => p.sessionId === sessionId);
+      await watcher.waitFor('async.task.completed', () => firings().length >= 2);
+
+      const since = survivor.logs.length;
+      await owner.signal('SIGKILL');
+      await survivor.waitForLog(/Took over \d+ session/, 30_000, since);
+      const before = firings().length;
+      await watcher.waitFor('async.task.completed', () => firings().length >= before + 2);
+      expect((await probe.lease(sessionId))?.owner).toBe(survivor.id);
+      const runs = await probe.scheduleRuns(sessionId);
+      expect(new Set(runs).size).toBe(runs.length);
+    });
   });
 
   describe('a node shut down with SIGTERM', () => {

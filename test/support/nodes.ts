@@ -153,6 +153,15 @@ export class ClusterProbe {
     return rows[0].n;
   }
 
+  /** The run time of every schedule firing's work item in the session (a run fired twice would repeat). */
+  async scheduleRuns(sessionId: string): Promise<string[]> {
+    const { rows } = await this.client.query<{ key: string }>(
+      `SELECT idempotency_key AS key FROM work_item WHERE session_id = $1 AND kind = 'schedule'`,
+      [sessionId],
+    );
+    return rows.map((r) => r.key);
+  }
+
   close(): Promise<void> {
     return this.client.end();
   }
