@@ -2,7 +2,10 @@ import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
 import { ClusterProbe, NodeProcess } from '../support/nodes';
-import { TestDatabase } from '../support/test-app';
+import { DatabaseService } from 'src/database/database.service';
+import { query } from 'src/database/sql';
+import { LeaseService } from 'src/cluster/lease.service';
+import { startTestApp, TestApp, TestDatabase } from '../support/test-app';
 
 /** Takes its time on `slow…` prompts (long enough to stay in hand for the whole test), answers the rest at once. */
 const worker = [
@@ -291,10 +294,48 @@ if (server) {
       }
     });
   });
-} else {
-  describe('several servers', () => {
-    it('need a Postgres server: set TEST_DATABASE_URL to run these tests (the embedded database is one process)', () => {
-      expect(server).toBeUndefined();
+}
+
+describe('one node (the embedded database, or a lone server)', () => {
+  let sut: TestApp;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    sut = await startTestApp();
+    client = await TestClient.connect(sut.url);
+  });
+
+  afterAll(async () => {
+    client.close();
+    await sut.close();
+  });
+
+  const leaseOf = (sessionId: string) =>
+    sut.app
+      .get(DatabaseService)
+      .read((tx) =>
+        query<{ owner_node: string; epoch: string }>(
+          tx,
+          `SELECT owner_node, epoch FROM session_lease WHERE session_id = $1`,
+          [sessionId],
+        ),
+      )
+      .then((rows) => ({ owner: rows[0]?.owner_node, epoch: Number(rows[0]?.epoch) }));
+
+  it('owns every session it starts, and after a restart takes them all over at once with a new epoch', async () => {
+    const sessionId = await startSession(client, newSessionId('alone'));
+    await createScripted(client, sessionId, 'worker', worker);
+    await expect(leaseOf(sessionId)).resolves.toEqual({ owner: sut.app.get(LeaseService).nodeId, epoch: 1 });
+
+    client.close();
+    await sut.stop();
+    await sut.restart();
+    client = await TestClient.connect(sut.url);
+    await client.ok('session.subscribe', { sessionId });
+    await expect(leaseOf(sessionId)).resolves.toEqual({ owner: sut.app.get(LeaseService).nodeId, epoch: 2 });
+    const task = await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'again' });
+    await expect(client.waitForTaskEnd(task.taskId)).resolves.toMatchObject({
+      payload: { result: { final: 'done again' } },
     });
   });
-}
+});
