@@ -326,6 +326,11 @@ describe('one node (the embedded database, or a lone server)', () => {
     const sessionId = await startSession(client, newSessionId('alone'));
     await createScripted(client, sessionId, 'worker', worker);
     await expect(leaseOf(sessionId)).resolves.toEqual({ owner: sut.app.get(LeaseService).nodeId, epoch: 1 });
+    const health = await fetch(`${sut.url}/health`);
+    await expect(health.json()).resolves.toMatchObject({
+      status: 'ok',
+      node: { id: sut.app.get(LeaseService).nodeId, sessions: expect.any(Number) },
+    });
 
     client.close();
     await sut.stop();
