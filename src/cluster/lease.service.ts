@@ -93,7 +93,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
   /** After every loop has put its work back: hands every lease back and leaves the cluster. */
   async beforeApplicationShutdown(): Promise<void> {
     try {
-      await this.letGo([...this.held.keys()]);
+      await this.letGo([...this.held.keys()], 'shutdown');
       const released = await this.db.transaction(async (tx) => {
         const n = await this.repo.releaseAll(tx, this.node.id);
         await this.repo.removeNode(tx, this.node.id);
@@ -140,6 +140,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       this.db.afterCommit(tx, () => {
         if (!this.closed && !this.held.has(sessionId)) {
           this.held.set(sessionId, { epoch: got.epoch, state: 'owned' });
+          this.logger.debug(`lease ${sessionId} epoch ${got.epoch} began (new session)`);
         }
       });
     } else {
@@ -187,7 +188,10 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
           .map(([id]) => id)
           .join(', ')}${lost.length > 5 ? ', …' : ''}): closing their loops`,
       );
-      await this.letGo(lost.map(([id]) => id));
+      await this.letGo(
+        lost.map(([id]) => id),
+        'lost',
+      );
     }
     await this.adopt(renewed.filter((l) => !this.held.has(l.sessionId)));
     if (this.closed) {
@@ -219,7 +223,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       return;
     }
     const leases = this.leases(idle);
-    await this.letGo(idle);
+    await this.letGo(idle, 'handed back');
     await this.db.transaction(async (tx) => {
       await this.repo.release(tx, this.node.id, leases);
       await this.hints.notifyLeases(tx);
@@ -249,6 +253,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       const h = this.held.get(l.sessionId);
       if (h?.state === 'adopting' && h.epoch === l.epoch) {
         h.state = 'owned';
+        this.logger.debug(`lease ${l.sessionId} epoch ${l.epoch} began`);
       }
     }
     for (const owner of this.owners) {
@@ -259,7 +264,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
   }
 
   /** Stops serving the sessions and lets every owner tear down their state; the lease rows are the caller's. */
-  private async letGo(ids: string[]): Promise<void> {
+  private async letGo(ids: string[], why: 'shutdown' | 'lost' | 'handed back'): Promise<void> {
     if (ids.length === 0) {
       return;
     }
@@ -274,7 +279,11 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
         .release?.(ids)
         .catch((err: unknown) => this.logger.warn(`Releasing sessions failed: ${String(err)}`));
     }
-    ids.forEach((id) => this.held.delete(id));
+    for (const id of ids) {
+      // One line per ownership interval's end (LOG_LEVEL=debug): what a fault test checks for overlaps.
+      this.logger.debug(`lease ${id} epoch ${this.held.get(id)?.epoch} ended (${why})`);
+      this.held.delete(id);
+    }
   }
 
   private leases(ids: string[]): Lease[] {
