@@ -193,7 +193,10 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
         'lost',
       );
     }
-    await this.adopt(renewed.filter((l) => !this.held.has(l.sessionId)));
+    const unknown = renewed.filter((l) => !this.held.has(l.sessionId)).map((l) => l.sessionId);
+    if (unknown.length > 0) {
+      await this.adopt(await this.db.transaction((tx) => this.repo.takeUp(tx, this.node.id, unknown)));
+    }
     if (this.closed) {
       return;
     }

@@ -247,7 +247,7 @@ if (server) {
     });
   });
 
-  describe('a node shut down with SIGTERM', () => {
+  describe('a node that leaves and comes back', () => {
     let db: TestDatabase;
     let probe: ClusterProbe;
     let first: NodeProcess | undefined;
@@ -292,6 +292,36 @@ if (server) {
         await expect(client.waitForTaskEnd(task.taskId)).resolves.toMatchObject({
           name: 'async.task.completed',
         });
+      }
+    });
+
+    it('restarted after a kill with the same NODE_ID, takes its own sessions back at once', async () => {
+      const env = { LEASE_TTL_MS: '600000' };
+      let node = await NodeProcess.start(db, 'node-again', env);
+      const onNode = await TestClient.connect(node.url);
+      let sessionId = '';
+      do {
+        sessionId = await startSession(onNode, newSessionId('again'));
+      } while ((await probe.lease(sessionId))?.owner !== 'node-again');
+      await createScripted(onNode, sessionId, 'worker', worker);
+      const brief = await onNode.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
+      await onNode.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+      onNode.close();
+      await node.signal('SIGKILL');
+
+      node = await NodeProcess.start(db, 'node-again', env);
+      try {
+        const again = await TestClient.connect(node.url);
+        await again.ok('session.subscribe', { sessionId });
+        await expect(again.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        await expect(probe.attempts(brief.taskId)).resolves.toBe(2);
+        // Taken up with a new epoch: a zombie under the same name could not commit.
+        expect((await probe.lease(sessionId))?.epoch).toBeGreaterThan(1);
+        again.close();
+      } finally {
+        await node.signal('SIGKILL');
       }
     });
   });
