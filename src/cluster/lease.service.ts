@@ -39,6 +39,8 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
   private subscriptions: Subscription[] = [];
   private ticking?: Promise<void>;
   private again = false;
+  /** Shutting down: no new sessions taken up, but the held ones are still renewed while loops finish. */
+  private stopping = false;
   private closed = false;
 
   constructor(
@@ -83,15 +85,16 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     this.logger.log(`Node ${this.node.id} owns ${this.held.size} session(s)`);
   }
 
-  async onModuleDestroy(): Promise<void> {
-    this.closed = true;
-    clearInterval(this.interval);
+  onModuleDestroy(): void {
+    this.stopping = true;
     this.subscriptions.forEach((s) => s.unsubscribe());
-    await this.ticking;
   }
 
   /** After every loop has put its work back: hands every lease back and leaves the cluster. */
   async beforeApplicationShutdown(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.interval);
+    await this.ticking;
     try {
       await this.letGo([...this.held.keys()], 'shutdown');
       const released = await this.db.transaction(async (tx) => {
@@ -138,7 +141,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     if (got.owner === this.node.id) {
       // A new session has nothing to recover: served at once.
       this.db.afterCommit(tx, () => {
-        if (!this.closed && !this.held.has(sessionId)) {
+        if (!this.stopping && !this.held.has(sessionId)) {
           this.held.set(sessionId, { epoch: got.epoch, state: 'owned' });
           this.logger.debug(`lease ${sessionId} epoch ${got.epoch} began (new session)`);
         }
@@ -194,10 +197,10 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       );
     }
     const unknown = renewed.filter((l) => !this.held.has(l.sessionId)).map((l) => l.sessionId);
-    if (unknown.length > 0) {
+    if (unknown.length > 0 && !this.stopping) {
       await this.adopt(await this.db.transaction((tx) => this.repo.takeUp(tx, this.node.id, unknown)));
     }
-    if (this.closed) {
+    if (this.stopping) {
       return;
     }
     const census = await this.db.read((tx) => this.repo.census(tx, this.config.leaseTtlMs));
@@ -235,7 +238,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
   }
 
   private async adopt(leases: Lease[]): Promise<void> {
-    if (leases.length === 0 || this.closed) {
+    if (leases.length === 0 || this.stopping) {
       return;
     }
     const ids = leases.map((l) => l.sessionId);

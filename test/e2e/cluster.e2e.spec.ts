@@ -324,6 +324,41 @@ if (server) {
         await node.signal('SIGKILL');
       }
     });
+
+    it('with SHUTDOWN_GRACE_MS, lets the item in hand finish before it hands the session over', async () => {
+      const env = { LEASE_TTL_MS: '600000', SHUTDOWN_GRACE_MS: '60000' };
+      const leaving = await NodeProcess.start(db, 'node-graceful', env);
+      const staying = await NodeProcess.start(db, 'node-staying', env);
+      const onStaying = await TestClient.connect(staying.url);
+      try {
+        let sessionId = '';
+        do {
+          sessionId = await startSession(onStaying, newSessionId('graceful'));
+        } while ((await probe.lease(sessionId))?.owner !== 'node-graceful');
+        await createScripted(onStaying, sessionId, 'worker', worker);
+        const brief = await onStaying.ok('async.sendTask', {
+          sessionId,
+          agentId: 'worker',
+          prompt: 'brief job',
+        });
+        await onStaying.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+        const next = await onStaying.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'next' });
+
+        await leaving.signal('SIGTERM');
+        await expect(onStaying.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        await expect(probe.attempts(brief.taskId)).resolves.toBe(1); // finished where it started
+        await expect(onStaying.waitForTaskEnd(next.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        expect((await probe.lease(sessionId))?.owner).toBe('node-staying');
+      } finally {
+        onStaying.close();
+        await leaving.signal('SIGKILL');
+        await staying.signal('SIGKILL');
+      }
+    });
   });
 }
 
