@@ -4,6 +4,7 @@ import { AdminModule } from './admin/admin.module';
 import { ApiModule } from './api/api.module';
 import { AgentsModule } from './agents/agents.module';
 import { AgentRuntimeModule } from './agents/runtime/agent-runtime.module';
+import { ClusterModule } from './cluster/cluster.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
@@ -31,6 +32,7 @@ export class AppModule {
         TelemetryModule,
         ScheduleModule.forRoot(),
         DatabaseModule,
+        ClusterModule,
         SessionsModule,
         MailboxModule,
         AgentsModule,

@@ -1,4 +1,5 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Subscription } from 'rxjs';
 import { CLOCK, Clock, TimerHandle } from 'src/common/clock';
 import { NotificationBus } from 'src/sessions/notification-bus';
 
@@ -22,13 +23,38 @@ interface Stream {
  * kept in memory for `getTask`, but never written: the durable record is the task's final answer.
  */
 @Injectable()
-export class TaskOutputs {
+export class TaskOutputs implements OnModuleInit, OnModuleDestroy {
   private readonly streams = new Map<string, Stream>();
+  /** The text so far of tasks running on other nodes, as their pushes arrive here. */
+  private readonly remote = new Map<string, string>();
+  private subscriptions: Subscription[] = [];
 
   constructor(
     private readonly bus: NotificationBus,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
+
+  /** Follows the other nodes' streamed text, so `getTask` shows `output` whichever node answers. */
+  onModuleInit(): void {
+    this.subscriptions = [
+      this.bus.ephemeral$.subscribe(({ type, payload }) => {
+        const taskId = payload.taskId;
+        if (type === 'async.task.output' && typeof taskId === 'string' && !this.streams.has(taskId)) {
+          const delta = typeof payload.delta === 'string' ? payload.delta : '';
+          this.remote.set(taskId, (this.remote.get(taskId) ?? '') + delta);
+        }
+      }),
+      this.bus.records$.subscribe(({ type, payload }) => {
+        if (type === 'async.task.completed' || type === 'async.task.failed') {
+          this.remote.delete(String(payload.taskId));
+        }
+      }),
+    ];
+  }
+
+  onModuleDestroy(): void {
+    this.subscriptions.forEach((s) => s.unsubscribe());
+  }
 
   add(task: { sessionId: string; agentId: string; taskId: string }, delta: string): void {
     if (!delta) {
@@ -68,15 +94,16 @@ export class TaskOutputs {
     }
   }
 
-  /** The text so far of a task that is streaming on this node; undefined when none is. */
+  /** The text so far of a running task (streaming here, or on another node); undefined when none came. */
   textOf(taskId: string): string | undefined {
-    return this.streams.get(taskId)?.text;
+    return this.streams.get(taskId)?.text ?? this.remote.get(taskId);
   }
 
   /** The task ended (or was put back): what is pending is dropped with the stream. */
   end(taskId: string): void {
     this.streams.get(taskId)?.timer?.cancel();
     this.streams.delete(taskId);
+    this.remote.delete(taskId);
   }
 
   private push(taskId: string, s: Stream): void {

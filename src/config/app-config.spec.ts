@@ -24,6 +24,9 @@ describe(loadConfig.name, () => {
       conversationWindow: 40,
       conversationWindowTokens: undefined,
       mcp: { toolTimeoutMs: 60_000, resultMaxBytes: 100_000 },
+      leaseTtlMs: 10_000,
+      shutdownGraceMs: 0,
+      nodeId: undefined,
     });
   });
 
@@ -90,6 +93,16 @@ describe(loadConfig.name, () => {
     expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toThrow(
       /OTEL_EXPORTER_OTLP_ENDPOINT: /,
     );
+  });
+
+  it('reads the lease TTL and the node id of several servers, and refuses a TTL too short to renew', () => {
+    expect(loadConfig({ LEASE_TTL_MS: '2000', NODE_ID: 'node-a', SHUTDOWN_GRACE_MS: '5000' })).toMatchObject({
+      leaseTtlMs: 2000,
+      nodeId: 'node-a',
+      shutdownGraceMs: 5000,
+    });
+    expect(() => loadConfig({ LEASE_TTL_MS: '10' })).toThrow(/LEASE_TTL_MS: /);
+    expect(() => loadConfig({ NODE_ID: 'a b' })).toThrow(/NODE_ID: /);
   });
 
   it.each([['abc'], ['70000'], ['-1'], ['80.5']])('fails with a clear message for PORT=%s', (port) => {

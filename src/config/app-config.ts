@@ -54,6 +54,12 @@ const envSchema = z.object({
   CONVERSATION_WINDOW_TOKENS: z.coerce.number().int().min(100).optional(),
   MCP_TOOL_TIMEOUT_MS: intFromEnv(60_000, 100),
   MCP_RESULT_MAX_BYTES: intFromEnv(100_000, 1024, 16 * 1024 * 1024),
+  LEASE_TTL_MS: intFromEnv(10_000, 500, 600_000),
+  SHUTDOWN_GRACE_MS: intFromEnv(0, 0, 600_000),
+  NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')
+    .optional(),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -95,6 +101,12 @@ export interface AppConfig {
    * error; a result's text longer than `resultMaxBytes` (UTF-8) is cut there, with a marker.
    */
   mcp: { toolTimeoutMs: number; resultMaxBytes: number };
+  /** Several servers: how long a node's ownership of a session lasts without renewal (renewed every third of it). */
+  leaseTtlMs: number;
+  /** On shutdown, how long items in hand may run to their end before they are abandoned (and retried elsewhere). */
+  shutdownGraceMs: number;
+  /** This process's name among the nodes; a random one when unset. */
+  nodeId: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -134,6 +146,9 @@ export function loadConfig(
     conversationWindow: e.CONVERSATION_WINDOW,
     conversationWindowTokens: e.CONVERSATION_WINDOW_TOKENS,
     mcp: { toolTimeoutMs: e.MCP_TOOL_TIMEOUT_MS, resultMaxBytes: e.MCP_RESULT_MAX_BYTES },
+    leaseTtlMs: e.LEASE_TTL_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    nodeId: e.NODE_ID,
   };
 }
 

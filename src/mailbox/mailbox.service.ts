@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService, Tx } from 'src/database/database.service';
+import { Tx } from 'src/database/database.service';
 import { HistoryService } from 'src/sessions/history.service';
 import { activeTraceparent } from 'src/telemetry/tracing';
 import { AgentSignals } from './agent-signals';
@@ -17,7 +17,6 @@ import { NewWorkItem, WorkItemRepository } from './work-item.repository';
 @Injectable()
 export class MailboxService {
   constructor(
-    private readonly db: DatabaseService,
     private readonly items: WorkItemRepository,
     private readonly mail: MailRepository,
     private readonly history: HistoryService,
@@ -113,6 +112,6 @@ export class MailboxService {
   }
 
   signalAfterCommit(tx: Tx, sessionId: string, agentId: string): void {
-    this.db.afterCommit(tx, () => this.signals.emit({ sessionId, agentId, type: 'work' }));
+    this.signals.emitAfterCommit(tx, { sessionId, agentId, type: 'work' });
   }
 }

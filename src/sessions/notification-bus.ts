@@ -1,16 +1,24 @@
 import { Injectable } from '@nestjs/common';
 import { Observable, Subject } from 'rxjs';
-import { HistoryRecord, Notification } from './session.types';
+import { EphemeralPush } from 'src/cluster/cluster.types';
+import { HistoryRecord } from './session.types';
 
 /**
- * Committed history records, in commit order, and the ephemeral pushes between them (streamed
- * text). The agent loop and services publish here (never to sockets); the gateway subscribes and
- * turns each one into a push to the session's subscribers.
+ * Committed history records, in commit order. The agent loop and services publish here (never to
+ * sockets); the gateway subscribes and turns each record into a push to the session's subscribers.
+ * Pushes without a history row (streamed text) travel beside them on {@link ephemeral$}, from every
+ * node (PushFanout bridges the other nodes' in).
  */
 @Injectable()
 export class NotificationBus {
-  private readonly subject = new Subject<Notification>();
-  readonly records$: Observable<Notification> = this.subject.asObservable();
+  private readonly subject = new Subject<HistoryRecord>();
+  private readonly ephemerals = new Subject<EphemeralPush>();
+  private readonly outgoing = new Subject<EphemeralPush>();
+  readonly records$: Observable<HistoryRecord> = this.subject.asObservable();
+  /** Ephemeral pushes for this node's subscribers, made here or on another node. */
+  readonly ephemeral$: Observable<EphemeralPush> = this.ephemerals.asObservable();
+  /** Ephemeral pushes made here, for the other nodes. */
+  readonly outgoing$: Observable<EphemeralPush> = this.outgoing.asObservable();
   /** The latest history `seq` seen per session: what an ephemeral push is stamped with. */
   private readonly lastSeq = new Map<string, number>();
 
@@ -21,8 +29,28 @@ export class NotificationBus {
     this.subject.next(record);
   }
 
-  /** A push that is not in the history; its `seq` is the latest record's, so it sorts after what it follows. */
-  publishEphemeral(n: Omit<Notification, 'seq' | 'ephemeral'>): void {
-    this.subject.next({ ...n, seq: this.lastSeq.get(n.sessionId) ?? 0, ephemeral: true });
+  /**
+   * A push that is not in the history: to this node's subscribers at once, and to the other nodes'.
+   * Its `seq` is the latest record's, so it sorts after what it follows; other nodes push it as stamped.
+   */
+  publishEphemeral(push: {
+    sessionId: string;
+    at: string;
+    type: string;
+    payload: Record<string, unknown>;
+  }): void {
+    const seq = this.lastSeq.get(push.sessionId) ?? 0;
+    const stamped: EphemeralPush = {
+      sessionId: push.sessionId,
+      type: push.type,
+      payload: { ...push.payload, at: push.at, seq },
+    };
+    this.ephemerals.next(stamped);
+    this.outgoing.next(stamped);
+  }
+
+  /** An ephemeral push made on another node. */
+  deliverEphemeral(push: EphemeralPush): void {
+    this.ephemerals.next(push);
   }
 }

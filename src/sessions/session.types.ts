@@ -12,11 +12,6 @@ export interface HistoryRecord {
   payload: Record<string, unknown>;
 }
 
-/** What is pushed: a history record, or an ephemeral push (`async.task.output`) that is not stored. */
-export interface Notification extends HistoryRecord {
-  ephemeral?: true;
-}
-
 export interface Session {
   sessionId: string;
   /** The principal that started it (see AuthService); `open` or null: visible to every caller. */

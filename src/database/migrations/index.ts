@@ -1,10 +1,12 @@
 import { InitialSchema1764064800000 } from './1764064800000-initial-schema';
 import { Schedules1764151200000 } from './1764151200000-schedules';
 import { HopsAndToolEffects1764800000000 } from './1764800000000-hops-and-tool-effects';
+import { Ownership1764900000000 } from './1764900000000-ownership';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
 export const MIGRATIONS = [
   InitialSchema1764064800000,
   Schedules1764151200000,
   HopsAndToolEffects1764800000000,
+  Ownership1764900000000,
 ];
