@@ -6,6 +6,7 @@ import { AgentRuntimeModule } from './agents/runtime/agent-runtime.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
+import { DashboardModule } from './dashboard/dashboard.module';
 import { DatabaseModule } from './database/database.module';
 import { EventsModule } from './events/events.module';
 import { GatewayModule } from './gateway/gateway.module';
@@ -33,6 +34,7 @@ export class AppModule {
         AgentRuntimeModule,
         GatewayModule,
         AdminModule,
+        DashboardModule,
       ],
     };
   }
