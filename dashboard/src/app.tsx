@@ -89,7 +89,7 @@ export function App() {
             setToken(value);
           }}
         >
-          <input name="token" type="password" placeholder="API token (if the server has one)" defaultValue={token} />
+          <input name="token" type="password" autocomplete="off" placeholder="API token, if the server wants one" defaultValue={token} />
           <button type="submit">Use token</button>
         </form>
       </header>

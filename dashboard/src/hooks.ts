@@ -22,16 +22,22 @@ export function useNow(ms: number, active = true): number {
   return now;
 }
 
-export type Outcome = { kind: 'idle' } | { kind: 'busy' } | { kind: 'ok'; text: string } | { kind: 'error'; text: string };
+/** A control's last outcome; `run` counts the actions, so a repeated answer still reads as new. */
+export type Outcome =
+  | { kind: 'idle'; run: number }
+  | { kind: 'busy'; run: number }
+  | { kind: 'ok'; run: number; text: string }
+  | { kind: 'error'; run: number; text: string };
 
 /** A control's last outcome: what it did, or the server's error in plain words. */
 export function useAction(): [Outcome, (fn: () => Promise<string>) => void] {
-  const [outcome, setOutcome] = useState<Outcome>({ kind: 'idle' });
+  const [outcome, setOutcome] = useState<Outcome>({ kind: 'idle', run: 0 });
   const run = (fn: () => Promise<string>) => {
-    setOutcome({ kind: 'busy' });
+    const n = outcome.run + 1;
+    setOutcome({ kind: 'busy', run: n });
     fn().then(
-      (text) => setOutcome({ kind: 'ok', text }),
-      (err: unknown) => setOutcome({ kind: 'error', text: describeError(err) }),
+      (text) => setOutcome({ kind: 'ok', run: n, text }),
+      (err: unknown) => setOutcome({ kind: 'error', run: n, text: describeError(err) }),
     );
   };
   return [outcome, run];

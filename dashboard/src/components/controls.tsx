@@ -78,13 +78,13 @@ function OutcomeLine({ outcome }: { outcome: Outcome }) {
       return <p class="outcome busy">Sending…</p>;
     case 'ok':
       return (
-        <p class="outcome ok" role="status" data-testid="outcome" data-ok="true">
+        <p class="outcome ok" role="status" data-testid="outcome" data-ok="true" data-run={outcome.run}>
           ✓ {outcome.text}
         </p>
       );
     case 'error':
       return (
-        <p class="outcome error" role="alert" data-testid="outcome" data-ok="false">
+        <p class="outcome error" role="alert" data-testid="outcome" data-ok="false" data-run={outcome.run}>
           ✗ {outcome.text}
         </p>
       );

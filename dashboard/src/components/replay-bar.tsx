@@ -35,19 +35,19 @@ export function ReplayBar({ records, position, onMove, loaded }: Props) {
     <div class="replay-bar" data-testid="replay-bar">
       <div class="buttons">
         <button type="button" onClick={() => onMove(0)} title="Back to the start">
-          ⏮
+          «
         </button>
         <button type="button" onClick={() => onMove(Math.max(0, position - 1))} title="One record back">
-          ◀
+          ‹
         </button>
         <button type="button" data-testid="replay-play" onClick={() => setPlaying(!playing)}>
           {playing ? 'pause' : 'play'}
         </button>
         <button type="button" onClick={() => onMove(Math.min(total, position + 1))} title="One record on">
-          ▶
+          ›
         </button>
         <button type="button" onClick={() => onMove(total)} title="To the latest record">
-          ⏭
+          »
         </button>
         <select value={speed} onChange={(e) => setSpeed(Number(e.currentTarget.value))} aria-label="Speed">
           {SPEEDS.map((s) => (
