@@ -17,8 +17,9 @@ export class SessionStore {
   readonly timeline = new Timeline();
   /** Every history record, in seq order, for replay. */
   readonly records: HistoryRecord[] = [];
-  /** Streamed text per task, as it was pushed while the page was open. */
+  /** Streamed text per task: pushed while the page was open, or read from the history where it is kept. */
   readonly outputs = new Map<string, string[]>();
+  private readonly outputKeys = new Map<string, Set<number>>();
   agentsLoaded = false;
   historyLoaded = false;
   error: string | null = null;
@@ -113,24 +114,38 @@ export class SessionStore {
   }
 
   private addRecord(record: HistoryRecord): void {
-    if (this.timeline.add(record)) {
+    if (record.type === 'async.task.output') {
+      this.addOutput(record);
+    } else if (this.timeline.add(record)) {
       this.records.push(record);
     }
+  }
+
+  /** A piece of streamed text, once: by its `index` within the task, or its `seq` when it has none. */
+  private addOutput(record: HistoryRecord): void {
+    const taskId = String(record.payload.taskId);
+    const key = typeof record.payload.index === 'number' ? record.payload.index : record.seq;
+    const keys = this.outputKeys.get(taskId) ?? new Set<number>();
+    if (keys.has(key)) {
+      return;
+    }
+    keys.add(key);
+    this.outputKeys.set(taskId, keys);
+    const parts = this.outputs.get(taskId) ?? [];
+    parts.push(String(record.payload.delta ?? ''));
+    this.outputs.set(taskId, parts);
   }
 
   private onPush(push: SessionPush): void {
     if (push.sessionId !== this.sessionId || this.closed) {
       return;
     }
+    const record: HistoryRecord = { seq: push.seq, at: push.at, type: push.type, payload: push.payload };
     if (push.type === 'async.task.output') {
-      const taskId = String(push.payload.taskId);
-      const parts = this.outputs.get(taskId) ?? [];
-      parts.push(String(push.payload.delta ?? ''));
-      this.outputs.set(taskId, parts);
+      this.addOutput(record);
       this.changed();
       return;
     }
-    const record: HistoryRecord = { seq: push.seq, at: push.at, type: push.type, payload: push.payload };
     applyToAgents(this.agents, record);
     this.sinceSnapshot?.push(record);
     if (this.pendingHistory) {

@@ -7,6 +7,7 @@ import { startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { Browser, ensureDashboardBuilt, type WatchedPage } from '../support/browser';
 import { TestClient } from '../support/client';
+import { FakeOpenAI } from '../support/fake-openai';
 import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
 
 // Screenshots for the docs with SCREENSHOTS=1; otherwise they still get taken, into a scratch folder.
@@ -219,6 +220,29 @@ describe('The dashboard in a real browser', () => {
     expect(expected).toEqual(Object.fromEntries(Object.entries(live.agents).map(([id, s]: any) => [id, s.state])));
   });
 
+  it('draws a send-and-switch that would close a cycle as refused', async () => {
+    const sessionId = await startSession(client, newSessionId('cycle'));
+    const page = await visit(`/#/session/${sessionId}`);
+    const ask = (to: string, then: string) => [
+      {
+        when: {},
+        do: [{ tool: 'send_mail_with_switch', args: { to, subject: 'Question', body: 'Well?' } }, { reply: then }],
+      },
+    ];
+    const create = (agentId: string, script: unknown[]) =>
+      client.ok('async.createAgent', { sessionId, agentId, template: 'assistant', config: { script } });
+    await create('ping', ask('pong', 'pong said: {{result.reply.body}}'));
+    await create('pong', ask('ping', 'could not ask back: {{result.error}}'));
+    const { taskId } = await client.ok('async.sendTask', { sessionId, agentId: 'ping', prompt: 'Start' });
+    await client.waitForTaskEnd(taskId);
+
+    const refused = await page.waitForSelector('[data-testid=wait][data-from=pong][data-to=ping][data-outcome=refused]');
+    expect(await refused.innerText()).toContain("refused: waiting on 'ping' would close a cycle (pong -> ping -> pong)");
+    await page.waitForSelector('[data-testid=wait][data-from=ping][data-to=pong][data-outcome=answered]');
+    await showOnly(page, ['waits']);
+    await page.waitForSelector('[data-testid=timeline-row][data-kind=wait] .error-text:has-text("refused")');
+  });
+
   it('has a control for each action, and shows the server’s errors plainly', async () => {
     const page = await visit('/');
     const sessionId = newSessionId('controls');
@@ -294,6 +318,8 @@ describe('The dashboard in a real browser', () => {
     expect(bad.text).toContain('agentId');
     const notJson = await submit(page, 'broadcast', 'broadcast', { event: 'alert', data: '{oops' });
     expect(notJson).toEqual({ ok: false, text: '✗ data is not valid JSON' });
+    await submit(page, 'send-task', 'send-task', { agentId: 'nobody', prompt: 'Hi' });
+    await page.screenshot({ path: join(SHOTS, 'dashboard-controls.png') });
   });
 
   it('stays responsive with 1,000 agents and 10,000 history records', async () => {
@@ -320,6 +346,7 @@ describe('The dashboard in a real browser', () => {
     await page.waitForSelector('[data-testid=history-count][data-loaded=true]');
     const historyLoaded = Date.now() - started;
     expect(await page.innerText('[data-testid=history-count]')).toBe('10,000');
+    await page.screenshot({ path: join(SHOTS, 'dashboard-1000-agents.png') });
     // Only the rows in view are drawn.
     expect((await page.$$('[data-testid=agent-row]')).length).toBeLessThan(60);
     expect((await page.$$('[data-testid=timeline-row]')).length).toBeLessThan(60);
@@ -390,5 +417,67 @@ describe('The dashboard with API_TOKENS', () => {
     await page.fill('.token input[name=token]', 'token-b');
     await page.click('.token button');
     await page.waitForSelector(`[data-testid=session-item][data-session="${sessionB}"]`);
+  });
+});
+
+describe('The dashboard with a model that streams', () => {
+  const TIMEOUT_MS = 30_000;
+  let fake: FakeOpenAI;
+  let sut: TestApp;
+  let clock: ArmedTimersClock;
+  let client: TestClient;
+  let browser: Browser;
+  let open: WatchedPage | undefined;
+
+  beforeAll(async () => {
+    ensureDashboardBuilt();
+    fake = await FakeOpenAI.start();
+    clock = new ArmedTimersClock(Date.now());
+    sut = await startTestApp({
+      clock,
+      env: {
+        MODEL_PROVIDER: 'openai',
+        OPENAI_BASE_URL: fake.baseURL,
+        OPENAI_API_KEY: 'test',
+        OPENAI_MODEL: 'fake-model',
+        LLM_MAX_RETRIES: '0',
+        LLM_TIMEOUT_MS: String(TIMEOUT_MS),
+      },
+    });
+    client = await TestClient.connect(sut.url);
+    browser = await Browser.launch();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    client?.close();
+    await sut?.close();
+    await fake?.close();
+  });
+
+  it('shows a task’s text as it streams, then how it failed', async () => {
+    const sessionId = await startSession(client, newSessionId('stream'));
+    await client.ok('async.createAgent', { sessionId, agentId: 'talker', template: 'assistant' });
+    open = await browser.open(`${sut.url}/#/session/${sessionId}`);
+    const { page, problems } = open;
+    await page.waitForSelector(inState('talker', 'idle'));
+
+    // The first piece ends a line, so it is pushed at once; then the stream stalls.
+    fake.enqueue({ text: 'Hi.\nthen a long answer that stops halfway and never comes back.', stallMidStream: true });
+    const { taskId } = await client.ok('async.sendTask', { sessionId, agentId: 'talker', prompt: 'Start talking' });
+    await client.waitFor('async.task.output', (p) => p.taskId === taskId);
+    await page.click(`${inState('talker', 'active')} button.link`);
+    await page.waitForSelector(`[data-testid=task-detail][data-task="${taskId}"][data-state=running]`);
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid=task-output]')?.textContent?.startsWith('Hi.\n'),
+    );
+    expect(await page.innerText('[data-testid=task-prompt]')).toBe('Start talking');
+
+    await clock.advanceWhenArmed(TIMEOUT_MS);
+    await page.waitForSelector(`[data-testid=task-detail][data-task="${taskId}"][data-state=failed]`);
+    expect(await page.innerText('[data-testid=task-error]')).toMatch(/^unavailable: /);
+    await page.waitForSelector(`${row('talker')} .error-cell:has-text("1: ")`);
+    await page.close();
+    expect(problems).toEqual([]);
   });
 });

@@ -40,9 +40,12 @@ export function TaskDetailView({ store, taskId, onClose }: Props) {
   }, [store, taskId, phase]);
 
   const calls = store.timeline.toolCalls.get(taskId) ?? [];
-  const streamed = (store.outputs.get(taskId) ?? []).slice(seenParts).join('');
+  const parts = store.outputs.get(taskId) ?? [];
   const running = task?.state === 'running' || task?.state === 'queued';
-  const text = task?.result?.final ?? `${task?.output ?? ''}${streamed}`;
+  // The text so far from `async.getTask`, and the pieces pushed since; a server that does not
+  // report it keeps every piece in the history, so they all count.
+  const streamed = task?.output === undefined ? parts.join('') : task.output + parts.slice(seenParts).join('');
+  const text = task?.result?.final ?? streamed;
   return (
     <section class="card task-detail" data-testid="task-detail" data-task={taskId} data-state={task?.state}>
       <header class="card-head">
