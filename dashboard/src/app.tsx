@@ -78,7 +78,11 @@ export function App() {
           <span class="logo">✉</span> Mailroom <small>live dashboard</small>
         </div>
         <span class={`conn conn-${status.kind}`} data-testid="connection" data-status={status.kind}>
-          {status.kind === 'connected' ? 'connected' : status.kind === 'connecting' ? 'connecting…' : status.message}
+          {status.kind === 'connected'
+            ? 'connected'
+            : status.kind === 'connecting'
+              ? 'connecting…'
+              : status.message}
         </span>
         <form
           class="token"
@@ -89,7 +93,13 @@ export function App() {
             setToken(value);
           }}
         >
-          <input name="token" type="password" autocomplete="off" placeholder="API token, if the server wants one" defaultValue={token} />
+          <input
+            name="token"
+            type="password"
+            autocomplete="off"
+            placeholder="API token, if the server wants one"
+            defaultValue={token}
+          />
           <button type="submit">Use token</button>
         </form>
       </header>
@@ -101,7 +111,9 @@ export function App() {
             selected={sessionId}
             onStarted={(id) => {
               location.hash = `#/session/${encodeURIComponent(id)}`;
-              void conn.call<{ sessions: SessionSummary[] }>('session.list').then((r) => setSessions(r.sessions));
+              void conn
+                .call<{ sessions: SessionSummary[] }>('session.list')
+                .then((r) => setSessions(r.sessions));
             }}
           />
         ) : null}
@@ -111,13 +123,14 @@ export function App() {
           <main class="session welcome">
             <h1>Welcome</h1>
             <p>
-              Pick a session on the left, or start one. A session's agents appear here live: their state, what they
-              work on, their queues, sleeps and errors; the timeline shows tasks, mail between agents, events and
-              waits as they happen. <b>Replay</b> scrubs any session through its history from the first record.
+              Pick a session on the left, or start one. A session's agents appear here live: their state, what
+              they work on, their queues, sleeps and errors; the timeline shows tasks, mail between agents,
+              events and waits as they happen. <b>Replay</b> scrubs any session through its history from the
+              first record.
             </p>
             <p class="muted">
-              Everything here goes through the same public protocol a client uses (socket.io), so what you see is what
-              a client would see.
+              Everything here goes through the same public protocol a client uses (socket.io), so what you see
+              is what a client would see.
             </p>
           </main>
         )}

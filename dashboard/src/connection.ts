@@ -16,9 +16,7 @@ export class RpcFailure extends Error {
 }
 
 export type ConnectionStatus =
-  | { kind: 'connecting' }
-  | { kind: 'connected' }
-  | { kind: 'failed'; message: string };
+  { kind: 'connecting' } | { kind: 'connected' } | { kind: 'failed'; message: string };
 
 type Reply = { result: unknown } | { error: RpcErrorBody };
 

@@ -23,6 +23,11 @@ export class SessionStore {
   agentsLoaded = false;
   historyLoaded = false;
   error: string | null = null;
+  /**
+   * The server's clock minus this page's, from the latest push (its `at` is the server's time),
+   * so that countdowns and running waits agree with the server even when the clocks differ.
+   */
+  clockOffset = 0;
   /** Moves on with every change; components compare it to know they must draw again. */
   version = 0;
 
@@ -132,7 +137,8 @@ export class SessionStore {
     keys.add(key);
     this.outputKeys.set(taskId, keys);
     const parts = this.outputs.get(taskId) ?? [];
-    parts.push(String(record.payload.delta ?? ''));
+    const delta = record.payload.delta;
+    parts.push(typeof delta === 'string' ? delta : '');
     this.outputs.set(taskId, parts);
   }
 
@@ -141,6 +147,10 @@ export class SessionStore {
       return;
     }
     const record: HistoryRecord = { seq: push.seq, at: push.at, type: push.type, payload: push.payload };
+    const at = Date.parse(push.at);
+    if (!Number.isNaN(at)) {
+      this.clockOffset = at - Date.now();
+    }
     if (push.type === 'async.task.output') {
       this.addOutput(record);
       this.changed();

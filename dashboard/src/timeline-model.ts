@@ -12,17 +12,31 @@ export interface WaitEntry extends Base {
   /** Set when the wait ended (or, for a refused one, at once). */
   endSeq: number | null;
   endAt: string | null;
-  outcome: 'waiting' | 'answered' | 'timed out' | 'refused' | string;
+  /** `waiting`, `refused`, or how it ended: `answered`, `timed out`, `aborted`… */
+  outcome: string;
   message: string | null;
 }
 
 export type TimelineEntry =
   | (Base & { kind: 'task'; phase: 'started'; agentId: string; taskId: string; taskKind: WorkKind })
-  | (Base & { kind: 'task'; phase: 'completed'; agentId: string; taskId: string; final: string; usage: Usage | null })
+  | (Base & {
+      kind: 'task';
+      phase: 'completed';
+      agentId: string;
+      taskId: string;
+      final: string;
+      usage: Usage | null;
+    })
   | (Base & { kind: 'task'; phase: 'failed'; agentId: string; taskId: string; error: string })
   | (Base & { kind: 'mail'; mail: Mail })
   | (Base & { kind: 'event'; event: string; woke: string[] })
-  | (Base & { kind: 'state'; agentId: string; state: AgentStateName; previous: AgentStateName | null; reason: string })
+  | (Base & {
+      kind: 'state';
+      agentId: string;
+      state: AgentStateName;
+      previous: AgentStateName | null;
+      reason: string;
+    })
   | (Base & { kind: 'tool'; agentId: string; taskId: string; tool: string; args: unknown; result: unknown })
   | WaitEntry;
 
@@ -97,7 +111,15 @@ export class Timeline {
       case 'async.agent.stateChanged':
         return this.stateChanged(seq, at, p.agentId, p.state, p.previous, p.reason ?? '');
       case 'async.task.started':
-        return { kind: 'task', phase: 'started', seq, at, agentId: p.agentId, taskId: p.taskId, taskKind: p.kind };
+        return {
+          kind: 'task',
+          phase: 'started',
+          seq,
+          at,
+          agentId: p.agentId,
+          taskId: p.taskId,
+          taskKind: p.kind,
+        };
       case 'async.task.completed':
         return {
           kind: 'task',
@@ -184,7 +206,7 @@ export class Timeline {
         seq,
         at,
         agentId,
-        on: String((args as { to?: unknown } | null)?.to ?? '?'),
+        on: targetOf(args),
         endSeq: seq,
         endAt: at,
         outcome: 'refused',
@@ -195,4 +217,9 @@ export class Timeline {
     }
     return { kind: 'tool', seq, at, agentId, taskId, tool, args, result };
   }
+}
+
+function targetOf(args: unknown): string {
+  const to = (args as { to?: unknown } | null)?.to;
+  return typeof to === 'string' ? to : '?';
 }

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (the functions passed to page.waitForFunction run in the browser)
 import { mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +13,9 @@ import { FakeOpenAI } from '../support/fake-openai';
 import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
 
 // Screenshots for the docs with SCREENSHOTS=1; otherwise they still get taken, into a scratch folder.
-const SHOTS = process.env.SCREENSHOTS ? join(__dirname, '..', '..', 'docs', 'images') : join(tmpdir(), 'mailroom-shots');
+const SHOTS = process.env.SCREENSHOTS
+  ? join(__dirname, '..', '..', 'docs', 'images')
+  : join(tmpdir(), 'mailroom-shots');
 
 const row = (agentId: string) => `[data-testid=agent-row][data-agent="${agentId}"]`;
 const inState = (agentId: string, state: string) => `${row(agentId)}[data-state="${state}"]`;
@@ -46,7 +50,13 @@ async function showOnly(page: Page, labels: string[]): Promise<void> {
   }
 }
 
-async function submit(page: Page, tab: string, form: string, values: Record<string, string>, button?: string) {
+async function submit(
+  page: Page,
+  tab: string,
+  form: string,
+  values: Record<string, string>,
+  button?: string,
+) {
   await page.click(`[data-testid=tab-${tab}]`);
   const scope = `[data-testid=form-${form}]`;
   for (const [name, value] of Object.entries(values)) {
@@ -58,9 +68,13 @@ async function submit(page: Page, tab: string, form: string, values: Record<stri
     }
   }
   // Each answer is numbered: wait for this submit's, not the last one.
-  const last = await page.$eval(scope, (el) => el.querySelector('[data-testid=outcome]')?.getAttribute('data-run'));
+  const last = await page.$eval(scope, (el) =>
+    el.querySelector('[data-testid=outcome]')?.getAttribute('data-run'),
+  );
   await page.click(button ? `${scope} button[value=${button}]` : `${scope} button[type=submit]`);
-  const outcome = await page.waitForSelector(`${scope} [data-testid=outcome][data-run="${Number(last ?? 0) + 1}"]`);
+  const outcome = await page.waitForSelector(
+    `${scope} [data-testid=outcome][data-run="${Number(last ?? 0) + 1}"]`,
+  );
   return { ok: (await outcome.getAttribute('data-ok')) === 'true', text: await outcome.innerText() };
 }
 
@@ -153,19 +167,27 @@ describe('The dashboard in a real browser', () => {
 
     // The writer asks the reviewer and waits: the wait is drawn while it lasts.
     await page.waitForSelector(inState('writer', 'waiting'));
-    await page.waitForSelector('[data-testid=wait][data-from=writer][data-to=reviewer][data-outcome=waiting]');
+    await page.waitForSelector(
+      '[data-testid=wait][data-from=writer][data-to=reviewer][data-outcome=waiting]',
+    );
     await page.waitForSelector(inState('reviewer', 'active'));
+    // Templates and wake events come with the next snapshot (pushes do not carry them).
+    await page.waitForSelector(`${row('reviewer')} .agent-id small:has-text("reviewer")`);
     await page.screenshot({ path: join(SHOTS, 'dashboard-live.png') });
     await clock.advanceWhenArmed(5000);
 
-    await page.waitForSelector('[data-testid=wait][data-from=writer][data-to=reviewer][data-outcome=answered]');
+    await page.waitForSelector(
+      '[data-testid=wait][data-from=writer][data-to=reviewer][data-outcome=answered]',
+    );
     await client.waitFor('async.mail.sent', (p) => p.sessionId === sessionId && p.message.to === 'user');
     for (const agentId of ['analyzer', 'writer', 'reviewer']) {
       await page.waitForSelector(inState(agentId, 'idle'));
     }
     await showOnly(page, ['mail']);
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=timeline-row]').length === 4);
-    const mail = await page.$$eval('[data-testid=timeline-row] .tl-text', (rows) => rows.map((r) => r.textContent));
+    const mail = await page.$$eval('[data-testid=timeline-row] .tl-text', (rows) =>
+      rows.map((r) => r.textContent),
+    );
     expect(mail).toEqual([
       'analyzer → writer Analysis results',
       'writer → reviewer Review report high',
@@ -176,8 +198,12 @@ describe('The dashboard in a real browser', () => {
     // The analyzer's task in detail: prompt, answer, its tool call with arguments and result, usage.
     await showOnly(page, ['tasks']);
     await page.click(`[data-testid=timeline-row][data-kind=task]:has-text("analyzer finished")`);
-    const detail = await page.waitForSelector(`[data-testid=task-detail][data-task="${task.taskId}"][data-state=done]`);
-    expect(await page.innerText('[data-testid=task-prompt]')).toBe('Analyze customer sentiment from feedback.csv');
+    const detail = await page.waitForSelector(
+      `[data-testid=task-detail][data-task="${task.taskId}"][data-state=done]`,
+    );
+    expect(await page.innerText('[data-testid=task-prompt]')).toBe(
+      'Analyze customer sentiment from feedback.csv',
+    );
     expect(await page.innerText('[data-testid=task-output]')).toBe('Analysis sent to writer');
     const calls = await page.innerText('[data-testid=tool-calls]');
     expect(calls).toContain('send_mail');
@@ -217,7 +243,9 @@ describe('The dashboard in a real browser', () => {
       }
     }
     const live = await client.ok('async.getAgentStates', { sessionId });
-    expect(expected).toEqual(Object.fromEntries(Object.entries(live.agents).map(([id, s]: any) => [id, s.state])));
+    expect(expected).toEqual(
+      Object.fromEntries(Object.entries(live.agents).map(([id, s]: any) => [id, s.state])),
+    );
   });
 
   it('draws a send-and-switch that would close a cycle as refused', async () => {
@@ -226,7 +254,10 @@ describe('The dashboard in a real browser', () => {
     const ask = (to: string, then: string) => [
       {
         when: {},
-        do: [{ tool: 'send_mail_with_switch', args: { to, subject: 'Question', body: 'Well?' } }, { reply: then }],
+        do: [
+          { tool: 'send_mail_with_switch', args: { to, subject: 'Question', body: 'Well?' } },
+          { reply: then },
+        ],
       },
     ];
     const create = (agentId: string, script: unknown[]) =>
@@ -236,8 +267,12 @@ describe('The dashboard in a real browser', () => {
     const { taskId } = await client.ok('async.sendTask', { sessionId, agentId: 'ping', prompt: 'Start' });
     await client.waitForTaskEnd(taskId);
 
-    const refused = await page.waitForSelector('[data-testid=wait][data-from=pong][data-to=ping][data-outcome=refused]');
-    expect(await refused.innerText()).toContain("refused: waiting on 'ping' would close a cycle (pong -> ping -> pong)");
+    const refused = await page.waitForSelector(
+      '[data-testid=wait][data-from=pong][data-to=ping][data-outcome=refused]',
+    );
+    expect(await refused.innerText()).toContain(
+      "refused: waiting on 'ping' would close a cycle (pong -> ping -> pong)",
+    );
     await page.waitForSelector('[data-testid=wait][data-from=ping][data-to=pong][data-outcome=answered]');
     await showOnly(page, ['waits']);
     await page.waitForSelector('[data-testid=timeline-row][data-kind=wait] .error-text:has-text("refused")');
@@ -267,18 +302,32 @@ describe('The dashboard in a real browser', () => {
     await expect(client.waitForTaskEnd(taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
     await page.waitForSelector('[data-testid=timeline-row][data-kind=task]:has-text("helper finished")');
 
-    const mailed = await submit(page, 'mail', 'mail', { to: 'helper', subject: 'Question', body: 'Are you there?' });
+    const mailed = await submit(page, 'mail', 'mail', {
+      to: 'helper',
+      subject: 'Question',
+      body: 'Are you there?',
+    });
     expect(mailed.text).toMatch(/^✓ mail [0-9a-f-]+ sent as user$/);
-    await page.waitForSelector('[data-testid=timeline-row][data-kind=mail]:has-text("user → helper Question")');
+    await page.waitForSelector(
+      '[data-testid=timeline-row][data-kind=mail]:has-text("user → helper Question")',
+    );
 
-    const slept = await submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper', durationSeconds: '90' }, 'sleep');
+    const slept = await submit(
+      page,
+      'sleep-wake',
+      'lifecycle',
+      { agentId: 'helper', durationSeconds: '90' },
+      'sleep',
+    );
     expect(slept).toMatchObject({ ok: true, text: expect.stringMatching(/^✓ helper sleeping until 20/) });
     await page.waitForSelector(inState('helper', 'sleeping'));
     await page.waitForFunction(
       (sel) => /^in 1 min/.test(document.querySelector(sel)?.textContent ?? ''),
       `${row('helper')} [data-testid=sleeping-until]`,
     );
-    await expect(submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper' }, 'wake')).resolves.toMatchObject({
+    await expect(
+      submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper' }, 'wake'),
+    ).resolves.toMatchObject({
       ok: true,
       text: expect.stringMatching(/^✓ helper woke/),
     });
@@ -288,15 +337,23 @@ describe('The dashboard in a real browser', () => {
       text: '✓ helper stopped',
     });
     await page.waitForSelector(inState('helper', 'stopped'));
-    await expect(submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper' }, 'start')).resolves.toMatchObject({
+    await expect(
+      submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper' }, 'start'),
+    ).resolves.toMatchObject({
       ok: true,
     });
     await page.waitForSelector(`${row('helper')}:not([data-state=stopped])`);
 
-    const alert = await submit(page, 'broadcast', 'broadcast', { event: 'alert', data: '{"severity":"critical"}' });
+    const alert = await submit(page, 'broadcast', 'broadcast', {
+      event: 'alert',
+      data: '{"severity":"critical"}',
+    });
     expect(alert).toEqual({ ok: true, text: '✓ alert delivered to monitor' });
     await page.waitForSelector('[data-testid=timeline-row][data-kind=event]:has-text("event alert")');
-    await client.waitFor('async.mail.sent', (p) => p.sessionId === sessionId && p.message.subject === 'Alert');
+    await client.waitFor(
+      'async.mail.sent',
+      (p) => p.sessionId === sessionId && p.message.subject === 'Alert',
+    );
 
     const scheduled = await submit(page, 'schedule', 'schedule', {
       agentId: 'helper',
@@ -413,7 +470,9 @@ describe('The dashboard with API_TOKENS', () => {
     // A wrong token is said plainly, and the kept one is replaced by what is typed.
     await page.goto(`${sut.url}/?token=wrong`);
     await page.waitForSelector('[data-testid=connection][data-status=failed]');
-    expect(await page.innerText('[data-testid=connection]')).toBe('The server wants a valid token: enter it above.');
+    expect(await page.innerText('[data-testid=connection]')).toBe(
+      'The server wants a valid token: enter it above.',
+    );
     await page.fill('.token input[name=token]', 'token-b');
     await page.click('.token button');
     await page.waitForSelector(`[data-testid=session-item][data-session="${sessionB}"]`);
@@ -463,13 +522,20 @@ describe('The dashboard with a model that streams', () => {
     await page.waitForSelector(inState('talker', 'idle'));
 
     // The first piece ends a line, so it is pushed at once; then the stream stalls.
-    fake.enqueue({ text: 'Hi.\nthen a long answer that stops halfway and never comes back.', stallMidStream: true });
-    const { taskId } = await client.ok('async.sendTask', { sessionId, agentId: 'talker', prompt: 'Start talking' });
+    fake.enqueue({
+      text: 'Hi.\nthen a long answer that stops halfway and never comes back.',
+      stallMidStream: true,
+    });
+    const { taskId } = await client.ok('async.sendTask', {
+      sessionId,
+      agentId: 'talker',
+      prompt: 'Start talking',
+    });
     await client.waitFor('async.task.output', (p) => p.taskId === taskId);
     await page.click(`${inState('talker', 'active')} button.link`);
     await page.waitForSelector(`[data-testid=task-detail][data-task="${taskId}"][data-state=running]`);
-    await page.waitForFunction(
-      () => document.querySelector('[data-testid=task-output]')?.textContent?.startsWith('Hi.\n'),
+    await page.waitForFunction(() =>
+      document.querySelector('[data-testid=task-output]')?.textContent?.startsWith('Hi.\n'),
     );
     expect(await page.innerText('[data-testid=task-prompt]')).toBe('Start talking');
 

@@ -6,6 +6,8 @@ import { VirtualList } from './virtual-list';
 
 interface Props {
   agents: AgentView[];
+  /** The server's clock minus the page's, as the pushes tell it: countdowns run on the server's time. */
+  clockOffset: number;
   selected: string | null;
   onSelect: (agentId: string) => void;
   onOpenTask: (taskId: string) => void;
@@ -19,18 +21,18 @@ const KIND_LABEL: Record<string, string> = {
 };
 
 /** Every agent of the session, one row each; only the rows in view are drawn. */
-export function AgentTable({ agents, selected, onSelect, onOpenTask }: Props) {
+export function AgentTable({ agents, clockOffset, selected, onSelect, onOpenTask }: Props) {
   const counting = agents.some((a) => a.sleepingUntil);
-  const now = useNow(1000, counting);
+  const now = useNow(1000, counting) + clockOffset;
   return (
     <div class="table agents" role="table" aria-label="Agents">
       <div class="thead" role="row">
         <span>agent</span>
         <span>state</span>
-        <span>current work</span>
+        <span>working on</span>
         <span class="num">queue</span>
-        <span>sleeping until</span>
-        <span>wake events</span>
+        <span>sleeps until</span>
+        <span>wakes on</span>
         <span class="num">tokens</span>
         <span>errors</span>
       </div>
@@ -57,15 +59,13 @@ export function AgentTable({ agents, selected, onSelect, onOpenTask }: Props) {
               </span>
               <span class="state-cell">
                 <StateBadge state={a.state} />
-                <small title={a.reason ?? ''}>
-                  {a.waitingOn ? `on ${a.waitingOn}` : (a.reason ?? '')}
-                </small>
+                <small title={a.reason ?? ''}>{a.waitingOn ? `on ${a.waitingOn}` : (a.reason ?? '')}</small>
               </span>
               <span>
                 {a.currentTask ? (
                   <TaskLink taskId={a.currentTaskId} label={KIND_LABEL[a.currentTask]} onOpen={onOpenTask} />
                 ) : a.lastTaskId ? (
-                  <TaskLink taskId={a.lastTaskId} label="last item" muted onOpen={onOpenTask} />
+                  <TaskLink taskId={a.lastTaskId} label="last" muted onOpen={onOpenTask} />
                 ) : (
                   <span class="muted">—</span>
                 )}
@@ -74,7 +74,11 @@ export function AgentTable({ agents, selected, onSelect, onOpenTask }: Props) {
                 {a.queueSize ?? '—'}
               </span>
               <span data-testid="sleeping-until" title={a.sleepingUntil ?? ''}>
-                {a.sleepingUntil ? countdown(a.sleepingUntil, now) : a.state === 'sleeping' ? 'until woken' : '—'}
+                {a.sleepingUntil
+                  ? countdown(a.sleepingUntil, now)
+                  : a.state === 'sleeping'
+                    ? 'until woken'
+                    : '—'}
               </span>
               <span class="wake-events" title={(a.wakeEvents ?? []).join(', ')}>
                 {a.wakeEvents === null ? '—' : a.wakeEvents.length ? a.wakeEvents.join(', ') : 'none'}
@@ -91,7 +95,12 @@ export function AgentTable({ agents, selected, onSelect, onOpenTask }: Props) {
   );
 }
 
-function TaskLink(props: { taskId: string | null; label: string; muted?: boolean; onOpen: (id: string) => void }) {
+function TaskLink(props: {
+  taskId: string | null;
+  label: string;
+  muted?: boolean;
+  onOpen: (id: string) => void;
+}) {
   const { taskId, label, muted, onOpen } = props;
   if (!taskId) {
     return <span>{label}</span>;

@@ -177,9 +177,11 @@ function SendTask({ conn, sessionId, selected }: Props) {
 function PriorityField() {
   return (
     <Field label="priority">
-      <select name="priority" defaultValue="normal">
+      <select name="priority">
         {['low', 'normal', 'high', 'urgent'].map((p) => (
-          <option key={p}>{p}</option>
+          <option key={p} selected={p === 'normal'}>
+            {p}
+          </option>
         ))}
       </select>
     </Field>
@@ -218,17 +220,22 @@ function Lifecycle({ conn, sessionId, selected }: Props) {
     const target = { sessionId, agentId: f.agentId ?? '' };
     switch (action) {
       case 'sleep': {
-        const r = await conn.call<{ sleepingUntil: string | null; wakeEvents: string[] }>('async.sleepAgent', {
-          ...target,
-          ...(f.durationSeconds ? { durationSeconds: Number(f.durationSeconds) } : {}),
-          ...(f.wakeEvents ? { wakeEvents: list(f.wakeEvents) } : {}),
-        });
+        const r = await conn.call<{ sleepingUntil: string | null; wakeEvents: string[] }>(
+          'async.sleepAgent',
+          {
+            ...target,
+            ...(f.durationSeconds ? { durationSeconds: Number(f.durationSeconds) } : {}),
+            ...(f.wakeEvents ? { wakeEvents: list(f.wakeEvents) } : {}),
+          },
+        );
         const until = r.sleepingUntil ? `until ${r.sleepingUntil}` : 'until woken';
         return `${target.agentId} sleeping ${until}${r.wakeEvents.length ? `, wakes on ${r.wakeEvents.join(', ')}` : ''}`;
       }
       case 'wake': {
         const r = await conn.call<{ state: string; woke: boolean }>('async.wakeAgent', target);
-        return r.woke ? `${target.agentId} woke (${r.state})` : `${target.agentId} was not asleep (${r.state})`;
+        return r.woke
+          ? `${target.agentId} woke (${r.state})`
+          : `${target.agentId} was not asleep (${r.state})`;
       }
       case 'stop':
       case 'start': {
@@ -277,11 +284,14 @@ function Broadcast({ conn, sessionId }: Props) {
         throw new Error('data is not valid JSON');
       }
     }
-    const r = await conn.call<{ event: string; delivered: string[]; woke: string[] }>('async.broadcastEvent', {
-      sessionId,
-      event: f.event ?? '',
-      data,
-    });
+    const r = await conn.call<{ event: string; delivered: string[]; woke: string[] }>(
+      'async.broadcastEvent',
+      {
+        sessionId,
+        event: f.event ?? '',
+        data,
+      },
+    );
     const to = r.delivered.length ? r.delivered.join(', ') : 'nobody (no running agent listens to it)';
     return `${r.event} delivered to ${to}${r.woke.length ? `; woke ${r.woke.join(', ')}` : ''}`;
   });

@@ -69,7 +69,8 @@ export function ReplayBar({ records, position, onMove, loaded }: Props) {
       <span class="replay-pos" data-testid="replay-position" data-seq={current?.seq ?? 0}>
         {current ? (
           <>
-            seq <b>{current.seq}</b> of {records[total - 1]?.seq ?? 0} · {clockTime(current.at)} · {current.type}
+            seq <b>{current.seq}</b> of {records[total - 1]?.seq ?? 0} · {clockTime(current.at)} ·{' '}
+            {current.type}
           </>
         ) : (
           `before seq 1 (${total} records${loaded ? '' : ', loading…'})`

@@ -51,7 +51,8 @@ export function SessionList({ conn, sessions, selected, onStarted }: Props) {
             >
               <span class="session-id">{s.sessionId}</span>
               <small>
-                {s.agentCount} agent{s.agentCount === 1 ? '' : 's'} · {new Date(s.createdAt).toLocaleString('en-GB')}
+                {s.agentCount} agent{s.agentCount === 1 ? '' : 's'} ·{' '}
+                {new Date(s.createdAt).toLocaleString('en-GB')}
               </small>
             </a>
           </li>

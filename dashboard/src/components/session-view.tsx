@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
-import { agentList, agentsAt, countByState } from '../agents-model';
+import { agentList, agentsAt, countByState, type AgentView } from '../agents-model';
 import type { Connection } from '../connection';
 import { useNow, useStore } from '../hooks';
 import type { TemplateSummary } from '../protocol';
@@ -42,14 +42,18 @@ export function SessionView({ conn, sessionId, templates, connectionEpoch }: Pro
   const replaying = mode === 'replay';
   const atSeq = replaying ? (position > 0 ? records[position - 1].seq : 0) : Number.MAX_SAFE_INTEGER;
   const agents = useMemo(
-    () => (replaying ? agentsAt(records, atSeq) : (store?.agents ?? new Map())),
+    () => (replaying ? agentsAt(records, atSeq) : (store?.agents ?? new Map<string, AgentView>())),
     // The store's maps change in place; `version` says when.
     [replaying, atSeq, store, version],
   );
   const shown = useMemo(() => agentList(agents, filter), [agents, filter, version]);
   const counts = countByState(agents);
   const liveNow = useNow(500, !replaying);
-  const now = replaying ? (position > 0 ? new Date(records[position - 1].at).getTime() : 0) : liveNow;
+  const now = replaying
+    ? position > 0
+      ? new Date(records[position - 1].at).getTime()
+      : 0
+    : liveNow + (store?.clockOffset ?? 0);
   const move = useCallback((p: number) => setPosition(p), []);
 
   if (!store) {
@@ -105,7 +109,9 @@ export function SessionView({ conn, sessionId, templates, connectionEpoch }: Pro
         </nav>
         <Legend counts={counts} />
       </div>
-      {replaying ? <ReplayBar records={records} position={position} onMove={move} loaded={store.historyLoaded} /> : null}
+      {replaying ? (
+        <ReplayBar records={records} position={position} onMove={move} loaded={store.historyLoaded} />
+      ) : null}
       <div class="columns">
         <div class="col">
           <section class="card">
@@ -121,7 +127,13 @@ export function SessionView({ conn, sessionId, templates, connectionEpoch }: Pro
                 onInput={(e) => setFilter(e.currentTarget.value)}
               />
             </header>
-            <AgentTable agents={shown} selected={selected} onSelect={setSelected} onOpenTask={setOpenTask} />
+            <AgentTable
+              agents={shown}
+              clockOffset={replaying ? 0 : store.clockOffset}
+              selected={selected}
+              onSelect={setSelected}
+              onOpenTask={setOpenTask}
+            />
             {replaying ? (
               <p class="note">Replay rebuilds states from the history; queue sizes are not in it (—).</p>
             ) : null}
@@ -137,7 +149,9 @@ export function SessionView({ conn, sessionId, templates, connectionEpoch }: Pro
           )}
         </div>
         <div class="col">
-          {openTask ? <TaskDetailView store={store} taskId={openTask} onClose={() => setOpenTask(null)} /> : null}
+          {openTask ? (
+            <TaskDetailView store={store} taskId={openTask} onClose={() => setOpenTask(null)} />
+          ) : null}
           <section class="card">
             <header class="card-head">
               <h2>Timeline</h2>

@@ -44,7 +44,8 @@ export function TaskDetailView({ store, taskId, onClose }: Props) {
   const running = task?.state === 'running' || task?.state === 'queued';
   // The text so far from `async.getTask`, and the pieces pushed since; a server that does not
   // report it keeps every piece in the history, so they all count.
-  const streamed = task?.output === undefined ? parts.join('') : task.output + parts.slice(seenParts).join('');
+  const streamed =
+    task?.output === undefined ? parts.join('') : task.output + parts.slice(seenParts).join('');
   const text = task?.result?.final ?? streamed;
   return (
     <section class="card task-detail" data-testid="task-detail" data-task={taskId} data-state={task?.state}>

@@ -7,8 +7,19 @@ const SHOWN = 50;
  * Send-and-switch waits as bars: who waits on whom and for how long, the longest wait the full
  * width. In replay, a wait that ends after the replay position is still running.
  */
-export function WaitsView({ waits, upToSeq, now }: { waits: readonly WaitEntry[]; upToSeq: number; now: number }) {
-  const visible = waits.filter((w) => w.seq <= upToSeq).slice(-SHOWN).reverse();
+export function WaitsView({
+  waits,
+  upToSeq,
+  now,
+}: {
+  waits: readonly WaitEntry[];
+  upToSeq: number;
+  now: number;
+}) {
+  const visible = waits
+    .filter((w) => w.seq <= upToSeq)
+    .slice(-SHOWN)
+    .reverse();
   if (visible.length === 0) {
     return <p class="empty">No agent has waited on another yet (send_mail_with_switch).</p>;
   }
