@@ -13,5 +13,5 @@ export default defineConfig({
     // A small app: one script and one stylesheet, named by content hash so they cache forever.
     assetsInlineLimit: 0,
   },
-  server: { port: 3401, proxy: { '/socket.io': { target: 'http://127.0.0.1:3400', ws: true } } },
+  server: { proxy: { '/socket.io': { target: 'http://127.0.0.1:3000', ws: true } } },
 });
