@@ -332,6 +332,9 @@ describe('The dashboard in a real browser', () => {
       text: expect.stringMatching(/^✓ helper woke/),
     });
     await page.waitForSelector(`${row('helper')}:not([data-state=sleeping])`);
+    await page.waitForSelector(
+      '[data-testid=timeline-row][data-kind=state]:has-text("helper woke up (woken)")',
+    );
     await expect(submit(page, 'sleep-wake', 'lifecycle', { agentId: 'helper' }, 'stop')).resolves.toEqual({
       ok: true,
       text: '✓ helper stopped',

@@ -134,6 +134,13 @@ function Text({ entry, now, upToSeq }: { entry: TimelineEntry; now: number; upTo
         </>
       );
     case 'state':
+      if (entry.previous === 'sleeping' && entry.state !== 'sleeping') {
+        return (
+          <span class="wake-text">
+            <b>{entry.agentId}</b> woke up ({entry.reason}) → <StateBadge state={entry.state} />
+          </span>
+        );
+      }
       return (
         <>
           <b>{entry.agentId}</b> {entry.previous ? <StateBadge state={entry.previous} /> : 'created'} →{' '}
