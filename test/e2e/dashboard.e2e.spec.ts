@@ -132,6 +132,21 @@ describe('The dashboard in a real browser', () => {
     expect((await fetch(`${sut.url}/assets/..%2Fpackage.json`)).status).toBe(404);
     expect((await fetch(`${sut.url}/assets/nothing.js`)).status).toBe(404);
     expect((await fetch(`${sut.url}/health`)).status).toBe(200);
+    const rpc = await fetch(`${sut.url}/rpc`, {
+      method: 'POST',
+      body: '{"method": "templates.list", "params": {}}',
+    });
+    await expect(rpc.json()).resolves.toMatchObject({ result: { templates: expect.any(Array) } });
+    // Every other path is the rest of the server's (answered or not), never the page.
+    for (const path of [
+      '/metrics',
+      '/api/sessions',
+      '/docs',
+      '/socket.io/?EIO=4&transport=polling',
+      '/other',
+    ]) {
+      expect(await (await fetch(`${sut.url}${path}`)).text()).not.toContain('<div id="app">');
+    }
   });
 
   let workflowSession = '';
