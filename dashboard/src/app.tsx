@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
+import { ExampleButton } from './components/example-button';
 import { SessionList } from './components/session-list';
 import { SessionView } from './components/session-view';
 import { Connection, type ConnectionStatus } from './connection';
@@ -71,6 +72,14 @@ export function App() {
     return () => clearInterval(timer);
   }, [conn, connected, epoch]);
 
+  const openSession = (id: string) => {
+    location.hash = `#/session/${encodeURIComponent(id)}`;
+    void conn
+      ?.call<{ sessions: SessionSummary[] }>('session.list')
+      .then((r) => setSessions(r.sessions))
+      .catch(() => undefined);
+  };
+
   return (
     <div class="app">
       <header class="top">
@@ -105,17 +114,7 @@ export function App() {
       </header>
       <div class="body">
         {conn ? (
-          <SessionList
-            conn={conn}
-            sessions={sessions}
-            selected={sessionId}
-            onStarted={(id) => {
-              location.hash = `#/session/${encodeURIComponent(id)}`;
-              void conn
-                .call<{ sessions: SessionSummary[] }>('session.list')
-                .then((r) => setSessions(r.sessions));
-            }}
-          />
+          <SessionList conn={conn} sessions={sessions} selected={sessionId} onStarted={openSession} />
         ) : null}
         {conn && sessionId && epoch > 0 ? (
           <SessionView conn={conn} sessionId={sessionId} templates={templates} connectionEpoch={epoch} />
@@ -128,6 +127,7 @@ export function App() {
               events and waits as they happen. <b>Replay</b> scrubs any session through its history from the
               first record.
             </p>
+            {conn && connected ? <ExampleButton conn={conn} onStarted={openSession} /> : null}
             <p class="muted">
               Everything here goes through the same public protocol a client uses (socket.io), so what you see
               is what a client would see.

@@ -265,6 +265,19 @@ describe('The dashboard in a real browser', () => {
     );
   });
 
+  it('runs the example workflow from the welcome page in one click', async () => {
+    const page = await visit('/');
+    await page.click('[data-testid=run-example]');
+    const view = await page.waitForSelector('[data-testid=session-view]');
+    const sessionId = (await view.getAttribute('data-session'))!;
+    expect(sessionId).toMatch(/^example-/);
+    await showOnly(page, ['mail']);
+    await page.waitForSelector('[data-testid=timeline-row]:has-text("writer → user Report approved")');
+    for (const agentId of ['analyzer', 'writer', 'reviewer']) {
+      await page.waitForSelector(inState(agentId, 'idle'));
+    }
+  });
+
   it('draws a send-and-switch that would close a cycle as refused', async () => {
     const sessionId = await startSession(client, newSessionId('cycle'));
     const page = await visit(`/#/session/${sessionId}`);
