@@ -8,6 +8,7 @@ import { ClusterModule } from './cluster/cluster.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
+import { DashboardModule } from './dashboard/dashboard.module';
 import { DatabaseModule } from './database/database.module';
 import { EventsModule } from './events/events.module';
 import { GatewayModule } from './gateway/gateway.module';
@@ -43,6 +44,7 @@ export class AppModule {
         AdminModule,
         ApiModule,
         MetricsModule,
+        DashboardModule,
       ],
     };
   }
