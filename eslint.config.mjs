@@ -4,6 +4,46 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+// Dependencies point one way (docs/architecture.md, "Modules"). Each module lists what it may never
+// import; a rule per direction keeps the picture true as the code grows.
+const MODULES = ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'llm', 'agents', 'agents/runtime', 'events', 'tools', 'gateway', 'api', 'admin', 'metrics', 'logging', 'dashboard'];
+const MAY_IMPORT = {
+  config: [],
+  common: [],
+  telemetry: ['config', 'common'],
+  database: ['config', 'common', 'telemetry'],
+  cluster: ['config', 'common', 'database'],
+  sessions: ['config', 'common', 'telemetry', 'database', 'cluster'],
+  mailbox: ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions'],
+  llm: ['config', 'common', 'telemetry'],
+  agents: ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'llm'],
+  events: ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'agents'],
+  tools: ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'llm', 'agents', 'events'],
+  'agents/runtime': ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'llm', 'agents', 'events', 'tools'],
+  gateway: ['config', 'common', 'telemetry', 'database', 'cluster', 'sessions', 'mailbox', 'llm', 'agents', 'events', 'tools'],
+  api: ['config', 'common', 'gateway'],
+};
+const boundaries = Object.entries(MAY_IMPORT).map(([module, allowed]) => {
+  const forbidden = MODULES.filter(
+    (m) => m !== module && !allowed.includes(m) && !(module === 'agents/runtime' && m === 'agents'),
+  );
+  return {
+    files: [`src/${module}/**/*.ts`],
+    ignores: module === 'agents' ? ['src/agents/runtime/**'] : [],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: forbidden.map((m) => ({
+            group: [`src/${m}`, `src/${m}/**`],
+            message: `src/${module} may not depend on src/${m} (docs/architecture.md, "Modules").`,
+          })),
+        },
+      ],
+    },
+  };
+});
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'data/', 'eslint.config.mjs', 'jest.config.js', 'src/dashboard/public/', 'packages/*/dist/'] },
   js.configs.recommended,
@@ -21,6 +61,14 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       eqeqeq: ['error', 'always'],
       curly: ['error', 'all'],
+    },
+  },
+  ...boundaries,
+  {
+    // The client package is published on its own: it may not reach into the server.
+    files: ['packages/*/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['src/**', '**/src/**'], message: 'The client package may not import the server.' }] }],
     },
   },
   // Plain Node scripts that run before any build: no TypeScript project, so no type-aware rules.

@@ -5,8 +5,7 @@ import { parse } from 'yaml';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
-import { unknownServerEntries } from 'src/tools/mcp/mcp-config';
-import { TOOL_NAMES } from 'src/tools/tool-names';
+import { TOOL_NAMES, unknownServerEntries } from '@mailroom/client/protocol';
 import { AgentConfig, AgentConfigOverrides, DEFAULT_LIMITS, Template, templateSchema } from './agent.types';
 
 const DEFAULT_TEMPLATE = 'assistant';

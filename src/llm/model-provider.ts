@@ -1,4 +1,4 @@
-import { Usage, WorkKind } from 'src/mailbox/mailbox.types';
+import type { Usage, WorkKind } from '@mailroom/client/protocol';
 import { Script } from './scripted/script.schema';
 
 export interface ToolCall {

@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { Subscription } from 'rxjs';
 import { NotificationBus } from 'src/sessions/notification-bus';
-import { WorkObservation, WorkTimeline } from 'src/telemetry/work-timeline';
+import { WorkObservation, WorkTimeline } from 'src/sessions/work-timeline';
 
 /**
  * What the agents do, one log line per fact: an agent created, a task finished or failed (with

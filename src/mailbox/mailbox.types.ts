@@ -1,13 +1,9 @@
 import { Priority } from 'src/common/names';
 
-export type WorkKind = 'task' | 'mailbox_message' | 'event' | 'schedule';
-export type WorkState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-export type MailStatus = 'unread' | 'read' | 'replied' | 'archived';
+import type { MailStatus, Usage, WorkKind, WorkState } from '@mailroom/client/protocol';
 
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-}
+// The protocol's words for work and mail (the client package); the rows below are the server's own.
+export type { MailStatus, Usage, WorkKind, WorkState };
 
 /** What a work item carries besides its prompt, by kind. */
 export interface WorkPayload {

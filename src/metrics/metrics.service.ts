@@ -6,7 +6,7 @@ import { DatabaseService } from 'src/database/database.service';
 import { NotificationBus } from 'src/sessions/notification-bus';
 import { Metrics } from 'src/telemetry/metrics';
 import { markWorkItemFailed } from 'src/telemetry/tracing';
-import { WorkObservation, WorkTimeline } from 'src/telemetry/work-timeline';
+import { WorkObservation, WorkTimeline } from 'src/sessions/work-timeline';
 import { MetricsRepository } from './metrics.repository';
 
 /**

@@ -1,4 +1,4 @@
-import { HistoryRecord } from 'src/sessions/session.types';
+import { HistoryRecord } from './session.types';
 
 export type WorkObservation =
   | { type: 'agentCreated'; sessionId: string; agentId: string; state: string }

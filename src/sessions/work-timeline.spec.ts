@@ -1,4 +1,4 @@
-import { HistoryRecord, NotificationType } from 'src/sessions/session.types';
+import { HistoryRecord, NotificationType } from './session.types';
 import { WorkTimeline } from './work-timeline';
 
 let seq = 0;
