@@ -75,7 +75,8 @@ describe('examples/ and the mailroom bin, on the built package', () => {
     });
     await expect(runBin(['states', 'no-such-session'], sut.url)).resolves.toMatchObject({
       code: 1,
-      stderr: "mailroom: Session 'no-such-session' not found\n",
+      stderr:
+        "mailroom: Session 'no-such-session' not found; call session.start { sessionId: 'no-such-session' } first\n",
     });
     await expect(runBin(['frobnicate'], sut.url)).resolves.toMatchObject({ code: 2 });
     await expect(runBin(['templates', '--url', 'http://127.0.0.1:1'], sut.url)).resolves.toMatchObject({

@@ -27,6 +27,7 @@ describe('health and liveness', () => {
       info: { database: { status: 'up' } },
       error: {},
       details: { database: { status: 'up' } },
+      node: { id: expect.any(String), sessions: 0 },
     });
     const live = await get(`${sut.url}/health/live`);
     expect(live.status).toBe(200);
