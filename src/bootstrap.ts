@@ -5,6 +5,7 @@ import { json, text } from 'express';
 import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
+import { DataDirLock } from './database/data-dir-lock';
 import { MailroomIoAdapter, messageLimitBytes } from './gateway/io.adapter';
 
 const LEVELS: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
@@ -14,6 +15,9 @@ export async function createApp(
   config: AppConfig,
   clock: Clock = new SystemClock(),
 ): Promise<INestApplication> {
+  if (!config.databaseUrl) {
+    DataDirLock.assertFree(config.dataDir); // refused before Nest logs a line; the database takes the lock
+  }
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, clock), {
     logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
     bodyParser: false,

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp } from './bootstrap';
 import { ConfigError, configFromProcessEnv } from './config/app-config';
+import { DataDirInUseError } from './database/data-dir-lock';
 
 async function main(): Promise<void> {
   const config = configFromProcessEnv();
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  // A bad configuration is one clear message, not a stack trace.
-  console.error(err instanceof ConfigError ? err.message : err);
+  // A bad configuration, or a data folder another process holds, is one clear message, not a stack trace.
+  console.error(err instanceof ConfigError || err instanceof DataDirInUseError ? err.message : err);
   process.exit(1);
 });

@@ -7,6 +7,7 @@ import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { Mutex } from 'src/common/mutex';
 import { RpcError } from 'src/common/rpc-error';
+import { DataDirLock } from './data-dir-lock';
 import { MIGRATIONS } from './migrations';
 
 declare const txBrand: unique symbol;
@@ -54,14 +55,24 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   readonly embedded: boolean;
   private readonly lock = new Mutex();
   private readonly hooks = new WeakMap<EntityManager, Array<() => void>>();
+  private dataDirLock: DataDirLock | undefined;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
     this.embedded = !config.databaseUrl;
     this.dataSource = new DataSource(dataSourceOptions(config));
   }
 
   async onModuleInit(): Promise<void> {
-    await this.dataSource.initialize();
+    if (this.embedded) {
+      // Before PGlite opens the files: a second process on them would abort inside the WebAssembly.
+      this.dataDirLock = DataDirLock.acquire(this.config.dataDir);
+    }
+    try {
+      await this.dataSource.initialize();
+    } catch (err) {
+      this.dataDirLock?.release();
+      throw err;
+    }
     await this.migrate();
     this.logger.log(this.embedded ? 'Embedded PGlite database ready' : 'Postgres database ready');
   }
@@ -71,6 +82,8 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     if (this.dataSource.isInitialized) {
       await this.serialized(() => this.dataSource.destroy());
     }
+    this.dataDirLock?.release();
+    this.dataDirLock = undefined;
   }
 
   /**
