@@ -23,6 +23,8 @@ export default tseslint.config(
       curly: ['error', 'all'],
     },
   },
+  // Plain Node scripts (scripts/*.mjs) are not in the TypeScript project: linted without types.
+  { files: ['**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
     files: ['test/**/*.ts', 'src/**/*.spec.ts', 'bench/**/*.ts'],
     rules: {
