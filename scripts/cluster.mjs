@@ -99,7 +99,7 @@ for (let i = 0; i < count; i++) {
   // (a second signal during Nest's shutdown would kill a node halfway).
   const child = spawn(process.execPath, [main], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port) },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), NODE_ID: name },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

@@ -42,10 +42,14 @@ export function ensureBuilt(): void {
   }
   try {
     if (stale()) {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules', '@nestjs', 'cli', 'bin', 'nest.js'), 'build'], {
-        cwd: ROOT,
-        stdio: 'pipe',
-      });
+      execFileSync(
+        process.execPath,
+        [join(ROOT, 'node_modules', '@nestjs', 'cli', 'bin', 'nest.js'), 'build'],
+        {
+          cwd: ROOT,
+          stdio: 'pipe',
+        },
+      );
     }
   } finally {
     rmdirSync(lock);
