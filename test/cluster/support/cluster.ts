@@ -108,6 +108,7 @@ export class Cluster {
       ...this.env,
       ...env,
       NODE_ID: name,
+      PGAPPNAME: name, // node-postgres names the node's connections (pg_stat_activity.application_name)
       DATABASE_URL: this.databaseUrl,
     });
     const node = { name, server, client: await TestClient.connect(server.url) };
