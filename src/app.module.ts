@@ -3,6 +3,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { AdminModule } from './admin/admin.module';
 import { AgentsModule } from './agents/agents.module';
 import { AgentRuntimeModule } from './agents/runtime/agent-runtime.module';
+import { ClusterModule } from './cluster/cluster.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
@@ -25,6 +26,7 @@ export class AppModule {
         ClockModule.forRoot(clock),
         ScheduleModule.forRoot(),
         DatabaseModule,
+        ClusterModule,
         SessionsModule,
         MailboxModule,
         AgentsModule,

@@ -84,9 +84,7 @@ export class AgentLifecycleService {
       stopReason: reason,
       sleepingUntil: null,
     });
-    this.db.afterCommit(tx, () =>
-      this.signals.emit({ sessionId: agent.sessionId, agentId: agent.agentId, type: 'abort' }),
-    );
+    this.signals.emitAfterCommit(tx, { sessionId: agent.sessionId, agentId: agent.agentId, type: 'abort' });
     return stopped;
   }
 
@@ -108,8 +106,6 @@ export class AgentLifecycleService {
   }
 
   signalAfterCommit(tx: Tx, agent: Pick<Agent, 'sessionId' | 'agentId'>): void {
-    this.db.afterCommit(tx, () =>
-      this.signals.emit({ sessionId: agent.sessionId, agentId: agent.agentId, type: 'work' }),
-    );
+    this.signals.emitAfterCommit(tx, { sessionId: agent.sessionId, agentId: agent.agentId, type: 'work' });
   }
 }

@@ -100,19 +100,25 @@ export class AgentRepository {
    * Agents that have a loop to run (everything not stopped, across sessions): ids and state only,
    * since the runtime's backstop asks for them on every poll.
    */
-  async listLive(tx: Tx): Promise<Array<Pick<Agent, 'sessionId' | 'agentId' | 'state'>>> {
+  async listLive(
+    tx: Tx,
+    sessionIds?: string[],
+  ): Promise<Array<Pick<Agent, 'sessionId' | 'agentId' | 'state'>>> {
     const rows = await query<{ session_id: string; id: string; state: AgentState }>(
       tx,
-      `SELECT session_id, id, state FROM agent WHERE state <> 'stopped'`,
+      `SELECT session_id, id, state FROM agent
+       WHERE state <> 'stopped' AND ($1::text[] IS NULL OR session_id = ANY($1::text[]))`,
+      [sessionIds ?? null],
     );
     return rows.map((r) => ({ sessionId: r.session_id, agentId: r.id, state: r.state }));
   }
 
-  /** Sleeping agents with a deadline, for re-arming timers at boot. */
-  async listSleepingWithDeadline(tx: Tx): Promise<Agent[]> {
+  /** Sleeping agents with a deadline in these sessions, for arming timers when a node takes them over. */
+  async listSleepingWithDeadline(tx: Tx, sessionIds: string[]): Promise<Agent[]> {
     const rows = await query<AgentRow>(
       tx,
-      `SELECT * FROM agent WHERE state = 'sleeping' AND sleeping_until IS NOT NULL`,
+      `SELECT * FROM agent WHERE state = 'sleeping' AND sleeping_until IS NOT NULL AND session_id = ANY($1::text[])`,
+      [sessionIds],
     );
     return rows.map(toAgent);
   }

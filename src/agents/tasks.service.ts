@@ -88,17 +88,16 @@ export class TasksService {
         at: this.lifecycle.now(),
       });
       if (item.state === 'running') {
-        this.lifecycle.afterCommit(tx, () =>
-          this.signals.emit({ sessionId, agentId: item.agentId, type: 'abort', taskId }),
-        );
+        this.signals.emitAfterCommit(tx, { sessionId, agentId: item.agentId, type: 'abort', taskId });
       }
       const awaitedMail = item.isSwitch ? item.payload.messageId : undefined;
       if (awaitedMail) {
         // Whoever waits on this mail with send_mail_with_switch learns at once instead of timing out.
-        this.lifecycle.afterCommit(tx, () =>
-          this.waiters.settle(awaitedMail, {
-            error: `'${item.agentId}' will not answer: the mail was cancelled`,
-          }),
+        this.waiters.failAfterCommit(
+          tx,
+          sessionId,
+          awaitedMail,
+          `'${item.agentId}' will not answer: the mail was cancelled`,
         );
       }
       return { taskId, state: 'cancelled' as const };

@@ -21,6 +21,8 @@ describe(loadConfig.name, () => {
       maxAttempts: 3,
       conversationWindow: 40,
       conversationWindowTokens: undefined,
+      leaseTtlMs: 10_000,
+      nodeId: undefined,
     });
   });
 
@@ -61,6 +63,15 @@ describe(loadConfig.name, () => {
       modelProvider: 'openai',
       openai: { apiKey: 'sk-test' },
     });
+  });
+
+  it('reads the lease TTL and the node id of several servers, and refuses a TTL too short to renew', () => {
+    expect(loadConfig({ LEASE_TTL_MS: '2000', NODE_ID: 'node-a' })).toMatchObject({
+      leaseTtlMs: 2000,
+      nodeId: 'node-a',
+    });
+    expect(() => loadConfig({ LEASE_TTL_MS: '10' })).toThrow(/LEASE_TTL_MS: /);
+    expect(() => loadConfig({ NODE_ID: 'a b' })).toThrow(/NODE_ID: /);
   });
 
   it.each([['abc'], ['70000'], ['-1'], ['80.5']])('fails with a clear message for PORT=%s', (port) => {

@@ -45,6 +45,11 @@ const envSchema = z.object({
   MAX_ATTEMPTS: intFromEnv(3, 1, 100),
   CONVERSATION_WINDOW: intFromEnv(40, 2, 10_000),
   CONVERSATION_WINDOW_TOKENS: z.coerce.number().int().min(100).optional(),
+  LEASE_TTL_MS: intFromEnv(10_000, 500, 600_000),
+  NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')
+    .optional(),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -77,6 +82,10 @@ export interface AppConfig {
   conversationWindow: number;
   /** When set, the window is also trimmed (oldest turns first) to about this many tokens. */
   conversationWindowTokens: number | undefined;
+  /** Several servers: how long a node's ownership of a session lasts without renewal (renewed every third of it). */
+  leaseTtlMs: number;
+  /** This process's name among the nodes; a random one when unset. */
+  nodeId: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -110,6 +119,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     maxAttempts: e.MAX_ATTEMPTS,
     conversationWindow: e.CONVERSATION_WINDOW,
     conversationWindowTokens: e.CONVERSATION_WINDOW_TOKENS,
+    leaseTtlMs: e.LEASE_TTL_MS,
+    nodeId: e.NODE_ID,
   };
 }
 

@@ -112,8 +112,6 @@ export class EventsService {
   }
 
   private afterCommitArm(tx: Tx, agent: Agent): void {
-    this.lifecycle.afterCommit(tx, () =>
-      this.timers.arm(agent.sessionId, agent.agentId, agent.sleepingUntil),
-    );
+    this.timers.armAfterCommit(tx, agent);
   }
 }

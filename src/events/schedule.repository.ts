@@ -72,8 +72,10 @@ export class ScheduleRepository {
     return rows.map(toSchedule);
   }
 
-  async listAll(tx: Tx): Promise<Schedule[]> {
-    const rows = await query<ScheduleRow>(tx, `SELECT * FROM schedule`);
+  async listBySessions(tx: Tx, sessionIds: string[]): Promise<Schedule[]> {
+    const rows = await query<ScheduleRow>(tx, `SELECT * FROM schedule WHERE session_id = ANY($1::text[])`, [
+      sessionIds,
+    ]);
     return rows.map(toSchedule);
   }
 

@@ -1,4 +1,9 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Subscription } from 'rxjs';
+import { ClusterHints } from 'src/cluster/cluster-hints.service';
+import { SessionOwner } from 'src/cluster/cluster.types';
+import { LeaseService } from 'src/cluster/lease.service';
+import { OwnerContext } from 'src/cluster/owner-context';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { CLOCK, Clock, TimerHandle } from 'src/common/clock';
@@ -23,13 +28,15 @@ export interface ScheduleRequest {
 /**
  * Cron schedules: each firing becomes a `schedule` work item for the agent (waking it if it
  * sleeps). Schedules live in the database with their next run; one clock timer per schedule fires
- * it, and the unique firing record makes each run happen once. Runs missed while the server was
- * down collapse into one firing at boot.
+ * it on the node that owns the session, and the unique firing record makes each run happen once
+ * across every node. The node that takes a session over arms its schedules again; runs missed
+ * while nobody owned it collapse into one firing.
  */
 @Injectable()
-export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy {
+export class ScheduleService implements SessionOwner, OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(ScheduleService.name);
-  private readonly timers = new Map<string, TimerHandle>();
+  private readonly timers = new Map<string, { sessionId: string; timer: TimerHandle }>();
+  private subscription?: Subscription;
   private closed = false;
 
   constructor(
@@ -39,22 +46,48 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
     private readonly agents: AgentRepository,
     private readonly lifecycle: AgentLifecycleService,
     private readonly mailbox: MailboxService,
+    private readonly leases: LeaseService,
+    private readonly owner: OwnerContext,
+    private readonly hints: ClusterHints,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    for (const s of await this.db.read((tx) => this.schedules.listAll(tx))) {
-      this.arm(s);
-    }
+  onModuleInit(): void {
+    this.leases.register(this);
+    // Scheduled or unscheduled through another node: the owner arms the session's schedules again.
+    this.subscription = this.hints.remote$.subscribe((h) => {
+      if (h.timers && this.leases.isServing(h.sessionId)) {
+        void this.release([h.sessionId])
+          .then(() => this.serve([h.sessionId]))
+          .catch((err: unknown) => this.logger.warn(`Re-arming schedules of ${h.sessionId} failed: ${String(err)}`));
+      }
+    });
   }
 
   onModuleDestroy(): void {
     this.closed = true;
+    this.subscription?.unsubscribe();
     for (const t of this.timers.values()) {
-      t.cancel();
+      t.timer.cancel();
     }
     this.timers.clear();
+  }
+
+  async serve(sessionIds: string[]): Promise<void> {
+    for (const s of await this.db.read((tx) => this.schedules.listBySessions(tx, sessionIds))) {
+      this.arm(s);
+    }
+  }
+
+  release(sessionIds: string[]): Promise<void> {
+    const gone = new Set(sessionIds);
+    for (const [id, t] of this.timers) {
+      if (gone.has(t.sessionId)) {
+        this.cancel(id);
+      }
+    }
+    return Promise.resolve();
   }
 
   schedule(r: ScheduleRequest): Promise<{ scheduleId: string; nextRunAt: string }> {
@@ -88,6 +121,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
         nextRunAt: new Date(cron.nextAfter(now)).toISOString(),
         createdAt: new Date(now).toISOString(),
       });
+      this.hints.add(tx, r.sessionId, { timers: true });
       this.lifecycle.afterCommit(tx, () => this.arm(schedule));
       return { scheduleId: schedule.scheduleId, nextRunAt: schedule.nextRunAt };
     });
@@ -101,6 +135,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
         ]);
       }
       await this.schedules.delete(tx, scheduleId);
+      this.hints.add(tx, sessionId, { timers: true });
       this.lifecycle.afterCommit(tx, () => this.cancel(scheduleId));
       return { scheduleId, removed: true as const };
     });
@@ -114,7 +149,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
 
   private arm(s: Schedule): void {
     this.cancel(s.scheduleId);
-    if (this.closed) {
+    if (this.closed || !this.leases.isServing(s.sessionId)) {
       return;
     }
     const timer = this.clock.setTimeout(
@@ -127,7 +162,7 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
       },
       Date.parse(s.nextRunAt) - this.clock.now(),
     );
-    this.timers.set(s.scheduleId, timer);
+    this.timers.set(s.scheduleId, { sessionId: s.sessionId, timer });
   }
 
   private retryLater(s: Schedule): void {
@@ -138,12 +173,23 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
   }
 
   private cancel(scheduleId: string): void {
-    this.timers.get(scheduleId)?.cancel();
+    this.timers.get(scheduleId)?.timer.cancel();
     this.timers.delete(scheduleId);
   }
 
+  /** Fires as the session's owner (fenced); the firing record keeps a run from firing twice anywhere. */
   private async fire(armed: Schedule): Promise<void> {
-    const next = await this.history.inSession(armed.sessionId, async (tx) => {
+    if (!this.leases.isServing(armed.sessionId)) {
+      return; // the session moved to another node, which armed its own timer
+    }
+    const next = await this.owner.run(armed.sessionId, () => this.fireOwned(armed));
+    if (next) {
+      this.arm(next);
+    }
+  }
+
+  private fireOwned(armed: Schedule): Promise<Schedule | undefined> {
+    return this.history.inSession(armed.sessionId, async (tx) => {
       const s = await this.schedules.find(tx, armed.sessionId, armed.scheduleId);
       if (!s) {
         return undefined; // unscheduled meanwhile
@@ -161,9 +207,6 @@ export class ScheduleService implements OnApplicationBootstrap, OnModuleDestroy 
       await this.schedules.setNextRun(tx, s.scheduleId, s.nextRunAt, nextRunAt);
       return { ...s, nextRunAt };
     });
-    if (next) {
-      this.arm(next);
-    }
   }
 
   /** The firing's work item; a stopped agent's firings are skipped (as broadcasts skip stopped agents). */

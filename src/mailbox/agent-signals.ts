@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Observable, Subject } from 'rxjs';
+import { ClusterHints } from 'src/cluster/cluster-hints.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
 
 export interface AgentSignal {
   sessionId: string;
@@ -11,15 +13,34 @@ export interface AgentSignal {
 }
 
 /**
- * In-process wake-ups for agent loops. A signal is only a hint: the loop always asks the
- * database what to do, and a slow poll covers a lost hint, so losing one delays and never loses work.
+ * Wake-ups for agent loops. A signal is only a hint: the loop always asks the database what to
+ * do, and a slow poll covers a lost hint, so losing one delays and never loses work. A signal
+ * given in a transaction reaches this node's loops after commit and the session's owner, when it
+ * is another node, through the transaction's cluster hint.
  */
 @Injectable()
 export class AgentSignals {
   private readonly subject = new Subject<AgentSignal>();
   readonly signals$: Observable<AgentSignal> = this.subject.asObservable();
 
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly hints: ClusterHints,
+  ) {}
+
   emit(signal: AgentSignal): void {
     this.subject.next(signal);
+  }
+
+  /** Emits once `tx` commits, here and on the session's owner. */
+  emitAfterCommit(tx: Tx, signal: AgentSignal): void {
+    this.hints.add(
+      tx,
+      signal.sessionId,
+      signal.type === 'work'
+        ? { work: [signal.agentId] }
+        : { abort: [{ agentId: signal.agentId, ...(signal.taskId ? { taskId: signal.taskId } : {}) }] },
+    );
+    this.db.afterCommit(tx, () => this.emit(signal));
   }
 }

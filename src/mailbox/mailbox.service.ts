@@ -105,6 +105,6 @@ export class MailboxService {
   }
 
   signalAfterCommit(tx: Tx, sessionId: string, agentId: string): void {
-    this.db.afterCommit(tx, () => this.signals.emit({ sessionId, agentId, type: 'work' }));
+    this.signals.emitAfterCommit(tx, { sessionId, agentId, type: 'work' });
   }
 }

@@ -178,9 +178,14 @@ export class WorkItemRepository {
     return rows.length > 0;
   }
 
-  /** Items left running by a process that died. Returned so the caller can requeue or fail each. */
-  async listRunning(tx: Tx): Promise<WorkItem[]> {
-    const rows = await query<WorkItemRow>(tx, `SELECT * FROM work_item WHERE state = 'running' ORDER BY seq`);
+  /** Running items of these sessions (all sessions when undefined): a dead owner's, or a lost loop's. */
+  async listRunning(tx: Tx, sessionIds?: string[]): Promise<WorkItem[]> {
+    const rows = await query<WorkItemRow>(
+      tx,
+      `SELECT * FROM work_item WHERE state = 'running' AND ($1::text[] IS NULL OR session_id = ANY($1::text[]))
+       ORDER BY seq`,
+      [sessionIds ?? null],
+    );
     return rows.map(toItem);
   }
 

@@ -1,16 +1,21 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { ClusterHints } from 'src/cluster/cluster-hints.service';
+import { LeaseService } from 'src/cluster/lease.service';
+import { OwnerContext } from 'src/cluster/owner-context';
 import { CLOCK, Clock } from 'src/common/clock';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { HistoryRepository } from './history.repository';
-import { NotificationBus } from './notification-bus';
+import { PushFanout } from './push-fanout.service';
 import { SessionRepository } from './session.repository';
 import { HistoryRecord, NotificationType, Session } from './session.types';
 
 /**
  * Writes a session's changes together with the history records that describe them. Every write
  * to a session goes through {@link inSession}: it locks the session row first, which gives one
- * lock order (no deadlocks) and a commit order that matches the history's `seq`.
+ * lock order (no deadlocks) and a commit order that matches the history's `seq`. A transaction
+ * made as the session's owner (see OwnerContext) ends with the lease fence; every session
+ * transaction ends with the one NOTIFY that tells the other nodes what it changed.
  */
 @Injectable()
 export class HistoryService {
@@ -18,7 +23,10 @@ export class HistoryService {
     private readonly db: DatabaseService,
     private readonly sessions: SessionRepository,
     private readonly history: HistoryRepository,
-    private readonly bus: NotificationBus,
+    private readonly fanout: PushFanout,
+    private readonly hints: ClusterHints,
+    private readonly leases: LeaseService,
+    private readonly owner: OwnerContext,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
@@ -29,7 +37,12 @@ export class HistoryService {
       if (!session) {
         throw RpcError.sessionNotFound(sessionId);
       }
-      return fn(tx, session);
+      const result = await fn(tx, session);
+      if (this.owner.current() === sessionId) {
+        await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
+      }
+      await this.hints.flush(tx);
+      return result;
     });
   }
 
@@ -42,7 +55,8 @@ export class HistoryService {
   ): Promise<HistoryRecord> {
     const at = new Date(this.clock.now()).toISOString();
     const record = await this.history.append(tx, sessionId, type, payload, at);
-    this.db.afterCommit(tx, () => this.bus.publish(record));
+    this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
+    this.db.afterCommit(tx, () => this.fanout.local(record));
     return record;
   }
 

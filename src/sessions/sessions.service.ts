@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { LeaseService } from 'src/cluster/lease.service';
 import { CLOCK, Clock } from 'src/common/clock';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService } from 'src/database/database.service';
@@ -11,6 +12,7 @@ export class SessionsService {
   constructor(
     private readonly db: DatabaseService,
     private readonly sessions: SessionRepository,
+    private readonly leases: LeaseService,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
@@ -23,15 +25,19 @@ export class SessionsService {
     owner: string = OPEN_OWNER,
   ): Promise<Session> {
     const sessionId = input.sessionId ?? `session-${randomUUID()}`;
-    const { session } = await this.db.transaction((tx) =>
-      this.sessions.upsert(tx, {
+    const { session } = await this.db.transaction(async (tx) => {
+      const upserted = await this.sessions.upsert(tx, {
         sessionId,
         owner,
         metadata: input.metadata ?? {},
         limits: input.limits ?? {},
         at: new Date(this.clock.now()).toISOString(),
-      }),
-    );
+      });
+      if (upserted.created) {
+        await this.leases.assign(tx, sessionId); // the live node with the fewest sessions runs it
+      }
+      return upserted;
+    });
     if (!isVisible(session, owner)) {
       throw new RpcError('conflict', `Session id '${sessionId}' is taken`);
     }

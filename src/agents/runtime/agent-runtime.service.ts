@@ -1,6 +1,10 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { Subscription } from 'rxjs';
+import { ClusterHints } from 'src/cluster/cluster-hints.service';
+import { SessionHint, SessionOwner } from 'src/cluster/cluster.types';
+import { LeaseService } from 'src/cluster/lease.service';
+import { OwnerContext } from 'src/cluster/owner-context';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { DatabaseService, Tx } from 'src/database/database.service';
@@ -14,15 +18,16 @@ import { AgentLoop } from './agent-loop';
 import { AgentWorker } from './agent-worker.service';
 
 /**
- * Runs every agent's loop in this process. Loops are made on demand from signals; at boot the
- * runtime first puts back work that a dead process left running, then wakes every live agent. A
- * slow poll is the backstop for a lost signal.
+ * Runs the loops of the agents of the sessions this node owns (see LeaseService). Loops are made
+ * on demand from signals. Taking a session over first puts back the work its previous owner left
+ * running, then wakes its live agents; work another live node owns is never touched. A slow poll
+ * is the backstop for a lost signal.
  */
 @Injectable()
-export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDestroy {
+export class AgentRuntimeService implements SessionOwner, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(AgentRuntimeService.name);
   private readonly loops = new Map<string, AgentLoop>();
-  private subscription?: Subscription;
+  private subscriptions: Subscription[] = [];
   private closed = false;
 
   constructor(
@@ -34,15 +39,22 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     private readonly worker: AgentWorker,
     private readonly signals: AgentSignals,
     private readonly scheduler: SchedulerRegistry,
+    private readonly leases: LeaseService,
+    private readonly owner: OwnerContext,
+    private readonly hints: ClusterHints,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    await this.recover();
-    this.subscription = this.signals.signals$.subscribe((s) => this.onSignal(s));
-    for (const agent of await this.db.read((tx) => this.agents.listLive(tx))) {
-      this.loopFor(agent.sessionId, agent.agentId).signal();
-    }
+  onModuleInit(): void {
+    this.leases.register(this);
+  }
+
+  onApplicationBootstrap(): void {
+    this.subscriptions = [
+      this.signals.signals$.subscribe((s) => this.onSignal(s)),
+      this.hints.remote$.subscribe((h) => this.onHint(h)),
+      this.hints.reconnected$.subscribe(() => void this.backstop()),
+    ];
     // A wall-clock interval on purpose: it only re-signals, so tests never need to drive it.
     const poll = setInterval(() => void this.backstop(), this.config.pollIntervalMs);
     poll.unref();
@@ -54,16 +66,93 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     if (this.scheduler.doesExist('interval', BACKSTOP)) {
       this.scheduler.deleteInterval(BACKSTOP);
     }
-    this.subscription?.unsubscribe();
+    this.subscriptions.forEach((s) => s.unsubscribe());
     await Promise.all([...this.loops.values()].map((l) => l.close()));
     this.loops.clear();
+  }
+
+  /** The takeover: run as the new owner, fenced by the new epoch, before any loop of the session works. */
+  async adopt(sessionIds: string[]): Promise<void> {
+    const running = await this.db.read((tx) => this.items.listRunning(tx, sessionIds));
+    const sessions = new Set(running.map((i) => i.sessionId));
+    for (const a of await this.db.read((tx) => this.agents.listLive(tx, sessionIds))) {
+      if (a.state === 'active' || a.state === 'waiting') {
+        sessions.add(a.sessionId);
+      }
+    }
+    for (const sessionId of sessions) {
+      await this.owner.run(sessionId, () => this.recoverSession(sessionId, running));
+    }
+    if (running.length > 0) {
+      this.logger.log(`Recovered ${running.length} interrupted work item(s)`);
+    }
+  }
+
+  async serve(sessionIds: string[]): Promise<void> {
+    for (const agent of await this.db.read((tx) => this.agents.listLive(tx, sessionIds))) {
+      this.loopFor(agent.sessionId, agent.agentId).signal();
+    }
+  }
+
+  /** Closes the session's loops: the item in hand is abandoned (put back while the lease still holds). */
+  async release(sessionIds: string[]): Promise<void> {
+    const gone = new Set(sessionIds);
+    const closing: Array<Promise<void>> = [];
+    for (const [k, loop] of this.loops) {
+      if (gone.has(sessionOf(k))) {
+        this.loops.delete(k);
+        closing.push(loop.close());
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  busy(sessionId: string): boolean {
+    return [...this.loops].some(([k, loop]) => sessionOf(k) === sessionId && loop.busy);
   }
 
   private onSignal(signal: AgentSignal): void {
     if (signal.type === 'abort') {
       this.loops.get(key(signal.sessionId, signal.agentId))?.abort(signal.taskId);
-    } else {
+    } else if (this.leases.isServing(signal.sessionId)) {
       this.loopFor(signal.sessionId, signal.agentId).signal();
+    }
+  }
+
+  /** What a client did through another node, for the sessions this node runs. */
+  private onHint(h: SessionHint): void {
+    if (!this.leases.isServing(h.sessionId)) {
+      return;
+    }
+    for (const a of h.abort ?? []) {
+      this.onSignal({ sessionId: h.sessionId, agentId: a.agentId, type: 'abort', taskId: a.taskId });
+    }
+    for (const agentId of h.work ?? []) {
+      this.onSignal({ sessionId: h.sessionId, agentId, type: 'work' });
+    }
+    if (h.allAgents) {
+      void this.resync(h.sessionId).catch((err: unknown) =>
+        this.logger.warn(`Looking at session ${h.sessionId} failed: ${String(err)}`),
+      );
+    }
+  }
+
+  /** Wakes the session's live agents and abandons the items in hand of stopped agents and ended items. */
+  private async resync(sessionId: string): Promise<void> {
+    const { live, running } = await this.db.read(async (tx) => ({
+      live: await this.agents.listLive(tx, [sessionId]),
+      running: await this.items.listRunning(tx, [sessionId]),
+    }));
+    const liveIds = new Set(live.map((a) => a.agentId));
+    const runningBy = new Map(running.map((i) => [i.agentId, i.taskId]));
+    for (const [k, loop] of this.loops) {
+      const agentId = agentOf(k);
+      if (sessionOf(k) === sessionId && loop.busy && (!liveIds.has(agentId) || !runningBy.has(agentId))) {
+        loop.abort();
+      }
+    }
+    for (const a of live) {
+      this.onSignal({ sessionId, agentId: a.agentId, type: 'work' });
     }
   }
 
@@ -73,15 +162,20 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     if (!loop) {
       loop = new AgentLoop(
         `${sessionId}/${agentId}`,
-        async (signal, onClaim) => {
-          const claimed = await this.worker.claim(sessionId, agentId);
-          if (!claimed) {
-            return false;
-          }
-          onClaim(claimed.item.taskId);
-          await this.worker.process(claimed.agent, claimed.item, signal);
-          return true;
-        },
+        // Everything the loop writes is owner work: fenced by this node's lease on the session.
+        (signal, onClaim) =>
+          this.owner.run(sessionId, async () => {
+            if (!this.leases.isServing(sessionId)) {
+              return false;
+            }
+            const claimed = await this.worker.claim(sessionId, agentId);
+            if (!claimed) {
+              return false;
+            }
+            onClaim(claimed.item.taskId);
+            await this.worker.process(claimed.agent, claimed.item, signal);
+            return true;
+          }),
         this.logger,
       );
       this.loops.set(k, loop);
@@ -96,7 +190,9 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     try {
       await this.recoverOrphans();
       for (const { sessionId, agentId } of await this.db.read((tx) => this.items.listClaimable(tx))) {
-        this.loopFor(sessionId, agentId).signal();
+        if (this.leases.isServing(sessionId)) {
+          this.loopFor(sessionId, agentId).signal();
+        }
       }
       await this.pruneLoops();
     } catch (err) {
@@ -104,13 +200,13 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
     }
   }
 
-  /** Lets go of the loops of stopped agents (a signal makes a new one when they start again). */
+  /** Lets go of the loops of stopped agents and of sessions this node no longer runs. */
   private async pruneLoops(): Promise<void> {
     const live = new Set(
       (await this.db.read((tx) => this.agents.listLive(tx))).map((a) => key(a.sessionId, a.agentId)),
     );
     for (const [k, loop] of this.loops) {
-      if (!live.has(k) && !loop.busy) {
+      if ((!live.has(k) || !this.leases.isServing(sessionOf(k))) && !loop.busy) {
         this.loops.delete(k);
         void loop.close();
       }
@@ -118,54 +214,45 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
   }
 
   /**
-   * Items a dead process left `running` go back to the queue (or fail, after too many tries: a
-   * poison item must not crash-loop the server), and agents it left active or waiting become idle.
+   * A session's takeover: items its previous owner left `running` go back to the queue (or fail,
+   * after too many tries: a poison item must not crash-loop the cluster), and agents it left active
+   * or waiting become idle.
    */
-  private async recover(): Promise<void> {
-    const running = await this.db.read((tx) => this.items.listRunning(tx));
-    const sessions = new Set(running.map((i) => i.sessionId));
-    for (const a of await this.db.read((tx) => this.agents.listLive(tx))) {
-      if (a.state === 'active' || a.state === 'waiting') {
-        sessions.add(a.sessionId);
+  private recoverSession(sessionId: string, running: WorkItem[]): Promise<void> {
+    return this.history.inSession(sessionId, async (tx) => {
+      for (const item of running.filter((i) => i.sessionId === sessionId)) {
+        await this.putBack(tx, item);
       }
-    }
-    for (const sessionId of sessions) {
-      await this.history.inSession(sessionId, async (tx) => {
-        for (const item of running.filter((i) => i.sessionId === sessionId)) {
-          await this.putBack(tx, item);
+      for (const agent of await this.agents.listBySession(tx, sessionId)) {
+        if (agent.state === 'active' || agent.state === 'waiting') {
+          await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+        } else if (agent.waitingOn) {
+          await this.agents.update(tx, sessionId, agent.agentId, { waitingOn: null });
         }
-        for (const agent of await this.agents.listBySession(tx, sessionId)) {
-          if (agent.state === 'active' || agent.state === 'waiting') {
-            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
-          } else if (agent.waitingOn) {
-            await this.agents.update(tx, sessionId, agent.agentId, { waitingOn: null });
-          }
-        }
-      });
-    }
-    if (running.length > 0) {
-      this.logger.log(`Recovered ${running.length} interrupted work item(s)`);
-    }
+      }
+    });
   }
 
-  /** Items whose loop lost the database mid-item: put back once it answers again. */
+  /** Items of this node's sessions whose loop lost the database mid-item: put back once it answers again. */
   private async recoverOrphans(): Promise<void> {
-    const running = await this.db.read((tx) => this.items.listRunning(tx));
+    const running = await this.db.read((tx) => this.items.listRunning(tx, this.leases.served()));
     for (const item of running) {
       const loop = this.loops.get(key(item.sessionId, item.agentId));
-      if (!loop || loop.busy) {
+      if (!loop || loop.busy || !this.leases.isServing(item.sessionId)) {
         continue;
       }
-      await this.history.inSession(item.sessionId, async (tx) => {
-        // Checked again under the session lock: the loop may have claimed since the list was read.
-        if (loop.busy || !(await this.putBack(tx, item))) {
-          return;
-        }
-        const agent = await this.agents.find(tx, item.sessionId, item.agentId);
-        if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
-          await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
-        }
-      });
+      await this.owner.run(item.sessionId, () =>
+        this.history.inSession(item.sessionId, async (tx) => {
+          // Checked again under the session lock: the loop may have claimed since the list was read.
+          if (loop.busy || !(await this.putBack(tx, item))) {
+            return;
+          }
+          const agent = await this.agents.find(tx, item.sessionId, item.agentId);
+          if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
+            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+          }
+        }),
+      );
     }
   }
 
@@ -187,3 +274,5 @@ export class AgentRuntimeService implements OnApplicationBootstrap, OnModuleDest
 const BACKSTOP = 'agent-runtime-backstop';
 
 const key = (sessionId: string, agentId: string) => `${sessionId}\u0000${agentId}`;
+const sessionOf = (k: string) => k.slice(0, k.indexOf('\u0000'));
+const agentOf = (k: string) => k.slice(k.indexOf('\u0000') + 1);

@@ -1,0 +1,131 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Observable, Subject } from 'rxjs';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
+import { DatabaseService, Tx } from 'src/database/database.service';
+import { query } from 'src/database/sql';
+import { ClusterListener } from './cluster-listener';
+import { CLUSTER_CHANNEL, ClusterMessage, MAX_NOTIFY_BYTES, SessionHint } from './cluster.types';
+import { NodeIdentity } from './node-identity';
+
+/**
+ * Cross-node hints over LISTEN/NOTIFY. A session transaction gathers what it changed
+ * ({@link add}) and sends it as one NOTIFY just before it commits ({@link flush}); Postgres delivers
+ * it on commit, never on rollback. Hints are ids only and may be lost (a dropped LISTEN
+ * connection): every receiver treats them as "look now", and the backstop poll looks anyway.
+ * On the embedded database there is one node: nothing is sent, in-process delivery is all.
+ */
+@Injectable()
+export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(ClusterHints.name);
+  private readonly pending = new WeakMap<Tx, SessionHint>();
+  private readonly sessions = new Subject<SessionHint>();
+  private readonly leases = new Subject<{ to?: string }>();
+  private readonly reconnects = new Subject<void>();
+  private listener?: ClusterListener;
+  /** Hints from the other nodes about sessions (this node's own changes are delivered in-process). */
+  readonly remote$: Observable<SessionHint> = this.sessions.asObservable();
+  /** Another node handed leases back or gave this node one. */
+  readonly leases$: Observable<{ to?: string }> = this.leases.asObservable();
+  /** The LISTEN connection came back after a drop: hints may have been missed. */
+  readonly reconnected$: Observable<void> = this.reconnects.asObservable();
+  readonly enabled: boolean;
+
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly node: NodeIdentity,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {
+    this.enabled = !db.embedded;
+  }
+
+  async onModuleInit(): Promise<void> {
+    if (this.enabled && this.config.databaseUrl) {
+      this.listener = new ClusterListener(
+        this.config.databaseUrl,
+        CLUSTER_CHANNEL,
+        (payload) => this.receive(payload),
+        () => this.reconnects.next(),
+      );
+      await this.listener.start();
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.listener?.close();
+  }
+
+  /** Notes a change of `sessionId` made in `tx`, for the other nodes. */
+  add(tx: Tx, sessionId: string, change: Omit<SessionHint, 'sessionId'>): void {
+    if (!this.enabled) {
+      return;
+    }
+    let hint = this.pending.get(tx);
+    if (!hint) {
+      hint = { sessionId };
+      this.pending.set(tx, hint);
+    }
+    if (change.seq) {
+      hint.seq = hint.seq ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])] : change.seq;
+    }
+    for (const agentId of change.work ?? []) {
+      if (!(hint.work ??= []).includes(agentId)) {
+        hint.work.push(agentId);
+      }
+    }
+    hint.allAgents ||= change.allAgents;
+    hint.timers ||= change.timers;
+    if (change.abort) {
+      (hint.abort ??= []).push(...change.abort);
+    }
+    if (change.settle) {
+      (hint.settle ??= []).push(...change.settle);
+    }
+  }
+
+  /** Sends what `tx` gathered as one NOTIFY, inside `tx` (so it is delivered only if `tx` commits). */
+  async flush(tx: Tx): Promise<void> {
+    const hint = this.pending.get(tx);
+    if (!hint) {
+      return;
+    }
+    this.pending.delete(tx);
+    await this.notify(tx, { t: 'session', o: this.node.id, ...hint });
+  }
+
+  /** Tells the other nodes that leases changed hands (to `to`, or handed back for anyone). */
+  async notifyLeases(tx: Tx, to?: string): Promise<void> {
+    if (this.enabled) {
+      await this.notify(tx, { t: 'leases', o: this.node.id, ...(to ? { to } : {}) });
+    }
+  }
+
+  private async notify(tx: Tx, message: ClusterMessage): Promise<void> {
+    let payload = JSON.stringify(message);
+    if (Buffer.byteLength(payload) > MAX_NOTIFY_BYTES && message.t === 'session') {
+      // Too big to list: the owner looks at the whole session (its live agents, stops, cancellations).
+      const { o, sessionId, seq, timers } = message;
+      payload = JSON.stringify({ t: 'session', o, sessionId, seq, timers, allAgents: true });
+    }
+    await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, payload]);
+  }
+
+  private receive(payload: string): void {
+    let message: ClusterMessage;
+    try {
+      message = JSON.parse(payload) as ClusterMessage;
+    } catch {
+      this.logger.warn(`Unreadable cluster hint: ${payload.slice(0, 80)}`);
+      return;
+    }
+    if (message.o === this.node.id) {
+      return; // delivered in-process already
+    }
+    if (message.t === 'session') {
+      const { t: _t, o: _o, ...hint } = message;
+      this.sessions.next(hint);
+    } else if (message.t === 'leases' && (message.to === undefined || message.to === this.node.id)) {
+      this.leases.next({ to: message.to });
+    }
+  }
+}
