@@ -54,11 +54,17 @@ describeCluster('a node killed with SIGKILL mid-task', () => {
     await moreAcks(load, 20);
     const inHandAtBoot = await runningItems(cluster, load.sessions);
 
+    const bootedAt = await dbNow(cluster);
     const newcomer = await cluster.addNode();
     await load.watchFrom(newcomer);
-    await eventually('the new node to own a session', async () =>
-      (await sessionsOwnedBy(cluster!, newcomer.name)).length > 0 ? true : undefined,
-    );
+    // The busy node hands idle sessions back for the newcomer's share; the newcomer adopts them.
+    const firstShare = await eventually('the new node to own a session', async () => {
+      const [row] = await cluster!.query<{ at: Date | null }>(
+        `SELECT min(at) AS at FROM test_ownership_log WHERE owner_node = $1`,
+        [newcomer.name],
+      );
+      return row.at ?? undefined;
+    });
     await moreAcks(load, 30);
     await load.stop();
 
@@ -69,6 +75,7 @@ describeCluster('a node killed with SIGKILL mid-task', () => {
       ...figures,
       nodes: 2,
       inHandAtBoot: inHandAtBoot.size,
+      firstShareAfterBootMs: firstShare.getTime() - bootedAt.getTime(),
       sessionsMoved: (await sessionsOwnedBy(cluster, newcomer.name)).length,
     });
   });

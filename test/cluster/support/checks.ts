@@ -126,8 +126,8 @@ export async function verifyRun(
 }
 
 /**
- * A client sees, for each session, the pushes of every history record from its first one on, in
- * `seq` order, each once (`async.task.output` is not in the history and shares its predecessor's seq).
+ * A client sees, for each session, the push of every history record (streamed output included)
+ * from its first one on, in `seq` order, each once.
  */
 async function expectEveryPush(cluster: Cluster, node: ClusterNode, sessions: string[]): Promise<void> {
   const last = await cluster.query<{ session_id: string; seq: number }>(
@@ -137,7 +137,7 @@ async function expectEveryPush(cluster: Cluster, node: ClusterNode, sessions: st
   for (const { session_id: sessionId, seq } of last) {
     const seqsOf = () =>
       node.client.pushes
-        .filter((p) => p.name !== 'async.task.output' && p.payload?.sessionId === sessionId)
+        .filter((p) => p.payload?.sessionId === sessionId)
         .map((p) => p.payload.seq as number);
     await eventually(
       `${node.name} to receive ${sessionId}'s push ${seq}`,

@@ -15,7 +15,10 @@ export const PG_SERVER = process.env.TEST_DATABASE_URL;
  */
 export function describeCluster(name: string, fn: () => void): void {
   if (PG_SERVER) {
-    describe(name, fn);
+    describe(name, () => {
+      jest.setTimeout(180_000); // processes boot, leases expire: a guard against a hung test, not a limit
+      fn();
+    });
     return;
   }
   describe(name, () => {

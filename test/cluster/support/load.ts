@@ -90,7 +90,7 @@ export class Load {
   }
 
   /** Sends one task every `intervalMs` until {@link stop}. */
-  start(intervalMs = 40): void {
+  start(intervalMs = 80): void {
     this.timer = setInterval(() => this.sendOne(), intervalMs);
   }
 
