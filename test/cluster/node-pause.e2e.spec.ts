@@ -1,5 +1,5 @@
 import { Cluster, describeCluster } from './support/cluster';
-import { percentile, report, verifyRun } from './support/checks';
+import { eventually, percentile, report, verifyRun } from './support/checks';
 import { AGENT, Load } from './support/load';
 import { dbNow, sessionsOwnedBy } from './support/ownership';
 import { inFlightAt, moreAcks, nodeWithItemInHand, takenOver } from './support/steps';
@@ -35,6 +35,10 @@ describeCluster('a node paused (SIGSTOP) past its lease, then resumed (SIGCONT)'
     victim.server.signal('SIGCONT');
     // It wakes up with its items' timers overdue and tries to go on: its health answers once it runs again.
     await expect(fetch(`${victim.server.url}/health`).then((r) => r.status)).resolves.toBe(200);
+    // …and finds out that it lost them, which it says.
+    const why = await eventually('the resumed node to say it lost its sessions', () =>
+      Promise.resolve(/Lost the lease of .*|Refused a write for session .*/.exec(victim.server.output)?.[0]),
+    );
     await moreAcks(load, 30);
     await load.stop();
 
@@ -48,6 +52,7 @@ describeCluster('a node paused (SIGSTOP) past its lease, then resumed (SIGCONT)'
       nodes: 3,
       lostSessions: lost.length,
       inFlight: inFlight.size,
+      resumedNodeSaid: why,
       takeoverMs: { p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times) },
     });
   });
