@@ -9,7 +9,7 @@ describeCluster('a rolling restart of all three nodes under load', () => {
 
   afterAll(() => cluster?.close());
 
-  it('replaces every node (new one up, old one SIGTERM) without losing or repeating a task', async () => {
+  it('replaces every node (new one up, old one SIGTERM) without losing a task or completing one twice', async () => {
     cluster = await Cluster.start(3);
     const load = await Load.setUp(cluster, { sessions: 6, delayMs: 250 });
     load.start();

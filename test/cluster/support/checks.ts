@@ -7,7 +7,7 @@ import { ownershipOverlaps } from './ownership';
 export async function eventually<T>(
   what: string,
   check: () => Promise<T | undefined>,
-  guardMs = 90_000,
+  guardMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + guardMs;
   for (;;) {
