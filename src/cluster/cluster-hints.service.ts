@@ -5,7 +5,14 @@ import { AppConfig } from 'src/config/app-config';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { query } from 'src/database/sql';
 import { ClusterListener } from './cluster-listener';
-import { CLUSTER_CHANNEL, ClusterMessage, MAX_NOTIFY_BYTES, SessionHint } from './cluster.types';
+import { chunkText } from './chunk-text';
+import {
+  CLUSTER_CHANNEL,
+  ClusterMessage,
+  EphemeralPush,
+  MAX_NOTIFY_BYTES,
+  SessionHint,
+} from './cluster.types';
 import { NodeIdentity } from './node-identity';
 
 /**
@@ -22,6 +29,7 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   private readonly sessions = new Subject<SessionHint>();
   private readonly leases = new Subject<{ to?: string }>();
   private readonly reconnects = new Subject<void>();
+  private readonly pushes = new Subject<EphemeralPush>();
   private listener?: ClusterListener;
   /** Hints from the other nodes about sessions (this node's own changes are delivered in-process). */
   readonly remote$: Observable<SessionHint> = this.sessions.asObservable();
@@ -29,6 +37,8 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   readonly leases$: Observable<{ to?: string }> = this.leases.asObservable();
   /** The LISTEN connection came back after a drop: hints may have been missed. */
   readonly reconnected$: Observable<void> = this.reconnects.asObservable();
+  /** Ephemeral pushes made on the other nodes, for this node's subscribers. */
+  readonly ephemeral$: Observable<EphemeralPush> = this.pushes.asObservable();
   readonly enabled: boolean;
 
   constructor(
@@ -66,7 +76,9 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
       this.pending.set(tx, hint);
     }
     if (change.seq) {
-      hint.seq = hint.seq ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])] : change.seq;
+      hint.seq = hint.seq
+        ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])]
+        : change.seq;
     }
     for (const agentId of change.work ?? []) {
       if (!(hint.work ??= []).includes(agentId)) {
@@ -100,6 +112,34 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /**
+   * Sends a push that has no history row (e.g. `async.task.output`) to the other nodes, at once and
+   * outside any transaction. A `delta` too long for one NOTIFY goes as several consecutive pushes.
+   */
+  async sendEphemeral(push: EphemeralPush): Promise<void> {
+    if (!this.enabled) {
+      return;
+    }
+    const { delta, ...rest } = push.payload;
+    const envelope = { t: 'push' as const, o: this.node.id, sessionId: push.sessionId, type: push.type };
+    const pieces =
+      typeof delta === 'string'
+        ? chunkText(
+            delta,
+            MAX_NOTIFY_BYTES -
+              Buffer.byteLength(JSON.stringify({ ...envelope, payload: { ...rest, delta: '' } })),
+          ).map((d) => ({ ...rest, delta: d }))
+        : [push.payload];
+    await this.db.read(async (tx) => {
+      for (const payload of pieces) {
+        await query(tx, `SELECT pg_notify($1, $2)`, [
+          CLUSTER_CHANNEL,
+          JSON.stringify({ ...envelope, payload }),
+        ]);
+      }
+    });
+  }
+
   private async notify(tx: Tx, message: ClusterMessage): Promise<void> {
     let payload = JSON.stringify(message);
     if (Buffer.byteLength(payload) > MAX_NOTIFY_BYTES && message.t === 'session') {
@@ -124,6 +164,8 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     if (message.t === 'session') {
       const { t: _t, o: _o, ...hint } = message;
       this.sessions.next(hint);
+    } else if (message.t === 'push') {
+      this.pushes.next({ sessionId: message.sessionId, type: message.type, payload: message.payload });
     } else if (message.t === 'leases' && (message.to === undefined || message.to === this.node.id)) {
       this.leases.next({ to: message.to });
     }

@@ -69,7 +69,9 @@ export class ClusterListener {
       client.removeAllListeners('end');
       client.end().catch(() => undefined);
       if (this.retry === undefined) {
-        this.logger.warn(`LISTEN connection lost${err ? ` (${err instanceof Error ? err.message : 'error'})` : ''}; reconnecting`);
+        this.logger.warn(
+          `LISTEN connection lost${err ? ` (${err instanceof Error ? err.message : 'error'})` : ''}; reconnecting`,
+        );
         this.retry = setTimeout(() => {
           this.retry = undefined;
           // Marked as having connected, so the reconnect resyncs even if the first connect failed.

@@ -18,9 +18,17 @@ export interface SessionHint {
   timers?: boolean;
 }
 
+/** A push that is not in the history (streamed model text): sent to every node as it happens. */
+export interface EphemeralPush {
+  sessionId: string;
+  type: string;
+  payload: Record<string, unknown>;
+}
+
 /** Messages on the cluster channel. */
 export type ClusterMessage =
   | ({ t: 'session'; o: string } & SessionHint)
+  | ({ t: 'push'; o: string } & EphemeralPush)
   /** Leases changed hands: `to` was given one (or, without `to`, some were handed back for anyone to take). */
   | { t: 'leases'; o: string; to?: string };
 

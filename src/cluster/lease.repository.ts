@@ -31,7 +31,9 @@ export class LeaseRepository {
 
   /** Forgets nodes silent for `ms` (their leases expired long ago). */
   async forgetNodes(tx: Tx, ms: number): Promise<void> {
-    await query(tx, `DELETE FROM node WHERE heartbeat < clock_timestamp() - $1 * interval '1 millisecond'`, [ms]);
+    await query(tx, `DELETE FROM node WHERE heartbeat < clock_timestamp() - $1 * interval '1 millisecond'`, [
+      ms,
+    ]);
   }
 
   /** The embedded database has one process: any other node row is a previous life of it. */
@@ -100,6 +102,17 @@ export class LeaseRepository {
        WHERE l.session_id = r.session_id AND l.epoch = r.epoch AND l.owner_node = $1
        RETURNING l.session_id`,
       [nodeId, leases.map((l) => l.sessionId), leases.map((l) => l.epoch)],
+    );
+    return rows.length;
+  }
+
+  /** Hands back every lease the node has, including any given to it that it had not taken up yet. */
+  async releaseAll(tx: Tx, nodeId: string): Promise<number> {
+    const rows = await query<{ session_id: string }>(
+      tx,
+      `UPDATE session_lease SET owner_node = NULL, expires_at = clock_timestamp()
+       WHERE owner_node = $1 RETURNING session_id`,
+      [nodeId],
     );
     return rows.length;
   }

@@ -92,16 +92,16 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
 
   /** After every loop has put its work back: hands every lease back and leaves the cluster. */
   async beforeApplicationShutdown(): Promise<void> {
-    const leases = this.leases([...this.held.keys()]);
     try {
-      await this.letGo(leases.map((l) => l.sessionId));
-      await this.db.transaction(async (tx) => {
-        await this.repo.release(tx, this.node.id, leases);
+      await this.letGo([...this.held.keys()]);
+      const released = await this.db.transaction(async (tx) => {
+        const n = await this.repo.releaseAll(tx, this.node.id);
         await this.repo.removeNode(tx, this.node.id);
         await this.hints.notifyLeases(tx);
+        return n;
       });
-      if (leases.length > 0) {
-        this.logger.log(`Handed back ${leases.length} session lease(s)`);
+      if (released > 0) {
+        this.logger.log(`Handed back ${released} session lease(s)`);
       }
     } catch (err) {
       this.logger.warn(`Could not hand the leases back (${String(err)}); they expire on their own`);
@@ -242,9 +242,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     } catch (err) {
       this.logger.warn(`Taking over ${ids.length} session(s) failed (${String(err)}); handing them back`);
       ids.forEach((id) => this.held.delete(id));
-      await this.db
-        .transaction((tx) => this.repo.release(tx, this.node.id, leases))
-        .catch(() => undefined); // they expire on their own
+      await this.db.transaction((tx) => this.repo.release(tx, this.node.id, leases)).catch(() => undefined); // they expire on their own
       return;
     }
     for (const l of leases) {
@@ -254,7 +252,9 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       }
     }
     for (const owner of this.owners) {
-      await owner.serve?.(ids).catch((err: unknown) => this.logger.warn(`Serving sessions failed: ${String(err)}`));
+      await owner
+        .serve?.(ids)
+        .catch((err: unknown) => this.logger.warn(`Serving sessions failed: ${String(err)}`));
     }
   }
 
@@ -270,7 +270,9 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       }
     }
     for (const owner of this.owners) {
-      await owner.release?.(ids).catch((err: unknown) => this.logger.warn(`Releasing sessions failed: ${String(err)}`));
+      await owner
+        .release?.(ids)
+        .catch((err: unknown) => this.logger.warn(`Releasing sessions failed: ${String(err)}`));
     }
     ids.forEach((id) => this.held.delete(id));
   }

@@ -15,6 +15,10 @@ export class NodeIdentity {
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.id =
       config.nodeId ??
-      `${hostname().replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 32) || 'node'}-${process.pid}-${randomBytes(3).toString('hex')}`;
+      `${
+        hostname()
+          .replace(/[^A-Za-z0-9_.-]/g, '')
+          .slice(0, 32) || 'node'
+      }-${process.pid}-${randomBytes(3).toString('hex')}`;
   }
 }

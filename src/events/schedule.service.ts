@@ -60,7 +60,9 @@ export class ScheduleService implements SessionOwner, OnModuleInit, OnModuleDest
       if (h.timers && this.leases.isServing(h.sessionId)) {
         void this.release([h.sessionId])
           .then(() => this.serve([h.sessionId]))
-          .catch((err: unknown) => this.logger.warn(`Re-arming schedules of ${h.sessionId} failed: ${String(err)}`));
+          .catch((err: unknown) =>
+            this.logger.warn(`Re-arming schedules of ${h.sessionId} failed: ${String(err)}`),
+          );
       }
     });
   }

@@ -7,7 +7,14 @@ import { SessionRepository } from './session.repository';
 import { SessionsService } from './sessions.service';
 
 @Module({
-  providers: [SessionRepository, HistoryRepository, HistoryService, SessionsService, NotificationBus, PushFanout],
+  providers: [
+    SessionRepository,
+    HistoryRepository,
+    HistoryService,
+    SessionsService,
+    NotificationBus,
+    PushFanout,
+  ],
   exports: [SessionRepository, HistoryService, SessionsService, NotificationBus],
 })
 export class SessionsModule {}

@@ -47,13 +47,18 @@ export class TestDatabase {
  * A started, migrated DatabaseService on a fresh {@link TestDatabase}, for specs that test the
  * repositories without the app. `close()` shuts it down and drops the data.
  */
-export async function openTestDatabase(): Promise<{ db: DatabaseService; close: () => Promise<void> }> {
+export async function openTestDatabase(): Promise<{
+  db: DatabaseService;
+  databaseUrl: string | undefined;
+  close: () => Promise<void>;
+}> {
   Logger.overrideLogger(['error', 'warn']);
   const testDb = await TestDatabase.create();
   const db = new DatabaseService(loadConfig({ DATA_DIR: testDb.dataDir, DATABASE_URL: testDb.databaseUrl }));
   await db.onModuleInit();
   return {
     db,
+    databaseUrl: testDb.databaseUrl,
     close: async () => {
       await db.onApplicationShutdown();
       await testDb.destroy();

@@ -1,4 +1,11 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnModuleDestroy,
+  OnModuleInit,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { Subscription } from 'rxjs';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
@@ -24,7 +31,9 @@ import { AgentWorker } from './agent-worker.service';
  * is the backstop for a lost signal.
  */
 @Injectable()
-export class AgentRuntimeService implements SessionOwner, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+export class AgentRuntimeService
+  implements SessionOwner, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy
+{
   private readonly logger = new Logger(AgentRuntimeService.name);
   private readonly loops = new Map<string, AgentLoop>();
   private subscriptions: Subscription[] = [];
