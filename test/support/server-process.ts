@@ -94,7 +94,7 @@ export class ServerProcess {
   static spawn(name: string, env: Record<string, string>): ServerProcess {
     const child = spawn(process.execPath, [MAIN], {
       cwd: ROOT,
-      env: { ...baseEnv(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'log', ...env },
+      env: { ...baseEnv(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'log', NO_COLOR: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new ServerProcess(name, child);

@@ -67,12 +67,26 @@ export async function verifyRun(
 ): Promise<RunFigures> {
   await settled(cluster, load.sessions);
   const ids = load.ackedIds();
-  const items = await cluster.query<{ id: string; state: string; attempts: number; prompt: string }>(
-    `SELECT id, state, attempts, prompt FROM work_item WHERE session_id = ANY($1) AND agent_id = $2`,
+  const items = await cluster.query<{
+    id: string;
+    state: string;
+    attempts: number;
+    prompt: string;
+    error: unknown;
+  }>(
+    `SELECT id, state, attempts, prompt, error FROM work_item WHERE session_id = ANY($1) AND agent_id = $2`,
     [load.sessions, AGENT],
   );
   const byId = new Map(items.map((i) => [i.id, i]));
-  const lost = ids.filter((id) => byId.get(id)?.state !== 'done');
+  // An acknowledged task that did not end `done` (failed, or gone) is lost work; shown with why it ended.
+  const lost = ids
+    .filter((id) => byId.get(id)?.state !== 'done')
+    .map((id) => {
+      const item = byId.get(id);
+      return item
+        ? `${id} ${item.state} after ${item.attempts} attempt(s): ${JSON.stringify(item.error)}`
+        : `${id} missing`;
+    });
 
   const completions = await cluster.query<{ task_id: string; n: number }>(
     `SELECT payload->>'taskId' AS task_id, count(*)::int AS n FROM history
