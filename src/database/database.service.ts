@@ -189,7 +189,8 @@ function isConnectionError(err: unknown): boolean {
     return true;
   }
   // "not currently accepting connections" (55000, a database closed to connections) is only raised at connect.
-  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|not currently accepting connections/i.test(
+  // TypeORM's "query runner already released" errors follow a connection the server terminated mid-transaction.
+  return /Connection terminated|query runner (was )?already released|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|not currently accepting connections/i.test(
     err.message,
   );
 }

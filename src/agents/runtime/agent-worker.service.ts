@@ -93,6 +93,10 @@ export class AgentWorker {
     } catch (err) {
       if (signal.aborted) {
         await this.abandon(agent, item, usage);
+      } else if (err instanceof RpcError && err.reason === 'unavailable') {
+        // A tool's write met a database away or a lease lost: the item stays running and is put back
+        // (by the backstop here, or by the session's next owner); failing it would lose acknowledged work.
+        throw err;
       } else {
         await this.fail(agent, item, err, usage);
       }
