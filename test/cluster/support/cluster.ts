@@ -34,7 +34,7 @@ export function describeCluster(name: string, fn: () => void): void {
  * attempts enough that a rolling restart cannot exhaust an item's tries.
  */
 export const NODE_ENV: Record<string, string> = {
-  LEASE_TTL_MS: '2000',
+  LEASE_TTL_MS: process.env.FAULT_LEASE_TTL_MS ?? '2000', // FAULT_LEASE_TTL_MS=10000: the default's figures
   POLL_INTERVAL_MS: '500',
   MAX_ATTEMPTS: '20',
   LOG_LEVEL: 'log',
