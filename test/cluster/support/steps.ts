@@ -20,11 +20,19 @@ export async function itemsRunningIn(cluster: Cluster, sessions: string[]): Prom
   return new Set(rows.map((r) => r.id));
 }
 
-/** A live node that owns a session with an item in hand (the victim of a fault "mid-task"). */
+/**
+ * A live node that owns a session with an item just taken (started under 100 ms ago, so still in hand
+ * for a good while of its step): the victim of a fault "mid-task".
+ */
 export function nodeWithItemInHand(cluster: Cluster, candidates = cluster.live()): Promise<ClusterNode> {
   return eventually('a node with an item in hand', async () => {
     for (const node of candidates) {
-      if ((await itemsRunningIn(cluster, await sessionsOwnedBy(cluster, node.name))).size > 0) {
+      const [{ n }] = await cluster.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM work_item
+          WHERE session_id = ANY($1) AND state = 'running' AND started_at > clock_timestamp() - interval '100 ms'`,
+        [await sessionsOwnedBy(cluster, node.name)],
+      );
+      if (n > 0) {
         return node;
       }
     }
