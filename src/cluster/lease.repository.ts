@@ -59,6 +59,21 @@ export class LeaseRepository {
     return rows.map(toLease);
   }
 
+  /**
+   * Takes up, with a new epoch, leases that name this node but that it did not know it had: given to
+   * it by another node, or left by its previous life under the same NODE_ID (whose writes the new
+   * epoch now refuses).
+   */
+  async takeUp(tx: Tx, nodeId: string, sessionIds: string[]): Promise<Lease[]> {
+    const rows = await query<LeaseRow>(
+      tx,
+      `UPDATE session_lease SET epoch = epoch + 1
+       WHERE owner_node = $1 AND session_id = ANY($2::text[]) RETURNING session_id, epoch`,
+      [nodeId, sessionIds],
+    );
+    return rows.map(toLease);
+  }
+
   /** Live nodes (a heartbeat within `ttlMs`) and sessions, for each node's fair share. */
   async census(tx: Tx, ttlMs: number): Promise<{ nodes: number; sessions: number }> {
     const row = await queryOne<{ nodes: number | string; sessions: number | string }>(

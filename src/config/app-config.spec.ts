@@ -22,6 +22,7 @@ describe(loadConfig.name, () => {
       conversationWindow: 40,
       conversationWindowTokens: undefined,
       leaseTtlMs: 10_000,
+      shutdownGraceMs: 0,
       nodeId: undefined,
     });
   });
@@ -66,9 +67,10 @@ describe(loadConfig.name, () => {
   });
 
   it('reads the lease TTL and the node id of several servers, and refuses a TTL too short to renew', () => {
-    expect(loadConfig({ LEASE_TTL_MS: '2000', NODE_ID: 'node-a' })).toMatchObject({
+    expect(loadConfig({ LEASE_TTL_MS: '2000', NODE_ID: 'node-a', SHUTDOWN_GRACE_MS: '5000' })).toMatchObject({
       leaseTtlMs: 2000,
       nodeId: 'node-a',
+      shutdownGraceMs: 5000,
     });
     expect(() => loadConfig({ LEASE_TTL_MS: '10' })).toThrow(/LEASE_TTL_MS: /);
     expect(() => loadConfig({ NODE_ID: 'a b' })).toThrow(/NODE_ID: /);

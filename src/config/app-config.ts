@@ -46,6 +46,7 @@ const envSchema = z.object({
   CONVERSATION_WINDOW: intFromEnv(40, 2, 10_000),
   CONVERSATION_WINDOW_TOKENS: z.coerce.number().int().min(100).optional(),
   LEASE_TTL_MS: intFromEnv(10_000, 500, 600_000),
+  SHUTDOWN_GRACE_MS: intFromEnv(0, 0, 600_000),
   NODE_ID: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')
@@ -84,6 +85,8 @@ export interface AppConfig {
   conversationWindowTokens: number | undefined;
   /** Several servers: how long a node's ownership of a session lasts without renewal (renewed every third of it). */
   leaseTtlMs: number;
+  /** On shutdown, how long items in hand may run to their end before they are abandoned (and retried elsewhere). */
+  shutdownGraceMs: number;
   /** This process's name among the nodes; a random one when unset. */
   nodeId: string | undefined;
 }
@@ -120,6 +123,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     conversationWindow: e.CONVERSATION_WINDOW,
     conversationWindowTokens: e.CONVERSATION_WINDOW_TOKENS,
     leaseTtlMs: e.LEASE_TTL_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     nodeId: e.NODE_ID,
   };
 }

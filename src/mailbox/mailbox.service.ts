@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
-import { DatabaseService, Tx } from 'src/database/database.service';
+import { Tx } from 'src/database/database.service';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentSignals } from './agent-signals';
 import { MailRepository, NewMail } from './mail.repository';
@@ -16,7 +16,6 @@ import { NewWorkItem, WorkItemRepository } from './work-item.repository';
 @Injectable()
 export class MailboxService {
   constructor(
-    private readonly db: DatabaseService,
     private readonly items: WorkItemRepository,
     private readonly mail: MailRepository,
     private readonly history: HistoryService,

@@ -155,65 +155,66 @@ if (server) {
       expect(events.slice(0, pushed.length).map((e: { seq: number }) => e.seq)).toEqual(pushed);
     });
 
-    it("takes a killed node's sessions over after the lease runs out and runs the interrupted item again", async () => {
-      const onB = await connect(b);
-      // node-b's first session of this test lands on whichever node has fewer; make sure node-b runs it.
-      let sessionId = '';
-      for (;;) {
-        sessionId = await startSession(onB, newSessionId('doomed'));
-        if ((await probe.lease(sessionId))?.owner === 'node-b') {
-          break;
-        }
-      }
-      await createScripted(onB, sessionId, 'worker', worker);
-      const onA = await connect(a);
-      await onA.ok('session.subscribe', { sessionId });
-      const brief = await onA.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
-      await onA.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
-      const queued = await onA.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'after' });
+    /**
+     * A session with a step in hand, on two clients (one per live node), and the node that runs it:
+     * read once the step has started, since a node over its share may hand an idle session over.
+     */
+    async function busySession(prefix: string) {
+      const [x, y] = nodes.filter((n) => n.alive);
+      const onX = await connect(x);
+      const onY = await connect(y);
+      const sessionId = await startSession(onX, newSessionId(prefix));
+      await onY.ok('session.subscribe', { sessionId });
+      await createScripted(onX, sessionId, 'worker', worker);
+      const brief = await onX.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
+      await onX.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+      const lease = await probe.lease(sessionId);
+      const [owner, survivor, watcher] = lease?.owner === x.id ? [x, y, onY] : [y, x, onX];
+      return { sessionId, taskId: brief.taskId as string, owner, survivor, watcher };
+    }
 
-      await b.signal('SIGKILL');
-      await expect(onA.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({
+    it("takes a killed node's sessions over after the lease runs out and runs the interrupted item again", async () => {
+      const { sessionId, taskId, owner, survivor, watcher } = await busySession('doomed');
+      const queued = await watcher.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'after' });
+
+      await owner.signal('SIGKILL');
+      await expect(watcher.waitForTaskEnd(taskId)).resolves.toMatchObject({
         name: 'async.task.completed',
         payload: { result: { final: 'brief done' } },
       });
-      await expect(onA.waitForTaskEnd(queued.taskId)).resolves.toMatchObject({
+      await expect(watcher.waitForTaskEnd(queued.taskId)).resolves.toMatchObject({
         name: 'async.task.completed',
       });
-      expect((await probe.lease(sessionId))?.owner).toBe('node-a');
-      await expect(probe.attempts(brief.taskId)).resolves.toBe(2);
-      expect(onA.of('async.task.completed').filter((p) => p.taskId === brief.taskId)).toHaveLength(1);
-      const pushed = seqs(onA.pushes, sessionId);
+      expect((await probe.lease(sessionId))?.owner).toBe(survivor.id);
+      await expect(probe.attempts(taskId)).resolves.toBe(2);
+      expect(watcher.of('async.task.completed').filter((p) => p.taskId === taskId)).toHaveLength(1);
+      const pushed = seqs(watcher.pushes, sessionId);
       expect(new Set(pushed).size).toBe(pushed.length);
     });
 
     it('fences a node paused past its lease: it commits nothing more for the session it lost', async () => {
       const c = await start('node-c');
-      const onC = await connect(c);
-      let sessionId = '';
-      do {
-        sessionId = await startSession(onC, newSessionId('paused'));
-      } while ((await probe.lease(sessionId))?.owner !== 'node-a');
-      await createScripted(onC, sessionId, 'worker', worker);
-      const brief = await onC.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
-      await onC.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+      const { sessionId, taskId, owner, survivor, watcher } = await busySession('paused');
 
-      const sinceC = c.logs.length;
-      a.child.kill('SIGSTOP'); // mid-step, past the TTL
-      await c.waitForLog(/Took over \d+ session/, 30_000, sinceC);
-      await expect(onC.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
-      const sinceA = a.logs.length;
-      a.child.kill('SIGCONT');
+      const sinceSurvivor = survivor.logs.length;
+      owner.child.kill('SIGSTOP'); // mid-step, past the TTL
+      await survivor.waitForLog(/Took over \d+ session/, 30_000, sinceSurvivor);
+      await expect(watcher.waitForTaskEnd(taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+      const sinceOwner = owner.logs.length;
+      owner.child.kill('SIGCONT');
       // Its step ends and its commit is refused; then it notices the loss and closes the loop.
-      await a.waitForLog(new RegExp(`Refused a write for session ${sessionId}`), 30_000, sinceA);
-      await a.waitForLog(/Lost the lease of \d+ session/, 30_000, sinceA);
+      await owner.waitForLog(new RegExp(`Refused a write for session ${sessionId}`), 30_000, sinceOwner);
+      await owner.waitForLog(/Lost the lease of \d+ session/, 30_000, sinceOwner);
 
-      expect((await probe.lease(sessionId))?.owner).toBe('node-c');
-      await expect(probe.attempts(brief.taskId)).resolves.toBe(2);
+      expect((await probe.lease(sessionId))?.owner).toBe(survivor.id);
+      await expect(probe.attempts(taskId)).resolves.toBe(2);
       await expect(probe.historyCount(sessionId, 'async.task.completed')).resolves.toBe(1);
-      const after = await onC.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'after' });
-      await expect(onC.waitForTaskEnd(after.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
-      expect(onC.of('async.task.completed').filter((p) => p.taskId === brief.taskId)).toHaveLength(1);
+      const after = await watcher.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'after' });
+      await expect(watcher.waitForTaskEnd(after.taskId)).resolves.toMatchObject({
+        name: 'async.task.completed',
+      });
+      expect(watcher.of('async.task.completed').filter((p) => p.taskId === taskId)).toHaveLength(1);
+      expect(c.alive).toBe(true);
     });
 
     it('keeps a schedule firing once per run when its owner dies', async () => {
@@ -246,7 +247,7 @@ if (server) {
     });
   });
 
-  describe('a node shut down with SIGTERM', () => {
+  describe('a node that leaves and comes back', () => {
     let db: TestDatabase;
     let probe: ClusterProbe;
     let first: NodeProcess | undefined;
@@ -293,6 +294,71 @@ if (server) {
         });
       }
     });
+
+    it('restarted after a kill with the same NODE_ID, takes its own sessions back at once', async () => {
+      const env = { LEASE_TTL_MS: '600000' };
+      let node = await NodeProcess.start(db, 'node-again', env);
+      const onNode = await TestClient.connect(node.url);
+      let sessionId = '';
+      do {
+        sessionId = await startSession(onNode, newSessionId('again'));
+      } while ((await probe.lease(sessionId))?.owner !== 'node-again');
+      await createScripted(onNode, sessionId, 'worker', worker);
+      const brief = await onNode.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'brief job' });
+      await onNode.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+      onNode.close();
+      await node.signal('SIGKILL');
+
+      node = await NodeProcess.start(db, 'node-again', env);
+      try {
+        const again = await TestClient.connect(node.url);
+        await again.ok('session.subscribe', { sessionId });
+        await expect(again.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        await expect(probe.attempts(brief.taskId)).resolves.toBe(2);
+        // Taken up with a new epoch: a zombie under the same name could not commit.
+        expect((await probe.lease(sessionId))?.epoch).toBeGreaterThan(1);
+        again.close();
+      } finally {
+        await node.signal('SIGKILL');
+      }
+    });
+
+    it('with SHUTDOWN_GRACE_MS, lets the item in hand finish before it hands the session over', async () => {
+      const env = { LEASE_TTL_MS: '600000', SHUTDOWN_GRACE_MS: '60000' };
+      const leaving = await NodeProcess.start(db, 'node-graceful', env);
+      const staying = await NodeProcess.start(db, 'node-staying', env);
+      const onStaying = await TestClient.connect(staying.url);
+      try {
+        let sessionId = '';
+        do {
+          sessionId = await startSession(onStaying, newSessionId('graceful'));
+        } while ((await probe.lease(sessionId))?.owner !== 'node-graceful');
+        await createScripted(onStaying, sessionId, 'worker', worker);
+        const brief = await onStaying.ok('async.sendTask', {
+          sessionId,
+          agentId: 'worker',
+          prompt: 'brief job',
+        });
+        await onStaying.waitFor('async.task.started', (p) => p.taskId === brief.taskId);
+        const next = await onStaying.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'next' });
+
+        await leaving.signal('SIGTERM');
+        await expect(onStaying.waitForTaskEnd(brief.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        await expect(probe.attempts(brief.taskId)).resolves.toBe(1); // finished where it started
+        await expect(onStaying.waitForTaskEnd(next.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+        });
+        expect((await probe.lease(sessionId))?.owner).toBe('node-staying');
+      } finally {
+        onStaying.close();
+        await leaving.signal('SIGKILL');
+        await staying.signal('SIGKILL');
+      }
+    });
   });
 }
 
@@ -326,6 +392,11 @@ describe('one node (the embedded database, or a lone server)', () => {
     const sessionId = await startSession(client, newSessionId('alone'));
     await createScripted(client, sessionId, 'worker', worker);
     await expect(leaseOf(sessionId)).resolves.toEqual({ owner: sut.app.get(LeaseService).nodeId, epoch: 1 });
+    const health = await fetch(`${sut.url}/health`);
+    await expect(health.json()).resolves.toMatchObject({
+      status: 'ok',
+      node: { id: sut.app.get(LeaseService).nodeId, sessions: expect.any(Number) },
+    });
 
     client.close();
     await sut.stop();

@@ -53,9 +53,20 @@ export class AgentLoop {
     return this.running;
   }
 
-  /** Stops taking work, abandons the item in hand and waits for the loop to settle. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking work, abandons the item in hand and waits for the loop to settle. With `graceMs`,
+   * the item in hand first gets that long (on the wall clock: shutdown is not simulated time) to end.
+   */
+  async close(graceMs = 0): Promise<void> {
     this.closed = true;
+    if (graceMs > 0 && this.running) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.draining,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
     this.abort();
     await this.draining;
     this.subscription.unsubscribe();

@@ -76,7 +76,8 @@ export class AgentRuntimeService
       this.scheduler.deleteInterval(BACKSTOP);
     }
     this.subscriptions.forEach((s) => s.unsubscribe());
-    await Promise.all([...this.loops.values()].map((l) => l.close()));
+    // Items in hand may finish first (SHUTDOWN_GRACE_MS), so a rolling restart repeats nothing.
+    await Promise.all([...this.loops.values()].map((l) => l.close(this.config.shutdownGraceMs)));
     this.loops.clear();
   }
 
