@@ -75,18 +75,23 @@ export async function ownershipIntervals(cluster: Cluster): Promise<OwnershipInt
   }));
 }
 
-/** Pairs of intervals of one session that overlap: moments with two owners (must be none). */
+/**
+ * Pairs of intervals of one session, held by two different nodes, that overlap: moments with two
+ * owners (must be none). One node may hold two epochs at once: a node takes up a lease it was given
+ * (or held in a previous life under the same NODE_ID) with a new epoch, which fences the old one.
+ */
 export async function ownershipOverlaps(cluster: Cluster): Promise<string[]> {
   const intervals = await ownershipIntervals(cluster);
   const overlaps: string[] = [];
-  for (let i = 1; i < intervals.length; i++) {
-    const [a, b] = [intervals[i - 1], intervals[i]];
-    if (a.sessionId === b.sessionId && b.from < a.until) {
-      overlaps.push(
-        `${a.sessionId}: ${a.owner}@${a.epoch} until ${a.until.toISOString()} overlaps ${b.owner}@${b.epoch} from ${b.from.toISOString()}`,
-      );
+  intervals.forEach((b, i) => {
+    for (const a of intervals.slice(0, i)) {
+      if (a.sessionId === b.sessionId && a.owner !== b.owner && b.from < a.until) {
+        overlaps.push(
+          `${a.sessionId}: ${a.owner}@${a.epoch} until ${a.until.toISOString()} overlaps ${b.owner}@${b.epoch} from ${b.from.toISOString()}`,
+        );
+      }
     }
-  }
+  });
   return overlaps;
 }
 
