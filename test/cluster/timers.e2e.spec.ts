@@ -22,9 +22,8 @@ describeCluster('200 sleep timers due within one second while their owner is kil
 
   it('fires each exactly once on the new owner: every agent wakes once and runs its queued task once', async () => {
     // 5 s, not the 2 s of the other fault tests: 200 wake-ups of one session at once queue up on its row
-    // lock, and with 2 s the new owner's own lease renewal waits behind them long enough to lapse; its
-    // fence then refuses its writes and woken tasks run (and mail) twice. An open finding: see
-    // docs/reliability.md.
+    // lock, and on a loaded machine a 2 s lease of the new owner lapsed behind them (its fence then refused
+    // its own writes and woken tasks ran twice). See docs/reliability.md, "Open findings".
     cluster = await Cluster.start(2, { env: { LEASE_TTL_MS: '5000' } });
     const [first, second] = cluster.nodes;
     const sessionId = newSessionId('timers');
