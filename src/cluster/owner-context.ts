@@ -15,6 +15,11 @@ export class OwnerContext {
     return this.storage.run(sessionId, fn);
   }
 
+  /** Runs `fn` outside any owner's work (for background work started from inside it). */
+  outside<T>(fn: () => T): T {
+    return this.storage.exit(fn);
+  }
+
   /** The session whose owner's work is running here, if any. */
   current(): string | undefined {
     return this.storage.getStore();
