@@ -25,6 +25,7 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
   private readonly logger = new Logger(RpcGateway.name);
   @WebSocketServer() private server!: Server;
   private subscription?: Subscription;
+  private ephemeral?: Subscription;
 
   constructor(
     private readonly dispatcher: RpcDispatcher,
@@ -48,6 +49,9 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
     });
     this.subscription = this.bus.records$.subscribe((r) =>
       server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)),
+    );
+    this.ephemeral = this.bus.ephemeral$.subscribe((p) =>
+      server.to(sessionRoom(p.sessionId)).emit(p.type, { ...p.payload, sessionId: p.sessionId }),
     );
   }
 
@@ -73,6 +77,7 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
 
   onModuleDestroy(): void {
     this.subscription?.unsubscribe();
+    this.ephemeral?.unsubscribe();
   }
 }
 

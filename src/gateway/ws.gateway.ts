@@ -25,6 +25,7 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly wss: WebSocketServer;
   private readonly rooms = new Map<string, Set<WebSocket>>();
   private subscription?: Subscription;
+  private ephemeral?: Subscription;
   private server?: Server;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -58,23 +59,29 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
   onApplicationBootstrap(): void {
     this.server = this.adapterHost.httpAdapter.getHttpServer() as Server;
     this.server.on('upgrade', this.onUpgrade);
-    this.subscription = this.bus.records$.subscribe((r) => {
-      const text = JSON.stringify({ jsonrpc: '2.0', method: r.type, params: toPush(r) });
-      for (const ws of this.rooms.get(r.sessionId) ?? []) {
-        if (ws.readyState === WebSocket.OPEN) {
-          ws.send(text);
-        }
-      }
-    });
+    this.subscription = this.bus.records$.subscribe((r) => this.send(r.sessionId, r.type, toPush(r)));
+    this.ephemeral = this.bus.ephemeral$.subscribe((p) =>
+      this.send(p.sessionId, p.type, { ...p.payload, sessionId: p.sessionId }),
+    );
   }
 
   onModuleDestroy(): void {
     this.server?.off('upgrade', this.onUpgrade);
     this.subscription?.unsubscribe();
+    this.ephemeral?.unsubscribe();
     for (const ws of this.wss.clients) {
       ws.terminate();
     }
     this.wss.close();
+  }
+
+  private send(sessionId: string, method: string, params: Record<string, unknown>): void {
+    const text = JSON.stringify({ jsonrpc: '2.0', method, params });
+    for (const ws of this.rooms.get(sessionId) ?? []) {
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(text);
+      }
+    }
   }
 
   private onConnection(ws: WebSocket, principal: string): void {

@@ -39,6 +39,15 @@ export class PushFanout implements OnModuleInit, OnModuleDestroy {
           this.remote(h.sessionId, h.seq[0], h.seq[1]);
         }
       }),
+      // Streamed text, which has no history row: straight across, both ways.
+      this.hints.ephemeral$.subscribe((push) => this.bus.deliverEphemeral(push)),
+      this.bus.outgoing$.subscribe((push) => {
+        this.hints
+          .sendEphemeral(push)
+          .catch((err: unknown) =>
+            this.logger.debug(`Ephemeral push not sent to other nodes: ${String(err)}`),
+          );
+      }),
       // Hints may have been missed while the LISTEN connection was down: catch up every session seen.
       this.hints.reconnected$.subscribe(() => {
         for (const sessionId of this.cursors.keys()) {

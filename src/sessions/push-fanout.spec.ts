@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
-import { SessionHint } from 'src/cluster/cluster.types';
+import { EphemeralPush, SessionHint } from 'src/cluster/cluster.types';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { HistoryRepository } from './history.repository';
 import { NotificationBus } from './notification-bus';
@@ -20,20 +20,33 @@ describe(PushFanout.name, () => {
   let committed: HistoryRecord[];
   let pushed: number[];
   let remote: Subject<SessionHint>;
+  let remoteEphemeral: Subject<EphemeralPush>;
+  let sent: EphemeralPush[];
+  let ephemeral: EphemeralPush[];
+  let bus: NotificationBus;
   let sut: PushFanout;
 
   beforeEach(() => {
     committed = [];
     pushed = [];
     remote = new Subject();
+    remoteEphemeral = new Subject();
+    sent = [];
+    ephemeral = [];
     const db = { read: (fn: (tx: Tx) => Promise<unknown>) => fn({} as Tx) } as unknown as DatabaseService;
     const history = {
       page: (_tx: Tx, sessionId: string, after: number, limit: number) =>
         Promise.resolve(committed.filter((r) => r.sessionId === sessionId && r.seq > after).slice(0, limit)),
     } as unknown as HistoryRepository;
-    const bus = new NotificationBus();
+    bus = new NotificationBus();
     bus.records$.subscribe((r) => pushed.push(r.seq));
-    const hints = { remote$: remote, reconnected$: new Subject<void>() } as unknown as ClusterHints;
+    bus.ephemeral$.subscribe((p) => ephemeral.push(p));
+    const hints = {
+      remote$: remote,
+      ephemeral$: remoteEphemeral,
+      reconnected$: new Subject<void>(),
+      sendEphemeral: (p: EphemeralPush) => Promise.resolve(void sent.push(p)),
+    } as unknown as ClusterHints;
     sut = new PushFanout(db, history, bus, hints);
     sut.onModuleInit();
   });
@@ -75,5 +88,14 @@ describe(PushFanout.name, () => {
     remote.next({ sessionId: 's', seq: [1, 2] });
     await settled();
     expect(pushed).toEqual([1, 2]);
+  });
+
+  it('sends streamed text made here to the other nodes, and hands theirs to this node', () => {
+    const mine = { sessionId: 's', type: 'async.task.output', payload: { delta: 'here' } };
+    const theirs = { sessionId: 's', type: 'async.task.output', payload: { delta: 'there' } };
+    bus.publishEphemeral(mine);
+    remoteEphemeral.next(theirs);
+    expect(ephemeral).toEqual([mine, theirs]);
+    expect(sent).toEqual([mine]);
   });
 });

@@ -95,7 +95,7 @@ if (server) {
       );
     });
 
-    it("serves any session from any node: tasks, switches, sleep, wake and stop through the node that doesn't own it", async () => {
+    it("serves any session from any node: tasks, switches, sleep, wake, stop, broadcasts and session.stop through the node that doesn't own it", async () => {
       const onA = await connect(a);
       const sessionId = await startSession(onA, newSessionId('anywhere'));
       const { owner } = (await probe.lease(sessionId))!;
@@ -146,6 +146,39 @@ if (server) {
       await other.ok('async.cancelTask', { sessionId, taskId: slow.taskId });
       const last = await other.ok('async.sendTask', { sessionId, agentId: 'asker', prompt: 'last' });
       await other.waitForTaskEnd(last.taskId);
+
+      // A broadcast through the other node wakes the listener on the owner.
+      await createScripted(other, sessionId, 'listener', replyAll('heard {{event}}'), {
+        wakeEvents: ['ping'],
+      });
+      await expect(other.ok('async.broadcastEvent', { sessionId, event: 'ping' })).resolves.toMatchObject({
+        delivered: ['listener'],
+      });
+      await other.waitFor(
+        'async.task.completed',
+        (p) => p.sessionId === sessionId && p.agentId === 'listener' && p.result.final === 'heard ping',
+      );
+
+      // session.stop through the other node ends the step in hand on the owner too.
+      const slower = await other.ok('async.sendTask', { sessionId, agentId: 'asker', prompt: 'slow two' });
+      await other.waitFor('async.task.started', (p) => p.taskId === slower.taskId);
+      await other.ok('session.stop', { sessionId });
+      await other.ok('async.startAgent', { sessionId, agentId: 'asker' });
+      await other.waitFor(
+        'async.task.started',
+        (p) =>
+          p.taskId === slower.taskId &&
+          other.of('async.task.started').filter((s) => s.taskId === slower.taskId).length === 2,
+      );
+      await other.ok('async.cancelTask', { sessionId, taskId: slower.taskId });
+      await other.waitFor(
+        'async.agent.stateChanged',
+        (p) =>
+          p.sessionId === sessionId &&
+          p.agentId === 'asker' &&
+          p.reason === 'task_cancelled' &&
+          p.state === 'idle',
+      );
 
       // Every push reached the client on the other node, in seq order, with no gap and no duplicate.
       const { events } = await other.ok('async.getHistory', { sessionId, limit: 1000 });
