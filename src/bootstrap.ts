@@ -6,6 +6,7 @@ import { setupOpenApi } from './api/openapi';
 import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
+import { DataDirLock } from './database/data-dir-lock';
 import { MailroomIoAdapter, messageLimitBytes } from './gateway/io.adapter';
 import { MailroomLogger } from './logging/mailroom-logger';
 
@@ -14,6 +15,9 @@ export async function createApp(
   config: AppConfig,
   clock: Clock = new SystemClock(),
 ): Promise<INestApplication> {
+  if (!config.databaseUrl) {
+    DataDirLock.assertFree(config.dataDir); // refused before Nest logs a line; the database takes the lock
+  }
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, clock), {
     // Held until pino takes over, so that even the first lines come out as JSON (or pretty) at LOG_LEVEL.
     bufferLogs: true,

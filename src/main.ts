@@ -3,6 +3,7 @@ import { Logger } from '@nestjs/common';
 import { createApp } from './bootstrap';
 import { StartupError } from './common/startup-error';
 import { ConfigError, configFromProcessEnv } from './config/app-config';
+import { DataDirInUseError } from './database/data-dir-lock';
 
 async function main(): Promise<void> {
   const config = configFromProcessEnv();
@@ -17,7 +18,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  // A bad configuration or a database to fix is one clear message, not a stack trace.
-  console.error(err instanceof ConfigError || err instanceof StartupError ? err.message : err);
+  // A bad configuration, a database to fix, or a data folder another process holds, is one clear
+  // message, not a stack trace.
+  console.error(
+    err instanceof ConfigError || err instanceof StartupError || err instanceof DataDirInUseError
+      ? err.message
+      : err,
+  );
   process.exit(1);
 });

@@ -11,6 +11,7 @@ import { ensureDatabase } from './ensure-database';
 import { Metrics } from 'src/telemetry/metrics';
 import { stopwatch } from 'src/telemetry/stopwatch';
 import { inChildSpan } from 'src/telemetry/tracing';
+import { DataDirLock } from './data-dir-lock';
 import { MIGRATIONS } from './migrations';
 
 declare const txBrand: unique symbol;
@@ -58,11 +59,12 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   readonly embedded: boolean;
   private readonly lock = new Mutex();
   private readonly hooks = new WeakMap<EntityManager, Array<() => void>>();
+  private dataDirLock: DataDirLock | undefined;
 
   private readonly databaseUrl: string | undefined;
 
   constructor(
-    @Inject(APP_CONFIG) config: AppConfig,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     // Absent when a test opens the database without the app.
     @Optional() private readonly metrics?: Metrics,
   ) {
@@ -75,7 +77,16 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     if (this.databaseUrl) {
       await ensureDatabase(this.databaseUrl, this.logger);
     }
-    await this.dataSource.initialize();
+    if (this.embedded) {
+      // Before PGlite opens the files: a second process on them would abort inside the WebAssembly.
+      this.dataDirLock = DataDirLock.acquire(this.config.dataDir);
+    }
+    try {
+      await this.dataSource.initialize();
+    } catch (err) {
+      this.dataDirLock?.release();
+      throw err;
+    }
     await this.migrate();
     this.logger.log(this.embedded ? 'Embedded PGlite database ready' : 'Postgres database ready');
   }
@@ -85,6 +96,8 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     if (this.dataSource.isInitialized) {
       await this.serialized(() => this.dataSource.destroy());
     }
+    this.dataDirLock?.release();
+    this.dataDirLock = undefined;
   }
 
   /**
@@ -204,7 +217,8 @@ function isConnectionError(err: unknown): boolean {
     return true;
   }
   // "not currently accepting connections" (55000, a database closed to connections) is only raised at connect.
-  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|not currently accepting connections/i.test(
+  // TypeORM's "query runner already released" errors follow a connection the server terminated mid-transaction.
+  return /Connection terminated|query runner (was )?already released|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|PGlite is closed|not currently accepting connections/i.test(
     err.message,
   );
 }

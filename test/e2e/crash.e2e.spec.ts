@@ -1,73 +1,37 @@
-import { ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
+import { ServerProcess, ensureBuilt } from '../support/server-process';
 import { TestDatabase } from '../support/test-app';
 
-const ROOT = join(__dirname, '..', '..');
+type Running = ServerProcess & { url: string };
 
-/** The real server in its own process, on the suite's data, so that it can be killed with SIGKILL. */
-async function startServer(db: TestDatabase): Promise<{ child: ChildProcess; url: string }> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !/^(OPENAI_|MODEL_PROVIDER|DATABASE_URL|NODE_OPTIONS)/.test(k)) {
-      env[k] = v;
-    }
-  }
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      ...env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: db.dataDir,
-      ...(db.databaseUrl ? { DATABASE_URL: db.databaseUrl } : {}),
-      LOG_LEVEL: 'log',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /Mailroom listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        resolve(m[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${out}`)));
-  });
-  return { child, url };
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
+/** The real server (`node dist/main.js`) in its own process, on the suite's data, so that it can be killed with SIGKILL. */
+function startServer(db: TestDatabase): Promise<Running> {
+  return ServerProcess.start('crash', {
+    DATA_DIR: db.dataDir,
+    LEASE_TTL_MS: '2000', // on a Postgres server the restarted process takes the dead one's sessions at expiry
+    ...(db.databaseUrl ? { DATABASE_URL: db.databaseUrl } : {}),
   });
 }
 
 describe('a killed server process', () => {
   let db: TestDatabase;
-  let server: { child: ChildProcess; url: string } | undefined;
+  let server: Running | undefined;
   let client: TestClient | undefined;
 
   beforeAll(async () => {
+    ensureBuilt();
     db = await TestDatabase.create();
   });
 
   afterAll(async () => {
     client?.close();
-    if (server && server.child.exitCode === null) {
-      await kill(server.child);
-    }
+    await server?.stop('SIGKILL');
     await db.destroy();
   });
 
-  it('loses no acknowledged task: the item in hand is retried and the queue runs after restart', async () => {
+  it('interrupts the item in hand and retries it (its effect once), and runs the acknowledged queue after restart', async () => {
     server = await startServer(db);
     client = await TestClient.connect(server.url);
     const sessionId = await startSession(client, newSessionId('crash'));
@@ -77,7 +41,18 @@ describe('a killed server process', () => {
       template: 'assistant',
       config: {
         script: [
-          { when: { match: '^slow' }, do: [{ reply: 'slow done', delayMs: 1500 }] },
+          {
+            when: { match: '^slow' },
+            // The effect (mail to the user) comes after a pause in which the process is killed.
+            do: [
+              {
+                tool: 'send_mail',
+                args: { to: 'user', subject: 'effect', body: '{{prompt}}' },
+                delayMs: 3000,
+              },
+              { reply: 'slow done' },
+            ],
+          },
           { when: {}, do: [{ reply: 'done {{prompt}}' }] },
         ],
       },
@@ -90,9 +65,15 @@ describe('a killed server process', () => {
         (await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: `job ${i}` })).taskId,
       );
     }
+    // Still in hand: neither its effect nor its end has happened when the process dies.
+    const before = await client.ok('async.getHistory', { sessionId, limit: 1000 });
+    const ofSlow = (events: Array<{ type: string; payload: any }>, type: string) =>
+      events.filter((e) => e.type === type && e.payload.taskId === slow.taskId);
+    expect(ofSlow(before.events, 'async.tool.called')).toEqual([]);
+    expect(ofSlow(before.events, 'async.task.completed')).toEqual([]);
 
     client.close();
-    await kill(server.child); // mid-step, with 20 acknowledged tasks queued behind it
+    await server.stop('SIGKILL'); // mid-step, with 20 acknowledged tasks queued behind it
 
     server = await startServer(db);
     client = await TestClient.connect(server.url);
@@ -110,8 +91,20 @@ describe('a killed server process', () => {
     expect(results[0].result).toEqual({ final: 'slow done' });
     expect(results.slice(1).map((t) => t.result.final)).toEqual(queued.map((_, i) => `done job ${i}`));
 
-    // The history is still gap-free across the crash.
     const { events } = await client.ok('async.getHistory', { sessionId, limit: 1000 });
+    // The item in hand was interrupted and tried again: two starts (attempts 2), one end, one effect.
+    expect(ofSlow(events, 'async.task.started')).toHaveLength(2);
+    expect(ofSlow(events, 'async.task.completed')).toHaveLength(1);
+    expect(ofSlow(events, 'async.tool.called')).toHaveLength(1);
+    const { messages } = await client.ok('async.listMail', { sessionId, agentId: 'worker' });
+    expect(messages.filter((m: { subject: string }) => m.subject === 'effect')).toHaveLength(1);
+    // Each queued task ran once.
+    for (const taskId of queued) {
+      expect(
+        events.filter((e: any) => e.type === 'async.task.started' && e.payload.taskId === taskId),
+      ).toHaveLength(1);
+    }
+    // The history is still gap-free across the crash.
     expect(events.map((e: { seq: number }) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
   });
 });

@@ -1,7 +1,7 @@
 import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
 import { TestClient } from '../support/client';
-import { ServerProcess } from '../support/server-process';
+import { SourceServer } from '../support/source-server';
 import { TestDatabase } from '../support/test-app';
 
 const MARKER = 'PROMPT-MARKER-51c7';
@@ -18,13 +18,13 @@ interface Line {
 
 describe('logs of the server process at the default level', () => {
   let db: TestDatabase;
-  let server: ServerProcess;
+  let server: SourceServer;
   let client: TestClient;
 
   beforeAll(async () => {
     db = await TestDatabase.create();
     // stdout is a pipe here, so LOG_FORMAT=auto means JSON.
-    server = await ServerProcess.start(db, {
+    server = await SourceServer.start(db, {
       API_TOKENS: TOKEN,
       OPENAI_API_KEY: API_KEY,
       MODEL_PROVIDER: 'scripted',

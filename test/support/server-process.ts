@@ -1,105 +1,148 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestDatabase } from './test-app';
 
-const ROOT = join(__dirname, '..', '..');
+export const ROOT = join(__dirname, '..', '..');
+const MAIN = join(ROOT, 'dist', 'main.js');
+
+/** The newest modification time under `dir` (recursively), in ms. */
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
 
 /**
- * The real server (`src/main.ts`) in its own process on a suite's data, its stdout and stderr
- * captured as they come. Configuration from the test's environment is left out, so `env` is all it gets.
+ * Builds `dist/` when it is missing or older than `src/` (CI builds first, so there it is a look at
+ * some mtimes). A lock folder keeps two jest workers from building at once.
+ */
+export function ensureBuilt(): void {
+  const stale = () => {
+    try {
+      return statSync(MAIN).mtimeMs < newest(join(ROOT, 'src'));
+    } catch {
+      return true;
+    }
+  };
+  if (!stale()) {
+    return;
+  }
+  const lock = join(tmpdir(), `mailroom-build-${Buffer.from(ROOT).toString('hex').slice(-32)}`);
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // another worker builds
+    }
+  }
+  try {
+    if (stale()) {
+      execFileSync(
+        process.execPath,
+        [join(ROOT, 'node_modules', '@nestjs', 'cli', 'bin', 'nest.js'), 'build'],
+        {
+          cwd: ROOT,
+          stdio: 'pipe',
+        },
+      );
+    }
+  } finally {
+    rmdirSync(lock);
+  }
+}
+
+/** The environment a child server inherits: ours without what would change its model or database. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !/^(OPENAI_|MODEL_PROVIDER|DATABASE_URL|NODE_OPTIONS|PORT$|DATA_DIR$)/.test(k)) {
+      env[k] = v;
+    }
+  }
+  return env;
+}
+
+/**
+ * A real Mailroom server (`node dist/main.js`) in its own process, so that a test can SIGKILL,
+ * SIGSTOP or SIGTERM it. Its output is kept (`output`), and printed when it fails to start.
  */
 export class ServerProcess {
   output = '';
-  private waiters: Array<() => void> = [];
+  /** Resolves with the exit code (or the signal's name) once the process has ended. */
+  readonly exited: Promise<number | string>;
 
   private constructor(
+    readonly name: string,
     readonly child: ChildProcess,
-    readonly url: string,
-  ) {}
+  ) {
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+    );
+    const keep = (chunk: Buffer) => {
+      this.output += chunk.toString();
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+  }
 
-  static async start(db: TestDatabase, env: Record<string, string> = {}): Promise<ServerProcess> {
-    const inherited: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      if (
-        v !== undefined &&
-        !/^(OPENAI_|MODEL_PROVIDER|DATABASE_URL|NODE_OPTIONS|LOG_|OTEL_|API_TOKENS)/.test(k)
-      ) {
-        inherited[k] = v;
-      }
-    }
-    const child = spawn(process.execPath, ['-r', '@swc-node/register', 'src/main.ts'], {
+  /** Spawns a server without waiting for it (for a boot that is expected to fail). */
+  static spawn(name: string, env: Record<string, string>): ServerProcess {
+    const child = spawn(process.execPath, [MAIN], {
       cwd: ROOT,
-      env: {
-        ...inherited,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        DATA_DIR: db.dataDir,
-        ...(db.databaseUrl ? { DATABASE_URL: db.databaseUrl } : {}),
-        ...env,
-      },
+      env: { ...baseEnv(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'log', NO_COLOR: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const started: { server?: ServerProcess } = {};
-    let early = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        if (started.server) {
-          started.server.take(chunk.toString());
-          return;
-        }
-        early += chunk.toString();
-        const m = /Mailroom listening on (http:\/\/[^\s]+)/.exec(early);
+    return new ServerProcess(name, child);
+  }
+
+  /** Spawns a server and resolves once it listens. */
+  static async start(name: string, env: Record<string, string>): Promise<ServerProcess & { url: string }> {
+    const server = ServerProcess.spawn(name, env);
+    const url = await server.listening();
+    return Object.assign(server, { url });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The URL the server prints once it listens. */
+  listening(): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      const look = () => {
+        const m = /Mailroom listening on (http:\/\/[^\s]+)/.exec(this.output);
         if (m) {
-          resolve(m[1]);
+          this.child.stdout?.off('data', look);
+          resolve(m[1].replace('[::1]', '127.0.0.1'));
         }
       };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${early}`)));
-    });
-    const server = new ServerProcess(child, url);
-    started.server = server;
-    server.take(early);
-    return server;
-  }
-
-  /** Resolves once the output so far makes `found` true. */
-  waitForOutput(found: (output: string) => boolean, timeoutMs = 20_000): Promise<void> {
-    if (found(this.output)) {
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      // A guard against a hung test, not a timing assertion.
-      const timer = setTimeout(
-        () => reject(new Error(`timed out; output so far:\n${this.output}`)),
-        timeoutMs,
+      this.child.stdout?.on('data', look);
+      look();
+      void this.exited.then((code) =>
+        reject(new Error(`${this.name} exited (${code}) before listening:\n${this.output}`)),
       );
-      const check = () => {
-        if (!found(this.output)) {
-          return;
-        }
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve();
-      };
-      this.waiters.push(check);
     });
   }
 
-  /** Asks it to shut down (SIGTERM) and waits for it to exit. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) {
-      return;
+  /** Sends `signal` and waits for the end of the process (SIGKILL, or SIGTERM for a clean shutdown). */
+  async stop(signal: 'SIGKILL' | 'SIGTERM' = 'SIGTERM'): Promise<number | string> {
+    if (this.alive) {
+      this.child.kill(signal);
     }
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.kill('SIGTERM');
-    await exited;
+    return this.exited;
   }
 
-  private take(text: string): void {
-    this.output += text;
-    for (const waiter of [...this.waiters]) {
-      waiter();
-    }
+  /** Pauses (SIGSTOP) or resumes (SIGCONT) the process. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.child.kill(signal);
   }
 }
