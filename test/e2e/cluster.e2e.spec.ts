@@ -14,8 +14,14 @@ const worker = [
   { when: {}, do: [{ reply: 'done {{prompt}}' }] },
 ];
 
-const seqs = (pushes: Array<{ payload: { sessionId?: string; seq?: number } }>, sessionId: string) =>
-  pushes.filter((p) => p.payload?.sessionId === sessionId).map((p) => p.payload.seq);
+/** The seqs of a session's history pushes (streamed text is pushed too, but is not a history record). */
+const seqs = (
+  pushes: Array<{ name?: string; payload: { sessionId?: string; seq?: number } }>,
+  sessionId: string,
+) =>
+  pushes
+    .filter((p) => p.payload?.sessionId === sessionId && p.name !== 'async.task.output')
+    .map((p) => p.payload.seq);
 
 // Several servers need a database server they can share: these run against TEST_DATABASE_URL.
 const server = process.env.TEST_DATABASE_URL;
