@@ -14,6 +14,6 @@ export function isUuid(value: string): boolean {
 /** Priority as stored on a work item, so that `ORDER BY priority DESC` is the protocol's order. */
 export const PRIORITY_RANK: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };
 
-/** Mail that wakes a sleeper whose wake events hold these names (PROTOCOL.md, Tools). */
+/** Mail that wakes a sleeper whose wake events hold these names (docs/protocol.md, Tools). */
 export const MAIL_RECEIVED = 'mail_received';
 export const HIGH_PRIORITY_MAIL = 'high_priority_mail';

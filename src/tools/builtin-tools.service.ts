@@ -20,7 +20,7 @@ const recipient = z.union([idSchema, z.literal(USER)]);
 const subject = z.string().min(1).max(1000);
 const body = z.string().max(100_000);
 
-/** The built-in tools (PROTOCOL.md, "Tools an agent's model can call"). */
+/** The built-in tools (docs/protocol.md, "Tools an agent's model can call"). */
 @Injectable()
 export class BuiltinToolsService {
   readonly definitions: ToolDefinition[];

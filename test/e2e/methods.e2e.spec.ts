@@ -4,7 +4,7 @@ import { newSessionId } from '../factories/ids';
 import { RpcErrorBody, TestClient } from '../support/client';
 import { startTestApp, TestApp } from '../support/test-app';
 
-/** PROTOCOL.md's error table, written out here so the test does not trust the server's own copy. */
+/** docs/protocol.md's error table, written out here so the test does not trust the server's own copy. */
 const CODES = {
   method_not_found: -32601,
   invalid_params: -32602,

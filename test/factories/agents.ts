@@ -10,7 +10,7 @@ export async function startSession(
   return sessionId;
 }
 
-/** A scripted agent: `rules` is the `config.script` of PROTOCOL.md. */
+/** A scripted agent: `rules` is the `config.script` of docs/protocol.md. */
 export function createScripted(
   client: TestClient,
   sessionId: string,

@@ -10,7 +10,7 @@ export const NO_RULE_MATCHED = '(scripted) no rule matched';
 const NO_REPLY_STEP = '(scripted) done';
 
 /**
- * The offline, deterministic model (PROTOCOL.md, "The scripted model"). It is stateless: where it
+ * The offline, deterministic model (docs/protocol.md, "The scripted model"). It is stateless: where it
  * is in a rule follows from the conversation it is given (how many tool calls it has made since
  * the work item's message), so it survives restarts and retries like a real model would.
  */
