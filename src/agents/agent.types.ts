@@ -12,7 +12,7 @@ import { scriptSchema } from 'src/llm/scripted/script.schema';
 // The states, kinds and the config a client may send are the protocol's (the client package).
 export { AGENT_STATES, WORK_KINDS } from '@mailroom/client/protocol';
 export type { AgentState, WorkKind } from '@mailroom/client/protocol';
-import type { AgentState, WorkKind } from '@mailroom/client/protocol';
+import type { AgentState } from '@mailroom/client/protocol';
 export { agentConfigOverridesSchema, limitsSchema };
 export type AgentConfigOverrides = z.infer<typeof agentConfigOverridesSchema>;
 
@@ -83,16 +83,5 @@ export interface Agent {
   createdAt: string;
 }
 
-/** `async.getAgentStates`' per-agent snapshot; the seed's snake_case names are kept on purpose. */
-export interface AgentStateSnapshot {
-  state: AgentState;
-  current_task: WorkKind | null;
-  queue_size: number;
-  sleeping_until: string | null;
-  wake_events: string[];
-  error_count: number;
-  last_error: string | null;
-  last_active_at: string | null;
-  template: string;
-  tokens_used: number;
-}
+/** `async.getAgentStates`' per-agent snapshot is the protocol's. */
+export type { AgentStateSnapshot } from '@mailroom/client/protocol';

@@ -9,24 +9,10 @@ import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentLifecycleService } from './agent-lifecycle.service';
 import { TaskOutputs } from './task-outputs.service';
+import type { TaskView } from '@mailroom/client/protocol';
 
-export interface TaskView {
-  taskId: string;
-  agentId: string;
-  kind: WorkItem['kind'];
-  state: WorkState;
-  prompt: string;
-  priority: Priority;
-  hops: number;
-  /** The text streamed so far, while the task runs. */
-  output?: string;
-  result?: { final: string };
-  error?: { code: string; message: string };
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  usage?: { promptTokens: number; completionTokens: number };
-}
+/** The task view of any work item is the protocol's (`async.getTask`). */
+export type { TaskView };
 
 /** Tasks from the client, and the task view of every work item (mail, events and schedules have task ids too). */
 @Injectable()

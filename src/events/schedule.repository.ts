@@ -2,18 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { isUuid } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import { iso, query, queryOne } from 'src/database/sql';
+import type { Schedule } from '@mailroom/client/protocol';
 
-export interface Schedule {
-  scheduleId: string;
-  sessionId: string;
-  agentId: string;
-  cron: string;
-  timezone: string;
-  prompt: string | null;
-  event: string | null;
-  nextRunAt: string;
-  createdAt: string;
-}
+export type { Schedule } from '@mailroom/client/protocol';
 
 interface ScheduleRow {
   id: string;

@@ -1,9 +1,9 @@
 import { Priority } from 'src/common/names';
 
-import type { MailStatus, Usage, WorkKind, WorkState } from '@mailroom/client/protocol';
+import type { Mail, MailStatus, Usage, WorkKind, WorkState } from '@mailroom/client/protocol';
 
-// The protocol's words for work and mail (the client package); the rows below are the server's own.
-export type { MailStatus, Usage, WorkKind, WorkState };
+// The protocol's words for work and mail (the client package); the work item below is the server's own.
+export type { Mail, MailStatus, Usage, WorkKind, WorkState };
 
 /** What a work item carries besides its prompt, by kind. */
 export interface WorkPayload {
@@ -41,22 +41,6 @@ export interface WorkItem {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-}
-
-export interface Mail {
-  messageId: string;
-  sessionId: string;
-  from: string;
-  to: string;
-  subject: string;
-  body: string;
-  priority: Priority;
-  status: MailStatus;
-  replyTo: string | null;
-  threadId: string;
-  hops: number;
-  createdAt: string;
-  readAt: string | null;
 }
 
 /** The address of the human client in `from`/`to`. */

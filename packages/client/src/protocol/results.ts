@@ -19,7 +19,8 @@ export interface Mail {
   status: MailStatus;
   replyTo: string | null;
   threadId: string;
-  hops?: number;
+  /** Agent-to-agent sends that led to this mail (0 from the user). */
+  hops: number;
   createdAt: string;
   readAt: string | null;
 }
@@ -45,7 +46,8 @@ export interface TaskView {
   state: WorkState;
   prompt: string;
   priority: Priority;
-  hops?: number;
+  /** Agent-to-agent sends that led to this item (0 for a client's task or mail). */
+  hops: number;
   /** The text streamed so far while it runs. */
   output?: string;
   result?: { final: string };
