@@ -5,6 +5,7 @@ import { OwnerContext } from 'src/cluster/owner-context';
 import { CLOCK, Clock } from 'src/common/clock';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
+import { json } from 'src/database/sql';
 import { HistoryRepository } from './history.repository';
 import { PushFanout } from './push-fanout.service';
 import { SessionRepository } from './session.repository';
@@ -17,8 +18,17 @@ import { HistoryRecord, NotificationType, Session } from './session.types';
  * made as the session's owner (see OwnerContext) ends with the lease fence; every session
  * transaction ends with the one NOTIFY that tells the other nodes what it changed.
  */
+/** The records a session transaction has made so far, with the last `seq` it took. */
+interface HistoryBatch {
+  sessionId: string;
+  seq: number;
+  records: HistoryRecord[];
+}
+
 @Injectable()
 export class HistoryService {
+  private readonly batches = new WeakMap<Tx, HistoryBatch>();
+
   constructor(
     private readonly db: DatabaseService,
     private readonly sessions: SessionRepository,
@@ -33,11 +43,17 @@ export class HistoryService {
   /** Runs `fn` in a transaction holding the session's lock; `session_not_found` when it does not exist. */
   inSession<T>(sessionId: string, fn: (tx: Tx, session: Session) => Promise<T>): Promise<T> {
     return this.db.transaction(async (tx) => {
-      const session = await this.sessions.lock(tx, sessionId);
-      if (!session) {
+      const locked = await this.sessions.lock(tx, sessionId);
+      if (!locked) {
         throw RpcError.sessionNotFound(sessionId);
       }
-      const result = await fn(tx, session);
+      const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
+      this.batches.set(tx, batch);
+      const result = await fn(tx, locked.session);
+      if (batch.records.length > 0) {
+        await this.history.appendAll(tx, sessionId, batch.records);
+      }
+      this.batches.delete(tx);
       if (this.owner.current() === sessionId) {
         await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
       }
@@ -54,7 +70,22 @@ export class HistoryService {
     payload: Record<string, unknown>,
   ): Promise<HistoryRecord> {
     const at = new Date(this.clock.now()).toISOString();
-    const record = await this.history.append(tx, sessionId, type, payload, at);
+    const batch = this.batches.get(tx);
+    let record: HistoryRecord;
+    if (batch?.sessionId === sessionId) {
+      // Under the session's lock the next seq is known: the record is written with the others when
+      // the transaction's work is done. Its payload is what the database will give back (JSON).
+      record = {
+        sessionId,
+        seq: ++batch.seq,
+        at,
+        type,
+        payload: JSON.parse(json(payload)) as Record<string, unknown>,
+      };
+      batch.records.push(record);
+    } else {
+      record = await this.history.append(tx, sessionId, type, payload, at);
+    }
     this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
     this.db.afterCommit(tx, () => this.fanout.local(record));
     return record;

@@ -55,9 +55,14 @@ export class SessionRepository {
   }
 
   /** Locks the session row for the rest of the transaction: the order in which a session's changes commit. */
-  async lock(tx: Tx, sessionId: string): Promise<Session | undefined> {
-    const row = await queryOne<SessionRow>(tx, `SELECT * FROM session WHERE id = $1 FOR UPDATE`, [sessionId]);
-    return row && toSession(row);
+  /** Locks the session row for the transaction; `historySeq` is its history's last `seq` so far. */
+  async lock(tx: Tx, sessionId: string): Promise<{ session: Session; historySeq: number } | undefined> {
+    const row = await queryOne<SessionRow & { history_seq: number | string }>(
+      tx,
+      `SELECT * FROM session WHERE id = $1 FOR UPDATE`,
+      [sessionId],
+    );
+    return row && { session: toSession(row), historySeq: num(row.history_seq) };
   }
 
   /** Every session `visibleTo` may see (all of them when undefined). */
