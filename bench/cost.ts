@@ -36,10 +36,10 @@ export function instrumentDrivers(): void {
   }
 }
 
-/** CPU seconds used so far by every process named `postgres` (the server and its backends). */
-function postgresCpuMs(): number {
+/** CPU ms used so far by each process named `postgres` (the server and its backends), by pid. */
+function postgresCpu(): Map<string, number> {
   const tick = 100; // USER_HZ on Linux
-  let total = 0;
+  const byPid = new Map<string, number>();
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -49,12 +49,21 @@ function postgresCpuMs(): number {
         continue;
       }
       const fields = stat.slice(close + 2).split(' ');
-      total += Number(fields[11]) + Number(fields[12]); // utime, stime
+      byPid.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1000) / tick); // utime, stime
     } catch {
       // the process ended while we looked
     }
   }
-  return (total * 1000) / tick;
+  return byPid;
+}
+
+/** CPU ms the `postgres` processes used since `before` (a backend that ended meanwhile is not counted). */
+function postgresCpuSince(before: Map<string, number>): number {
+  let total = 0;
+  for (const [pid, ms] of postgresCpu()) {
+    total += Math.max(0, ms - (before.get(pid) ?? 0));
+  }
+  return total;
 }
 
 export interface Cost {
@@ -69,14 +78,14 @@ export function measureCost(): (units: number) => Cost {
   const s0 = statements;
   const c0 = commits;
   const cpu0 = process.cpuUsage();
-  const pg0 = postgresCpuMs();
+  const pg0 = postgresCpu();
   return (units) => {
     const cpu = process.cpuUsage(cpu0);
     return {
       statements: (statements - s0) / units,
       commits: (commits - c0) / units,
       nodeCpuMs: (cpu.user + cpu.system) / 1000 / units,
-      postgresCpuMs: (postgresCpuMs() - pg0) / units,
+      postgresCpuMs: postgresCpuSince(pg0) / units,
     };
   };
 }
