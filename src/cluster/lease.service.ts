@@ -178,7 +178,8 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
 
   private async tick(): Promise<void> {
     const before = new Map(this.held);
-    const renewed = await this.db.transaction(async (tx) => {
+    // On a connection of its own: a pool busy with this node's session work must not let the lease lapse.
+    const renewed = await this.db.transactionAside(async (tx) => {
       await this.repo.heartbeat(tx, this.node.id);
       if (!this.db.embedded) {
         await this.repo.forgetNodes(tx, this.config.leaseTtlMs * 10);

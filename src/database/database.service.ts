@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit, Optional } from '@nestjs/common';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { DataSource, DataSourceOptions, EntityManager } from 'typeorm';
+import { DataSource, DataSourceOptions, EntityManager, QueryRunner } from 'typeorm';
 import { PGliteDriver } from 'typeorm-pglite';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
@@ -40,7 +40,8 @@ export function dataSourceOptions(config: Pick<AppConfig, 'databaseUrl' | 'dataD
     logging: false,
   };
   if (config.databaseUrl) {
-    return { ...common, url: config.databaseUrl, poolSize: 10, connectTimeoutMS: 5000 };
+    // Ten for the work, one kept for the lease renewal (transactionAside).
+    return { ...common, url: config.databaseUrl, poolSize: 11, connectTimeoutMS: 5000 };
   }
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -62,6 +63,8 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   private dataDirLock: DataDirLock | undefined;
 
   private readonly databaseUrl: string | undefined;
+  /** The connection of {@link transactionAside}, taken on first use. */
+  private aside: QueryRunner | undefined;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -93,6 +96,8 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 
   /** Closed last (after every module's onModuleDestroy), so loops can put their work back first. */
   async onApplicationShutdown(): Promise<void> {
+    await this.aside?.release().catch(() => undefined);
+    this.aside = undefined;
     if (this.dataSource.isInitialized) {
       await this.serialized(() => this.dataSource.destroy());
     }
@@ -137,6 +142,33 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     return result;
+  }
+
+  /**
+   * Runs `fn` in a transaction on a connection kept for it alone, so that it never waits behind a
+   * busy pool: a node's lease renewal must not lapse because its own session work has every pooled
+   * connection (docs/reliability.md). No afterCommit hooks. On PGlite (one connection) a plain
+   * {@link transaction}.
+   */
+  async transactionAside<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.embedded) {
+      return this.transaction(fn);
+    }
+    return this.guard(async () => {
+      const runner = (this.aside ??= this.dataSource.createQueryRunner());
+      try {
+        await runner.startTransaction();
+        const result = await fn(runner.manager as unknown as Tx);
+        await runner.commitTransaction();
+        return result;
+      } catch (err) {
+        // Whatever broke (the statement or the connection), the next call starts on a fresh connection.
+        this.aside = undefined;
+        await runner.rollbackTransaction().catch(() => undefined);
+        await runner.release().catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   /** Registers `fn` to run after the transaction behind `tx` commits. Outside a transaction it runs at once. */
