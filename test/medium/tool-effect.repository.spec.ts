@@ -1,9 +1,9 @@
 import { AgentRepository } from 'src/agents/agent.repository';
-import { DEFAULT_LIMITS } from 'src/agents/agent.types';
 import { DatabaseService } from 'src/database/database.service';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { ToolEffectRepository } from 'src/tools/tool-effect.repository';
+import { newAgentRow } from '../factories/agent-rows';
 import { newSessionId } from '../factories/ids';
 import { openTestDatabase } from '../support/test-app';
 
@@ -25,22 +25,7 @@ describe(ToolEffectRepository.name, () => {
     const sessionId = newSessionId();
     return db.transaction(async (tx) => {
       await new SessionRepository().upsert(tx, { sessionId, metadata: {}, limits: {}, at: AT });
-      await new AgentRepository().insert(tx, {
-        sessionId,
-        agentId: 'a',
-        template: 'assistant',
-        config: { description: '', systemPrompt: '', tools: [], script: [], limits: DEFAULT_LIMITS },
-        state: 'idle',
-        stopReason: null,
-        waitingOn: null,
-        wakeEvents: [],
-        sleepingUntil: null,
-        errorCount: 0,
-        lastError: null,
-        lastActiveAt: null,
-        tokensUsed: 0,
-        createdAt: AT,
-      });
+      await new AgentRepository().insert(tx, newAgentRow(sessionId, 'a', 'idle', AT));
       const { item } = await new WorkItemRepository().insert(tx, {
         sessionId,
         agentId: 'a',

@@ -1,9 +1,10 @@
 import { AgentRepository } from 'src/agents/agent.repository';
-import { AgentState, DEFAULT_LIMITS } from 'src/agents/agent.types';
+import { AgentState } from 'src/agents/agent.types';
 import { Priority } from 'src/common/names';
 import { DatabaseService } from 'src/database/database.service';
 import { NewWorkItem, WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { SessionRepository } from 'src/sessions/session.repository';
+import { newAgentRow } from '../factories/agent-rows';
 import { newSessionId } from '../factories/ids';
 import { openTestDatabase } from '../support/test-app';
 
@@ -29,22 +30,7 @@ describe(WorkItemRepository.name, () => {
     await db.transaction(async (tx) => {
       await sessions.upsert(tx, { sessionId, metadata: {}, limits: {}, at: AT });
       for (const [agentId, state] of Object.entries(states)) {
-        await agents.insert(tx, {
-          sessionId,
-          agentId,
-          template: 'assistant',
-          config: { description: '', systemPrompt: '', tools: [], script: [], limits: DEFAULT_LIMITS },
-          state,
-          stopReason: null,
-          waitingOn: null,
-          wakeEvents: [],
-          sleepingUntil: null,
-          errorCount: 0,
-          lastError: null,
-          lastActiveAt: null,
-          tokensUsed: 0,
-          createdAt: AT,
-        });
+        await agents.insert(tx, newAgentRow(sessionId, agentId, state, AT));
       }
     });
     return sessionId;
