@@ -56,6 +56,8 @@ const envSchema = z.object({
   MCP_RESULT_MAX_BYTES: intFromEnv(100_000, 1024, 16 * 1024 * 1024),
   LEASE_TTL_MS: intFromEnv(10_000, 500, 600_000),
   SHUTDOWN_GRACE_MS: intFromEnv(0, 0, 600_000),
+  COMMIT_BATCH_MAX: intFromEnv(64, 1, 10_000),
+  COMMIT_PENDING_MAX: intFromEnv(10_000, 1, 1_000_000),
   NODE_ID: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')
@@ -107,6 +109,11 @@ export interface AppConfig {
   shutdownGraceMs: number;
   /** This process's name among the nodes; a random one when unset. */
   nodeId: string | undefined;
+  /**
+   * Group commit: at most `maxBatch` writes of one session share a transaction; when `maxPending`
+   * more already wait for it (the database is behind), a new one is refused with `unavailable`.
+   */
+  commit: { maxBatch: number; maxPending: number };
 }
 
 export class ConfigError extends Error {}
@@ -149,6 +156,7 @@ export function loadConfig(
     leaseTtlMs: e.LEASE_TTL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     nodeId: e.NODE_ID,
+    commit: { maxBatch: e.COMMIT_BATCH_MAX, maxPending: e.COMMIT_PENDING_MAX },
   };
 }
 

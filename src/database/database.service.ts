@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit, Optional } from '@nestjs/common';
+import { AsyncResource } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DataSource, DataSourceOptions, EntityManager, QueryRunner } from 'typeorm';
@@ -171,11 +172,15 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
-  /** Registers `fn` to run after the transaction behind `tx` commits. Outside a transaction it runs at once. */
+  /**
+   * Registers `fn` to run after the transaction behind `tx` commits, in the async context it was
+   * registered in (a batch of several callers' writes commits in the context of one of them).
+   * Outside a transaction it runs at once.
+   */
   afterCommit(tx: Tx, fn: () => void): void {
     const hooks = this.hooks.get(sql(tx));
     if (hooks) {
-      hooks.push(fn);
+      hooks.push(AsyncResource.bind(fn));
     } else {
       fn();
     }

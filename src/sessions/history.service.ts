@@ -1,23 +1,20 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { AsyncResource } from 'node:async_hooks';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { LeaseService } from 'src/cluster/lease.service';
 import { OwnerContext } from 'src/cluster/owner-context';
 import { CLOCK, Clock } from 'src/common/clock';
+import { APP_CONFIG } from 'src/config/config.module';
+import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { json } from 'src/database/sql';
+import { GroupCommit, PendingUnit } from './group-commit';
 import { HistoryRepository } from './history.repository';
 import { PushFanout } from './push-fanout.service';
 import { SessionRepository } from './session.repository';
 import { HistoryRecord, NotificationType, Session } from './session.types';
 
-/**
- * Writes a session's changes together with the history records that describe them. Every write
- * to a session goes through {@link inSession}: it locks the session row first, which gives one
- * lock order (no deadlocks) and a commit order that matches the history's `seq`. A transaction
- * made as the session's owner (see OwnerContext) ends with the lease fence; every session
- * transaction ends with the one NOTIFY that tells the other nodes what it changed.
- */
 /** The records a session transaction has made so far, with the last `seq` it took. */
 interface HistoryBatch {
   sessionId: string;
@@ -25,9 +22,47 @@ interface HistoryBatch {
   records: HistoryRecord[];
 }
 
+/** One caller's writes to a session, waiting for the batch that commits them. */
+interface SessionUnit extends PendingUnit {
+  run: (tx: Tx, session: Session) => Promise<unknown>;
+  /** Made as the session's owner: its batch ends with the lease fence. */
+  fenced: boolean;
+}
+
+/** A unit's own failure inside a batch, with its place in the batch. */
+class UnitFailed {
+  constructor(
+    readonly index: number,
+    readonly cause: unknown,
+  ) {}
+}
+
+/** The lease fence refused the batch: the node no longer owns the session. */
+class FenceRefused {
+  constructor(readonly cause: unknown) {}
+}
+
+/**
+ * Writes a session's changes together with the history records that describe them. Every write
+ * to a session goes through {@link inSession}, and this node commits a session's writes in
+ * batches (group commit, see GroupCommit): the writes that arrive while a batch commits go
+ * together in the next one, each run in turn in one transaction, in arrival order, each seeing
+ * the ones before it, as if one after another under the lock. The transaction locks the session
+ * row first, which gives one lock order (no deadlocks) and a commit order that matches the
+ * history's `seq`; it writes the batch's history records in one statement, ends with the lease
+ * fence when any write in it is the owner's, and with the one NOTIFY that tells the other nodes
+ * what it changed. A caller's promise settles only after the commit that holds its writes.
+ *
+ * A write that fails fails alone: the batch is rolled back, the writes before it are committed
+ * again without it, it gets its own error, and the writes after it go on in a batch of their own
+ * (a write's function may therefore run more than once; it only writes through `tx` and registers
+ * after-commit hooks, which run only for the attempt that commits). A write must never wait for
+ * another write to the same session (it would wait for its own batch).
+ */
 @Injectable()
 export class HistoryService {
   private readonly batches = new WeakMap<Tx, HistoryBatch>();
+  private readonly writes: GroupCommit<string, SessionUnit>;
 
   constructor(
     private readonly db: DatabaseService,
@@ -38,28 +73,104 @@ export class HistoryService {
     private readonly leases: LeaseService,
     private readonly owner: OwnerContext,
     @Inject(CLOCK) private readonly clock: Clock,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.writes = new GroupCommit(
+      (sessionId, units) => this.commitBatch(sessionId, units),
+      config.commit,
+      (sessionId) => `session '${sessionId}'`,
+    );
+  }
 
-  /** Runs `fn` in a transaction holding the session's lock; `session_not_found` when it does not exist. */
+  /**
+   * Runs `fn` in a transaction holding the session's lock (shared with other writes to the session
+   * that arrive meanwhile); settles once that transaction has committed. `session_not_found` when
+   * the session does not exist.
+   */
   inSession<T>(sessionId: string, fn: (tx: Tx, session: Session) => Promise<T>): Promise<T> {
-    return this.db.transaction(async (tx) => {
-      const locked = await this.sessions.lock(tx, sessionId);
-      if (!locked) {
-        throw RpcError.sessionNotFound(sessionId);
+    return new Promise<T>((resolve, reject) =>
+      this.writes.submit(sessionId, {
+        // In the caller's async context (its owner work, its trace), whichever caller's batch runs it.
+        run: AsyncResource.bind(fn),
+        fenced: this.owner.current() === sessionId,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      }),
+    );
+  }
+
+  /** Writes of this session waiting for a batch (the one committing excluded). */
+  pendingWrites(sessionId: string): number {
+    return this.writes.pending(sessionId);
+  }
+
+  private async commitBatch(sessionId: string, units: SessionUnit[]): Promise<void> {
+    let results: unknown[];
+    try {
+      results = await this.db.transaction(async (tx) => {
+        const locked = await this.sessions.lock(tx, sessionId);
+        if (!locked) {
+          throw RpcError.sessionNotFound(sessionId);
+        }
+        const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
+        this.batches.set(tx, batch);
+        const out: unknown[] = [];
+        for (const [index, unit] of units.entries()) {
+          try {
+            out.push(await unit.run(tx, locked.session));
+          } catch (err) {
+            throw new UnitFailed(index, err);
+          }
+        }
+        if (batch.records.length > 0) {
+          await this.history.appendAll(tx, sessionId, batch.records);
+        }
+        this.batches.delete(tx);
+        if (units.some((u) => u.fenced)) {
+          try {
+            await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
+          } catch (err) {
+            throw new FenceRefused(err);
+          }
+        }
+        await this.hints.flush(tx);
+        return out;
+      });
+    } catch (err) {
+      await this.recover(sessionId, units, err);
+      return;
+    }
+    units.forEach((unit, i) => unit.resolve(results[i]));
+  }
+
+  /** After a batch rolled back: each write gets the outcome it would have had alone, in order. */
+  private async recover(sessionId: string, units: SessionUnit[], err: unknown): Promise<void> {
+    if (err instanceof FenceRefused) {
+      // Only the owner's writes are refused; a client's writes need no lease.
+      units.filter((u) => u.fenced).forEach((u) => u.reject(err.cause));
+      const others = units.filter((u) => !u.fenced);
+      if (others.length > 0) {
+        await this.commitBatch(sessionId, others);
       }
-      const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
-      this.batches.set(tx, batch);
-      const result = await fn(tx, locked.session);
-      if (batch.records.length > 0) {
-        await this.history.appendAll(tx, sessionId, batch.records);
-      }
-      this.batches.delete(tx);
-      if (this.owner.current() === sessionId) {
-        await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
-      }
-      await this.hints.flush(tx);
-      return result;
-    });
+      return;
+    }
+    if (!(err instanceof UnitFailed)) {
+      units.forEach((u) => u.reject(err)); // the lock or the commit failed: nothing committed
+      return;
+    }
+    const { index, cause } = err;
+    if (units.length === 1 || (cause instanceof RpcError && cause.reason === 'unavailable')) {
+      units.forEach((u) => u.reject(cause)); // the database went away: every write of the batch with it
+      return;
+    }
+    if (index > 0) {
+      await this.commitBatch(sessionId, units.slice(0, index));
+    }
+    // It ran after exactly the writes just committed again, so its error is the one it would get alone.
+    units[index].reject(cause);
+    if (index + 1 < units.length) {
+      await this.commitBatch(sessionId, units.slice(index + 1));
+    }
   }
 
   /** Records a change in the open transaction; it is pushed to subscribers once the transaction commits. */
