@@ -46,6 +46,24 @@ export class AgentLifecycleService {
     return updated;
   }
 
+  /** Records a change of state already written by one of the loop's fused statements (WorkStepRepository). */
+  async changed(
+    tx: Tx,
+    agent: Pick<Agent, 'sessionId' | 'agentId'>,
+    previous: AgentState,
+    to: AgentState,
+    reason: string,
+  ): Promise<void> {
+    if (previous !== to) {
+      await this.history.record(tx, agent.sessionId, 'async.agent.stateChanged', {
+        agentId: agent.agentId,
+        state: to,
+        previous,
+        reason,
+      });
+    }
+  }
+
   /** The state a sleeping or stopped agent returns to: what its loop is doing right now. */
   async resumeState(tx: Tx, agent: Agent): Promise<AgentState> {
     if (agent.waitingOn) {

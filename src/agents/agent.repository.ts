@@ -3,7 +3,7 @@ import { Tx } from 'src/database/database.service';
 import { iso, json, num, query, queryOne } from 'src/database/sql';
 import { Agent, AgentConfig, AgentState, AgentStateSnapshot, DEFAULT_LIMITS, WorkKind } from './agent.types';
 
-interface AgentRow {
+export interface AgentRow {
   session_id: string;
   id: string;
   template: string;
@@ -20,7 +20,7 @@ interface AgentRow {
   created_at: Date | string;
 }
 
-const toAgent = (r: AgentRow): Agent => ({
+export const toAgent = (r: AgentRow): Agent => ({
   sessionId: r.session_id,
   agentId: r.id,
   template: r.template,

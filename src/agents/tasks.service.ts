@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Priority } from 'src/common/names';
 import { RpcError } from 'src/common/rpc-error';
 import { AgentSignals } from 'src/mailbox/agent-signals';
-import { MailboxService } from 'src/mailbox/mailbox.service';
+import { MailboxService, MissingAgent } from 'src/mailbox/mailbox.service';
 import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
@@ -36,17 +36,23 @@ export class TasksService {
     idempotencyKey?: string;
   }): Promise<{ taskId: string; queued: true; queueSize: number }> {
     return this.history.inSession(input.sessionId, async (tx) => {
-      await this.lifecycle.get(tx, input.sessionId, input.agentId);
-      const { item, queueSize } = await this.mailbox.enqueue(tx, {
-        sessionId: input.sessionId,
-        agentId: input.agentId,
-        kind: 'task',
-        priority: input.priority,
-        idempotencyKey: input.idempotencyKey,
-        prompt: input.prompt,
-        createdAt: this.lifecycle.now(),
-      });
-      return { taskId: item.taskId, queued: true as const, queueSize };
+      try {
+        const { item, queueSize } = await this.mailbox.enqueue(tx, {
+          sessionId: input.sessionId,
+          agentId: input.agentId,
+          kind: 'task',
+          priority: input.priority,
+          idempotencyKey: input.idempotencyKey,
+          prompt: input.prompt,
+          createdAt: this.lifecycle.now(),
+        });
+        return { taskId: item.taskId, queued: true as const, queueSize };
+      } catch (err) {
+        if (err instanceof MissingAgent) {
+          await this.lifecycle.get(tx, input.sessionId, input.agentId); // throws, naming the agents it has
+        }
+        throw err;
+      }
     });
   }
 

@@ -40,6 +40,8 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   /** Ephemeral pushes made on the other nodes, for this node's subscribers. */
   readonly ephemeral$: Observable<EphemeralPush> = this.pushes.asObservable();
   readonly enabled: boolean;
+  /** Whether another node may be listening; assumed until a census says this node is alone. */
+  private othersLive = true;
 
   constructor(
     private readonly db: DatabaseService,
@@ -105,6 +107,16 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     await this.notify(tx, { t: 'session', o: this.node.id, ...hint });
   }
 
+  /**
+   * The lease census's count of live nodes (this one included). While this node is alone its
+   * ephemeral pushes are not sent: a NOTIFY outside a transaction is a commit of its own, and
+   * nobody would hear it. A node that joins is heard from by its first hint, or counted by the
+   * next census (a lease tick), whichever comes first; streamed text is at most once anyway.
+   */
+  noteCensus(liveNodes: number): void {
+    this.othersLive = liveNodes > 1;
+  }
+
   /** Tells the other nodes that leases changed hands (to `to`, or handed back for anyone). */
   async notifyLeases(tx: Tx, to?: string): Promise<void> {
     if (this.enabled) {
@@ -117,7 +129,7 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
    * outside any transaction. A `delta` too long for one NOTIFY goes as several consecutive pushes.
    */
   async sendEphemeral(push: EphemeralPush): Promise<void> {
-    if (!this.enabled) {
+    if (!this.enabled || !this.othersLive) {
       return;
     }
     const { delta, ...rest } = push.payload;
@@ -161,6 +173,7 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     if (message.o === this.node.id) {
       return; // delivered in-process already
     }
+    this.othersLive = true;
     if (message.t === 'session') {
       const { t: _t, o: _o, ...hint } = message;
       this.sessions.next(hint);

@@ -208,6 +208,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
       return;
     }
     const census = await this.db.read((tx) => this.repo.census(tx, this.config.leaseTtlMs));
+    this.hints.noteCensus(census.nodes);
     const nodes = this.db.embedded ? 1 : Math.max(1, census.nodes);
     const share = Math.ceil(census.sessions / nodes);
     const mine = this.held.size;

@@ -14,6 +14,13 @@ import { NewWorkItem, WorkItemRepository } from './work-item.repository';
  * Durable enqueue and delivery. Everything here runs inside the caller's transaction, so a work
  * item, its mail and their history records commit together; the owning loop is signalled after commit.
  */
+/** Work queued for an agent the session does not have (the caller knows how to say so). */
+export class MissingAgent extends RpcError {
+  constructor(sessionId: string, agentId: string) {
+    super('agent_not_found', `Agent '${agentId}' not found in session '${sessionId}'`);
+  }
+}
+
 @Injectable()
 export class MailboxService {
   constructor(
@@ -34,26 +41,31 @@ export class MailboxService {
     item: NewWorkItem,
     opts: { force?: boolean } = {},
   ): Promise<{ item: WorkItem; created: boolean; queueSize: number }> {
-    const queued = await this.items.countQueued(tx, item.sessionId, item.agentId);
-    const earlier = item.idempotencyKey
-      ? await this.items.findByIdempotencyKey(tx, item.sessionId, item.agentId, item.idempotencyKey)
-      : undefined;
-    if (earlier) {
-      return { item: earlier, created: false, queueSize: queued };
-    }
-    if (queued >= this.config.maxQueueSize && !opts.force) {
-      throw new RpcError('limit_exceeded', `The queue of agent '${item.agentId}' is full (${queued} items)`);
-    }
     // The receiving agent's span continues the trace of whoever queued this (see AgentRuntimeService).
     const traceparent = activeTraceparent();
-    const result = await this.items.insert(
+    const queued = await this.items.enqueue(
       tx,
       traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
+      opts.force ? null : this.config.maxQueueSize,
     );
-    if (result.created) {
-      this.signalAfterCommit(tx, item.sessionId, item.agentId);
+    if (queued.earlier) {
+      return { item: queued.earlier, created: false, queueSize: queued.queued };
     }
-    return { ...result, queueSize: result.created ? queued + 1 : queued };
+    if (queued.inserted) {
+      this.signalAfterCommit(tx, item.sessionId, item.agentId);
+      return { item: queued.inserted, created: true, queueSize: queued.queued + 1 };
+    }
+    if (!queued.agentExists) {
+      throw new MissingAgent(item.sessionId, item.agentId);
+    }
+    if (item.idempotencyKey) {
+      // The key was taken by a write that committed after this statement's snapshot began.
+      const raced = await this.items.findByIdempotencyKey(tx, item.sessionId, item.agentId, item.idempotencyKey);
+      if (raced) {
+        return { item: raced, created: false, queueSize: queued.queued };
+      }
+    }
+    throw new RpcError('limit_exceeded', `The queue of agent '${item.agentId}' is full (${queued.queued} items)`);
   }
 
   /**

@@ -4,7 +4,7 @@ import { Tx } from 'src/database/database.service';
 import { iso, json, num, query, queryOne } from 'src/database/sql';
 import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
 
-interface WorkItemRow {
+export interface WorkItemRow {
   id: string;
   session_id: string;
   agent_id: string;
@@ -30,7 +30,7 @@ const PRIORITY_BY_RANK = Object.fromEntries(Object.entries(PRIORITY_RANK).map(([
   Priority
 >;
 
-const toItem = (r: WorkItemRow): WorkItem => ({
+export const toItem = (r: WorkItemRow): WorkItem => ({
   taskId: r.id,
   sessionId: r.session_id,
   agentId: r.agent_id,
@@ -100,6 +100,60 @@ export class WorkItemRepository {
       [item.sessionId, item.agentId, item.idempotencyKey],
     );
     return { item: toItem(existing!), created: false };
+  }
+
+  /**
+   * Queues an item in one statement, with what a queue needs to know around it: whether the agent
+   * exists, how many items were queued before, and the earlier item of a repeated idempotency key.
+   * Nothing is inserted when the agent is missing, the key was used, or `maxQueued` items already wait.
+   */
+  async enqueue(
+    tx: Tx,
+    item: NewWorkItem,
+    maxQueued: number | null,
+  ): Promise<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }> {
+    const row = await queryOne<{
+      agent_exists: boolean;
+      queued: number;
+      earlier: WorkItemRow | null;
+      inserted: WorkItemRow | null;
+    }>(
+      tx,
+      `WITH known AS (SELECT 1 FROM agent WHERE session_id = $1 AND id = $2),
+       queued AS (
+         SELECT count(*)::int AS n FROM work_item WHERE session_id = $1 AND agent_id = $2 AND state = 'queued'),
+       earlier AS (
+         SELECT * FROM work_item
+         WHERE $6::text IS NOT NULL AND session_id = $1 AND agent_id = $2 AND idempotency_key = $6),
+       inserted AS (
+         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops)
+         SELECT $1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz, $10
+         WHERE EXISTS (SELECT 1 FROM known) AND NOT EXISTS (SELECT 1 FROM earlier)
+           AND ($11::int IS NULL OR (SELECT n FROM queued) < $11::int)
+         ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING *)
+       SELECT EXISTS (SELECT 1 FROM known) AS agent_exists, (SELECT n FROM queued) AS queued,
+         (SELECT row_to_json(e) FROM earlier e) AS earlier, (SELECT row_to_json(i) FROM inserted i) AS inserted`,
+      [
+        item.sessionId,
+        item.agentId,
+        item.kind,
+        PRIORITY_RANK[item.priority],
+        item.isSwitch ?? false,
+        item.idempotencyKey ?? null,
+        item.prompt,
+        json(item.payload ?? {}),
+        item.createdAt,
+        item.hops ?? 0,
+        maxQueued,
+      ],
+    );
+    return {
+      agentExists: Boolean(row?.agent_exists),
+      queued: num(row?.queued),
+      ...(row?.earlier ? { earlier: toItem(row.earlier) } : {}),
+      ...(row?.inserted ? { inserted: toItem(row.inserted) } : {}),
+    };
   }
 
   async findByIdempotencyKey(

@@ -30,16 +30,20 @@ interface SessionUnit extends PendingUnit {
 }
 
 /** A unit's own failure inside a batch, with its place in the batch. */
-class UnitFailed {
+class UnitFailed extends Error {
   constructor(
     readonly index: number,
-    readonly cause: unknown,
-  ) {}
+    override readonly cause: unknown,
+  ) {
+    super('a write of the batch failed');
+  }
 }
 
 /** The lease fence refused the batch: the node no longer owns the session. */
-class FenceRefused {
-  constructor(readonly cause: unknown) {}
+class FenceRefused extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the lease fence refused the batch');
+  }
 }
 
 /**
@@ -93,7 +97,7 @@ export class HistoryService {
         // In the caller's async context (its owner work, its trace), whichever caller's batch runs it.
         run: AsyncResource.bind(fn),
         fenced: this.owner.current() === sessionId,
-        resolve: resolve as (value: unknown) => void,
+        resolve,
         reject,
       }),
     );

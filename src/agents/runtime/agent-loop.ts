@@ -1,7 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { defer, exhaustMap, Subject, Subscription } from 'rxjs';
 
-/** One step of an agent's work: claim and run one item. Resolves false when there was nothing to take. */
+/**
+ * One step of an agent's work: claim and run one item. Resolves false when there was nothing to
+ * take, or when the item's end showed the queue empty; work queued after that signals the loop.
+ */
 export type RunOne = (signal: AbortSignal, onClaim: (taskId: string) => void) => Promise<boolean>;
 
 /**

@@ -13,6 +13,7 @@ import { CompleteWork } from './use-cases/complete-work';
 import { FailWork } from './use-cases/fail-work';
 import { Think } from './use-cases/think';
 import { TokenCharges } from './use-cases/token-charges';
+import { WorkStepRepository } from './work-step.repository';
 
 /** The per-agent loops. Separate from AgentsModule so tools and events can depend on agents without a cycle. */
 @Module({
@@ -26,6 +27,7 @@ import { TokenCharges } from './use-cases/token-charges';
     FailWork,
     AnswerSwitch,
     TokenCharges,
+    WorkStepRepository,
   ],
   exports: [AgentRuntimeService],
 })

@@ -191,10 +191,8 @@ export class AgentRuntimeService
                 return false;
               }
               onClaim(claimed.item.taskId);
-              await inWorkItemSpan(claimed.item, () =>
-                this.worker.process(claimed.agent, claimed.item, signal),
-              );
-              return true;
+              // False when the agent's queue is known to be empty: no claim that would find nothing.
+              return inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
             }),
           ),
         this.logger,

@@ -2,7 +2,6 @@ import { Injectable } from '@nestjs/common';
 import { RpcError } from 'src/common/rpc-error';
 import { Tx } from 'src/database/database.service';
 import { WorkItem } from 'src/mailbox/mailbox.types';
-import { Agent } from '../agent.types';
 import { TaskOutputs } from '../task-outputs.service';
 import { ClaimWork } from './use-cases/claim-work';
 import { CompleteWork } from './use-cases/complete-work';
@@ -29,9 +28,12 @@ export class AgentWorker {
     return this.claimWork.run(sessionId, agentId);
   }
 
-  /** Runs a claimed item to its end: done, failed, or (when aborted) back in the queue. */
-  async process(agent: Agent, item: WorkItem, signal: AbortSignal): Promise<void> {
-    const work = { agent, item };
+  /**
+   * Runs a claimed item to its end: done, failed, or (when aborted) back in the queue. Resolves
+   * false when the agent surely has nothing more queued (so its loop need not look).
+   */
+  async process(work: ClaimedWork, signal: AbortSignal): Promise<boolean> {
+    const { item } = work;
     // Tokens are spent even when the item fails; they count against budgets all the same.
     const usage = noUsage();
     try {
@@ -48,15 +50,16 @@ export class AgentWorker {
         } else {
           await this.failWork.fail(work, err, usage);
         }
-        return;
+        return true;
       }
       try {
-        await this.completeWork.run(work, thought, usage);
+        return await this.completeWork.run(work, thought, usage);
       } catch (err) {
         if (isDatabaseAway(err)) {
           throw err; // the item stays running and is put back when the database returns
         }
         await this.failWork.fail(work, err, usage);
+        return true;
       }
     } finally {
       this.outputs.end(item.taskId);

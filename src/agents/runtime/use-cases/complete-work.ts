@@ -1,11 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { Tx } from 'src/database/database.service';
 import { EventsService } from 'src/events/events.service';
 import { Usage } from 'src/mailbox/mailbox.types';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
+import { Session } from 'src/sessions/session.types';
 import { AgentLifecycleService } from '../../agent-lifecycle.service';
 import { AgentRepository } from '../../agent.repository';
 import { ConversationRepository } from '../../conversation.repository';
+import { WorkStepRepository } from '../work-step.repository';
 import { AnswerSwitch } from './answer-switch';
 import { TokenCharges } from './token-charges';
 import { ClaimedWork, Thought } from './work-values';
@@ -26,53 +29,109 @@ export class CompleteWork {
     private readonly events: EventsService,
     private readonly charges: TokenCharges,
     private readonly switches: AnswerSwitch,
+    private readonly steps: WorkStepRepository,
   ) {}
 
-  async run({ agent, item }: ClaimedWork, thought: Thought, usage: Usage): Promise<void> {
+  /** Resolves whether the agent may have more work queued (false only when it surely has none). */
+  run(work: ClaimedWork, thought: Thought, usage: Usage): Promise<boolean> {
+    return this.history.inSession(work.agent.sessionId, async (tx, session) => {
+      const plain =
+        thought.sleep === undefined &&
+        !work.item.isSwitch &&
+        work.agent.config.limits.maxTokens === undefined &&
+        session.limits.maxTokens === undefined;
+      if (plain) {
+        return this.completePlain(tx, work, thought, usage);
+      }
+      await this.complete(tx, session, work, thought, usage);
+      return true;
+    });
+  }
+
+  /** The common case (no sleep asked for, no switch to answer, no budget to watch): one statement. */
+  private async completePlain(
+    tx: Tx,
+    { agent, item }: ClaimedWork,
+    thought: Thought,
+    usage: Usage,
+  ): Promise<boolean> {
     const { sessionId, agentId } = agent;
-    await this.history.inSession(sessionId, async (tx, session) => {
-      const now = this.lifecycle.now();
-      const done = await this.items.finish(tx, item.taskId, {
-        state: 'done',
+    const step = await this.steps.complete(tx, {
+      sessionId,
+      agentId,
+      taskId: item.taskId,
+      final: thought.final,
+      usage,
+      turns: thought.turns,
+      at: this.lifecycle.now(),
+    });
+    if (step.done) {
+      await this.history.record(tx, sessionId, 'async.task.completed', {
+        agentId,
+        taskId: item.taskId,
         result: { final: thought.final },
         usage,
-        at: now,
       });
-      let me = await this.lifecycle.get(tx, sessionId, agentId);
-      if (done) {
-        await this.conversation.append(tx, sessionId, agentId, thought.turns, now);
-        const { agentTokens, sessionTokens } = await this.charges.charge(tx, sessionId, agentId, usage);
-        await this.history.record(tx, sessionId, 'async.task.completed', {
-          agentId,
-          taskId: item.taskId,
-          result: { final: thought.final },
-          usage,
-        });
-        if (item.isSwitch && item.payload.messageId) {
-          await this.switches.answer(tx, item, thought.final);
-        }
-        if (me.config.limits.maxTokens !== undefined && agentTokens >= me.config.limits.maxTokens) {
-          me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
-        }
-        if (session.limits.maxTokens !== undefined && sessionTokens >= session.limits.maxTokens) {
-          for (const other of await this.agents.listBySession(tx, sessionId)) {
-            await this.lifecycle.stop(tx, other, 'limit_exceeded');
-          }
-          me = await this.lifecycle.get(tx, sessionId, agentId);
-        }
-      }
-      const sleep = thought.sleep;
-      const wakeEvents = sleep?.wakeEvents ?? me.wakeEvents;
-      const sleepNow =
-        me.state === 'active' &&
-        sleep !== undefined &&
-        // What arrived during the step and would have woken a sleeper keeps it awake instead.
-        !(await this.items.hasWakingWork(tx, sessionId, agentId, wakeEvents));
-      if (sleepNow) {
-        await this.events.sleep(tx, me, sleep, 'sleep_tool');
-      } else if (me.state === 'active') {
-        await this.lifecycle.transition(tx, me, 'idle', done ? 'task_done' : 'task_cancelled');
-      }
+    }
+    await this.lifecycle.changed(
+      tx,
+      agent,
+      step.previous,
+      step.state,
+      step.done ? 'task_done' : 'task_cancelled',
+    );
+    return step.moreQueued || step.state !== 'idle';
+  }
+
+  private async complete(
+    tx: Tx,
+    session: Session,
+    { agent, item }: ClaimedWork,
+    thought: Thought,
+    usage: Usage,
+  ): Promise<void> {
+    const { sessionId, agentId } = agent;
+    const now = this.lifecycle.now();
+    const done = await this.items.finish(tx, item.taskId, {
+      state: 'done',
+      result: { final: thought.final },
+      usage,
+      at: now,
     });
+    let me = await this.lifecycle.get(tx, sessionId, agentId);
+    if (done) {
+      await this.conversation.append(tx, sessionId, agentId, thought.turns, now);
+      const { agentTokens, sessionTokens } = await this.charges.charge(tx, sessionId, agentId, usage);
+      await this.history.record(tx, sessionId, 'async.task.completed', {
+        agentId,
+        taskId: item.taskId,
+        result: { final: thought.final },
+        usage,
+      });
+      if (item.isSwitch && item.payload.messageId) {
+        await this.switches.answer(tx, item, thought.final);
+      }
+      if (me.config.limits.maxTokens !== undefined && agentTokens >= me.config.limits.maxTokens) {
+        me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
+      }
+      if (session.limits.maxTokens !== undefined && sessionTokens >= session.limits.maxTokens) {
+        for (const other of await this.agents.listBySession(tx, sessionId)) {
+          await this.lifecycle.stop(tx, other, 'limit_exceeded');
+        }
+        me = await this.lifecycle.get(tx, sessionId, agentId);
+      }
+    }
+    const sleep = thought.sleep;
+    const wakeEvents = sleep?.wakeEvents ?? me.wakeEvents;
+    const sleepNow =
+      me.state === 'active' &&
+      sleep !== undefined &&
+      // What arrived during the step and would have woken a sleeper keeps it awake instead.
+      !(await this.items.hasWakingWork(tx, sessionId, agentId, wakeEvents));
+    if (sleepNow) {
+      await this.events.sleep(tx, me, sleep, 'sleep_tool');
+    } else if (me.state === 'active') {
+      await this.lifecycle.transition(tx, me, 'idle', done ? 'task_done' : 'task_cancelled');
+    }
   }
 }

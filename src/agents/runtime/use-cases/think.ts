@@ -33,10 +33,14 @@ export class Think {
   ) {}
 
   /** `usage` is added to as the model reports it, so the caller can charge what a failed item spent. */
-  async run({ agent, item }: ClaimedWork, signal: AbortSignal, usage: Usage): Promise<Thought> {
+  async run(
+    { agent, item, session: claimedIn }: ClaimedWork,
+    signal: AbortSignal,
+    usage: Usage,
+  ): Promise<Thought> {
     const { limits } = agent.config;
     const { session, window } = await this.db.read(async (tx) => ({
-      session: await this.sessions.find(tx, agent.sessionId),
+      session: claimedIn ?? (await this.sessions.find(tx, agent.sessionId)),
       window: await this.conversation.window(
         tx,
         agent.sessionId,

@@ -1,12 +1,18 @@
 import { SleepRequest } from 'src/events/events.service';
 import { ChatMessage } from 'src/llm/model-provider';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
+import { Session } from 'src/sessions/session.types';
 import { Agent } from '../../agent.types';
 
 /** An item its agent has just claimed: the agent as it was when it became `active`. */
 export interface ClaimedWork {
   agent: Agent;
   item: WorkItem;
+  /**
+   * The session's budget as the claim's transaction saw it (tokens of writes committed in the same
+   * batch after the claim not yet counted; the budget is checked again when the item completes).
+   */
+  session?: Pick<Session, 'limits' | 'tokensUsed'>;
 }
 
 /** What the model made of an item: its final answer, the turns to keep, and a sleep it asked for. */
