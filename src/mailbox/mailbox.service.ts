@@ -60,12 +60,20 @@ export class MailboxService {
     }
     if (item.idempotencyKey) {
       // The key was taken by a write that committed after this statement's snapshot began.
-      const raced = await this.items.findByIdempotencyKey(tx, item.sessionId, item.agentId, item.idempotencyKey);
+      const raced = await this.items.findByIdempotencyKey(
+        tx,
+        item.sessionId,
+        item.agentId,
+        item.idempotencyKey,
+      );
       if (raced) {
         return { item: raced, created: false, queueSize: queued.queued };
       }
     }
-    throw new RpcError('limit_exceeded', `The queue of agent '${item.agentId}' is full (${queued.queued} items)`);
+    throw new RpcError(
+      'limit_exceeded',
+      `The queue of agent '${item.agentId}' is full (${queued.queued} items)`,
+    );
   }
 
   /**
