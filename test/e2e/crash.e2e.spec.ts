@@ -107,4 +107,48 @@ describe('a killed server process', () => {
     // The history is still gap-free across the crash.
     expect(events.map((e: { seq: number }) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
   });
+  it('loses no acknowledged task when killed while full batches of writes commit', async () => {
+    server = await startServer(db);
+    client = await TestClient.connect(server.url);
+    const sessionId = await startSession(client, newSessionId('crash-batch'));
+    for (const agentId of ['a', 'b', 'c', 'd']) {
+      await client.ok('async.createAgent', {
+        sessionId,
+        agentId,
+        template: 'assistant',
+        config: { script: [{ when: {}, do: [{ reply: 'done {{prompt}}' }] }] },
+      });
+    }
+    // Many writes at once, so that they wait for each other and commit in shared batches; the
+    // process is killed once some are acknowledged and others are still in flight.
+    const acked: string[] = [];
+    let killed = false;
+    let enoughAcked!: () => void;
+    const enough = new Promise<void>((resolve) => (enoughAcked = resolve));
+    const sends = Array.from({ length: 400 }, (_, i) =>
+      client!
+        .call('async.sendTask', { sessionId, agentId: 'abcd'[i % 4], prompt: `job ${i}` })
+        .then((reply) => {
+          if ('result' in reply && !killed) {
+            acked.push((reply.result as { taskId: string }).taskId);
+            if (acked.length === 100) {
+              enoughAcked();
+            }
+          }
+        }),
+    );
+    await enough;
+    killed = true; // an ack read after this line may have crossed the kill: not counted
+    await server.stop('SIGKILL');
+    client.close();
+    await Promise.race([Promise.all(sends), new Promise((r) => setTimeout(r, 1000))]);
+
+    server = await startServer(db);
+    client = await TestClient.connect(server.url);
+    const tasks = await Promise.all(
+      acked.map((taskId) => client!.call('async.getTask', { sessionId, taskId })),
+    );
+    expect(tasks.filter((t) => !('result' in t))).toEqual([]);
+    expect(new Set(acked).size).toBe(acked.length);
+  });
 });

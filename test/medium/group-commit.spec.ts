@@ -1,0 +1,186 @@
+import { OwnerContext } from 'src/cluster/owner-context';
+import { RpcError } from 'src/common/rpc-error';
+import { DatabaseService, sql, Tx } from 'src/database/database.service';
+import { HistoryService } from 'src/sessions/history.service';
+import { startTestApp, TestApp } from '../support/test-app';
+
+/**
+ * The group commit behind every session write (HistoryService.inSession), on the real database
+ * inside the real app: writes that arrive while a batch commits share the next transaction.
+ */
+describe('group commit of session writes', () => {
+  let t: TestApp;
+  let history: HistoryService;
+  let db: DatabaseService;
+  let n = 0;
+
+  beforeAll(async () => {
+    // Small limits, so that a test can fill a batch and the waiting line.
+    t = await startTestApp({ env: { COMMIT_BATCH_MAX: '8', COMMIT_PENDING_MAX: '20' } });
+    history = t.app.get(HistoryService);
+    db = t.app.get(DatabaseService);
+  });
+
+  afterAll(() => t.close());
+
+  async function newSession(): Promise<string> {
+    const sessionId = `gc-${++n}`;
+    await db.transaction((tx) =>
+      sql(tx).query(
+        `INSERT INTO session (id, owner, metadata, limits, created_at) VALUES ($1, 'open', '{}', '{}', now())`,
+        [sessionId],
+      ),
+    );
+    return sessionId;
+  }
+
+  const txid = async (tx: Tx) =>
+    ((await sql(tx).query('SELECT txid_current()::text AS id')) as Array<{ id: string }>)[0].id;
+
+  /** A write that records `{ n }` and says which transaction it ran in. */
+  const write = (sessionId: string, i: number) =>
+    history.inSession(sessionId, async (tx) => {
+      await history.record(tx, sessionId, 'async.event.broadcast', { event: 'n', data: i, woke: [] });
+      return { i, tx: await txid(tx) };
+    });
+
+  const recorded = async (sessionId: string) =>
+    (await history.page(sessionId, 0, 1000)).map((r) => ({ seq: r.seq, n: r.payload.data as number }));
+
+  /** A write that holds its batch open until `open()`: a slow database, as far as the writes behind it can tell. */
+  function slowWrite(sessionId: string) {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const done = history.inSession(sessionId, async (tx) => {
+      await txid(tx);
+      entered();
+      await gate;
+      return 'slow';
+    });
+    return { done, inside, open };
+  }
+
+  it('commits the writes that wait behind a batch together, in arrival order, and settles them in that order', async () => {
+    const sessionId = await newSession();
+    const slow = slowWrite(sessionId);
+    await slow.inside;
+    const settled: number[] = [];
+    const writes = Array.from({ length: 16 }, (_, i) =>
+      write(sessionId, i).then((r) => {
+        settled.push(i);
+        return r;
+      }),
+    );
+    slow.open();
+    await slow.done;
+    const results = await Promise.all(writes);
+
+    expect(settled).toEqual(results.map((r) => r.i));
+    expect(await recorded(sessionId)).toEqual(results.map((r, i) => ({ seq: i + 1, n: r.i })));
+    // 16 writes behind the slow one, at most 8 a batch: two transactions.
+    const transactions = new Set(results.map((r) => r.tx));
+    expect(transactions.size).toBe(2);
+    expect(results.slice(0, 8).every((r) => r.tx === results[0].tx)).toBe(true);
+  });
+
+  it('commits a write alone at once when nothing else is waiting', async () => {
+    const sessionId = await newSession();
+    const first = await write(sessionId, 1);
+    const second = await write(sessionId, 2);
+    expect(first.tx).not.toBe(second.tx);
+    expect(await recorded(sessionId)).toEqual([
+      { seq: 1, n: 1 },
+      { seq: 2, n: 2 },
+    ]);
+  });
+
+  it('fails only the write that failed: the others of its batch commit, in order, without its changes', async () => {
+    const sessionId = await newSession();
+    const slow = slowWrite(sessionId);
+    await slow.inside;
+    const outcomes = Array.from({ length: 8 }, (_, i) => {
+      if (i === 2) {
+        // Writes, then throws: its record must not survive.
+        return history.inSession(sessionId, async (tx) => {
+          await history.record(tx, sessionId, 'async.event.broadcast', { event: 'n', data: 99, woke: [] });
+          throw new RpcError('conflict', 'write 2 refuses');
+        });
+      }
+      if (i === 5) {
+        // A failing statement aborts the whole transaction in Postgres; the others still commit.
+        return history.inSession(sessionId, (tx) => sql(tx).query('SELECT 1 / 0'));
+      }
+      return write(sessionId, i);
+    }).map((p) =>
+      p.then(
+        (value: unknown) => ({ ok: value }),
+        (err: unknown) => ({ err }),
+      ),
+    );
+    slow.open();
+    await slow.done;
+    const settled = await Promise.all(outcomes);
+
+    expect(settled[2]).toEqual({ err: new RpcError('conflict', 'write 2 refuses') });
+    expect(String((settled[5] as { err: unknown }).err)).toMatch(/division by zero/);
+    const good = [0, 1, 3, 4, 6, 7];
+    expect(good.map((i) => (settled[i] as { ok: { i: number } }).ok.i)).toEqual(good);
+    expect(await recorded(sessionId)).toEqual(good.map((i, k) => ({ seq: k + 1, n: i })));
+  });
+
+  it('settles a write only once its commit is visible to every other connection', async () => {
+    const sessionId = await newSession();
+    const seen = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        write(sessionId, i).then(async () => (await recorded(sessionId)).some((r) => r.n === i)),
+      ),
+    );
+    expect(seen).toEqual(Array(20).fill(true));
+  });
+
+  it('refuses new writes with unavailable while too many wait, and loses none it accepted', async () => {
+    const sessionId = await newSession();
+    const slow = slowWrite(sessionId);
+    await slow.inside;
+    const outcomes = Array.from({ length: 25 }, (_, i) =>
+      write(sessionId, i).then(
+        () => 'committed',
+        (err: unknown) => (err instanceof RpcError ? err.reason : String(err)),
+      ),
+    );
+    expect(history.pendingWrites(sessionId)).toBe(20);
+    slow.open();
+    await slow.done;
+    expect(await Promise.all(outcomes)).toEqual([
+      ...Array(20).fill('committed'),
+      ...Array(5).fill('unavailable'),
+    ]);
+    expect((await recorded(sessionId)).map((r) => r.n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    // Once the line is short again, writes are taken again.
+    await expect(write(sessionId, 100)).resolves.toMatchObject({ i: 100 });
+  });
+
+  it("refuses an owner's write when the lease fence does, and still commits a client's write of the same batch", async () => {
+    // A session made by hand has no lease: nobody owns it, so a write made as its owner is fenced out.
+    const sessionId = await newSession();
+    const slow = slowWrite(sessionId);
+    await slow.inside;
+    const owner = t.app.get(OwnerContext);
+    const asOwner = owner.run(sessionId, () => write(sessionId, 1)).catch((err: RpcError) => err.reason);
+    const asClient = write(sessionId, 2);
+    slow.open();
+    await slow.done;
+    expect(await asOwner).toBe('unavailable');
+    await expect(asClient).resolves.toMatchObject({ i: 2 });
+    expect(await recorded(sessionId)).toEqual([{ seq: 1, n: 2 }]);
+  });
+
+  it('fails every write of a batch for a session that does not exist', async () => {
+    const writes = [write('gc-missing', 1), write('gc-missing', 2)];
+    for (const w of writes) {
+      await expect(w).rejects.toMatchObject({ reason: 'session_not_found' });
+    }
+  });
+});
