@@ -162,6 +162,16 @@ export class AgentRepository {
     return num(row?.tokens_used);
   }
 
+  /** How many agents of these sessions are not stopped. */
+  async countLive(tx: Tx, sessionIds: string[]): Promise<number> {
+    const row = await queryOne<{ n: number | string }>(
+      tx,
+      `SELECT count(*) AS n FROM agent WHERE state <> 'stopped' AND session_id = ANY($1::text[])`,
+      [sessionIds],
+    );
+    return num(row?.n);
+  }
+
   /** Every agent of a session with its queue size and the kind of the item it is running. */
   async snapshots(tx: Tx, sessionId: string): Promise<Record<string, AgentStateSnapshot>> {
     const rows = await query<AgentRow & { queue_size: number; current_task: WorkKind | null }>(

@@ -24,9 +24,9 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
     private readonly bus: NotificationBus,
     private readonly db: DatabaseService,
     private readonly repository: MetricsRepository,
-    runtime: AgentRuntimeService,
+    private readonly runtime: AgentRuntimeService,
   ) {
-    metrics.sample(metrics.ownedAgents, () => runtime.ownedAgents);
+    metrics.sample(metrics.agentLoops, () => runtime.agentLoops);
   }
 
   onModuleInit(): void {
@@ -48,6 +48,7 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
         byState: await this.repository.agentsByState(tx),
         queued: await this.repository.queueDepth(tx),
       }));
+      this.metrics.ownedAgents.set(await this.runtime.countOwnedAgents());
       for (const state of AGENT_STATES) {
         this.metrics.agents.set({ state }, byState.get(state) ?? 0);
       }

@@ -17,7 +17,14 @@ export class Metrics {
 
   readonly agents = this.gauge('mailroom_agents', 'Agents by state (all sessions)', ['state']);
   readonly queueDepth = this.gauge('mailroom_queue_depth', 'Queued work items (all agents)');
-  readonly ownedAgents = this.gauge('mailroom_owned_agents', 'Agents this node runs a loop for');
+  readonly ownedAgents = this.gauge(
+    'mailroom_owned_agents',
+    'Agents (not stopped) of the sessions this node runs',
+  );
+  readonly agentLoops = this.gauge(
+    'mailroom_agent_loops',
+    'Agents with a loop in memory on this node (idle and sleeping agents hold none)',
+  );
   readonly connectedClients = this.gauge('mailroom_connected_clients', 'Connected push clients', [
     'transport',
   ]);

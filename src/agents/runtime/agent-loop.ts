@@ -26,6 +26,8 @@ export class AgentLoop {
     readonly key: string,
     private readonly runOne: RunOne,
     private readonly logger: Logger,
+    /** Called when a drain ends with nothing left to do: the owner may let go of the loop. */
+    private readonly onSettled: (loop: AgentLoop) => void = () => undefined,
   ) {
     this.subscription = this.wake$
       .pipe(exhaustMap(() => defer(() => (this.draining = this.drain()))))
@@ -85,6 +87,13 @@ export class AgentLoop {
   }
 
   private async drain(): Promise<void> {
+    await this.drainAll();
+    if (!this.closed && !this.dirty) {
+      this.onSettled(this);
+    }
+  }
+
+  private async drainAll(): Promise<void> {
     while (this.dirty && !this.closed) {
       this.dirty = false;
       for (;;) {

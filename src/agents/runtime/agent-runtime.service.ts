@@ -82,9 +82,14 @@ export class AgentRuntimeService
     this.loops.clear();
   }
 
-  /** The agents this node runs a loop for now (made on a signal, let go once the agent is stopped). */
-  get ownedAgents(): number {
+  /** The agents that have a loop in memory here now (made on a signal, let go once it has nothing to do). */
+  get agentLoops(): number {
     return this.loops.size;
+  }
+
+  /** The agents (not stopped) of the sessions this node runs. */
+  countOwnedAgents(): Promise<number> {
+    return this.db.read((tx) => this.agents.countLive(tx, this.leases.served()));
   }
 
   /** The takeover: run as the new owner, fenced by the new epoch, before any loop of the session works. */
@@ -196,10 +201,22 @@ export class AgentRuntimeService
             }),
           ),
         this.logger,
+        (settled) => this.passivate(k, settled),
       );
       this.loops.set(k, loop);
     }
     return loop;
+  }
+
+  /**
+   * Lets go of a loop whose drain found nothing more to do: an idle, sleeping or stopped agent holds
+   * no loop objects (the next signal makes a new one), so a node can hold many agents that wait.
+   */
+  private passivate(k: string, loop: AgentLoop): void {
+    if (this.loops.get(k) === loop && !loop.busy) {
+      this.loops.delete(k);
+      void loop.close();
+    }
   }
 
   private async backstop(): Promise<void> {
@@ -255,15 +272,16 @@ export class AgentRuntimeService
   /** Items of this node's sessions whose loop lost the database mid-item: put back once it answers again. */
   private async recoverOrphans(): Promise<void> {
     const running = await this.db.read((tx) => this.items.listRunning(tx, this.leases.served()));
+    // An item running with no busy loop here was left by a loop that lost the database (and was let go).
+    const inHand = (item: WorkItem) => this.loops.get(key(item.sessionId, item.agentId))?.busy === true;
     for (const item of running) {
-      const loop = this.loops.get(key(item.sessionId, item.agentId));
-      if (!loop || loop.busy || !this.leases.isServing(item.sessionId)) {
+      if (inHand(item) || !this.leases.isServing(item.sessionId)) {
         continue;
       }
       await this.owner.run(item.sessionId, () =>
         this.history.inSession(item.sessionId, async (tx) => {
-          // Checked again under the session lock: the loop may have claimed since the list was read.
-          if (loop.busy || !(await this.putBack(tx, item))) {
+          // Checked again under the session lock: a loop may have claimed since the list was read.
+          if (inHand(item) || !(await this.putBack(tx, item))) {
             return;
           }
           const agent = await this.agents.find(tx, item.sessionId, item.agentId);
