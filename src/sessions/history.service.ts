@@ -25,6 +25,8 @@ interface HistoryBatch {
 /** One caller's writes to a session, waiting for the batch that commits them. */
 interface SessionUnit extends PendingUnit {
   run: (tx: Tx, session: Session) => Promise<unknown>;
+  /** The caller's async context (its owner work, its trace): the write runs in it, whoever's batch holds it. */
+  context: AsyncResource;
   /** Made as the session's owner: its batch ends with the lease fence. */
   fenced: boolean;
 }
@@ -94,8 +96,8 @@ export class HistoryService {
   inSession<T>(sessionId: string, fn: (tx: Tx, session: Session) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) =>
       this.writes.submit(sessionId, {
-        // In the caller's async context (its owner work, its trace), whichever caller's batch runs it.
-        run: AsyncResource.bind(fn),
+        run: fn,
+        context: new AsyncResource('mailroom.session-write'),
         fenced: this.owner.current() === sessionId,
         resolve,
         reject,
@@ -111,40 +113,45 @@ export class HistoryService {
   private async commitBatch(sessionId: string, units: SessionUnit[]): Promise<void> {
     let results: unknown[];
     try {
-      results = await this.db.transaction(async (tx) => {
-        const locked = await this.sessions.lock(tx, sessionId);
-        if (!locked) {
-          throw RpcError.sessionNotFound(sessionId);
-        }
-        const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
-        this.batches.set(tx, batch);
-        const out: unknown[] = [];
-        for (const [index, unit] of units.entries()) {
-          try {
-            out.push(await unit.run(tx, locked.session));
-          } catch (err) {
-            throw new UnitFailed(index, err);
-          }
-        }
-        if (batch.records.length > 0) {
-          await this.history.appendAll(tx, sessionId, batch.records);
-        }
-        this.batches.delete(tx);
-        if (units.some((u) => u.fenced)) {
-          try {
-            await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
-          } catch (err) {
-            throw new FenceRefused(err);
-          }
-        }
-        await this.hints.flush(tx);
-        return out;
-      });
+      // The transaction (and its span) in the context of the write that opens the batch.
+      results = await units[0].context.runInAsyncScope(() => this.transactBatch(sessionId, units));
     } catch (err) {
       await this.recover(sessionId, units, err);
       return;
     }
     units.forEach((unit, i) => unit.resolve(results[i]));
+  }
+
+  private transactBatch(sessionId: string, units: SessionUnit[]): Promise<unknown[]> {
+    return this.db.transaction(async (tx) => {
+      const locked = await this.sessions.lock(tx, sessionId);
+      if (!locked) {
+        throw RpcError.sessionNotFound(sessionId);
+      }
+      const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
+      this.batches.set(tx, batch);
+      const out: unknown[] = [];
+      for (const [index, unit] of units.entries()) {
+        try {
+          out.push(await unit.context.runInAsyncScope(() => unit.run(tx, locked.session)));
+        } catch (err) {
+          throw new UnitFailed(index, err);
+        }
+      }
+      if (batch.records.length > 0) {
+        await this.history.appendAll(tx, sessionId, batch.records);
+      }
+      this.batches.delete(tx);
+      if (units.some((u) => u.fenced)) {
+        try {
+          await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
+        } catch (err) {
+          throw new FenceRefused(err);
+        }
+      }
+      await this.hints.flush(tx);
+      return out;
+    });
   }
 
   /** After a batch rolled back: each write gets the outcome it would have had alone, in order. */
