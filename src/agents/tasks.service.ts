@@ -2,10 +2,11 @@ import { Injectable } from '@nestjs/common';
 import { Priority } from 'src/common/names';
 import { RpcError } from 'src/common/rpc-error';
 import { AgentSignals } from 'src/mailbox/agent-signals';
-import { MailboxService, MissingAgent } from 'src/mailbox/mailbox.service';
+import { Enqueued, MailboxService, MissingAgent } from 'src/mailbox/mailbox.service';
 import { SwitchWaiters } from 'src/mailbox/switch-waiters';
 import { WorkItem, WorkState } from 'src/mailbox/mailbox.types';
-import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { NewWorkItem, WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { Tx } from 'src/database/database.service';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentLifecycleService } from './agent-lifecycle.service';
 import { TaskOutputs } from './task-outputs.service';
@@ -35,25 +36,32 @@ export class TasksService {
     priority: Priority;
     idempotencyKey?: string;
   }): Promise<{ taskId: string; queued: true; queueSize: number }> {
-    return this.history.inSession(input.sessionId, async (tx) => {
+    const item: NewWorkItem = {
+      sessionId: input.sessionId,
+      agentId: input.agentId,
+      kind: 'task',
+      priority: input.priority,
+      idempotencyKey: input.idempotencyKey,
+      prompt: input.prompt,
+      createdAt: this.lifecycle.now(),
+    };
+    const answer = async (tx: Tx, queued: () => Promise<Enqueued>) => {
       try {
-        const { item, queueSize } = await this.mailbox.enqueue(tx, {
-          sessionId: input.sessionId,
-          agentId: input.agentId,
-          kind: 'task',
-          priority: input.priority,
-          idempotencyKey: input.idempotencyKey,
-          prompt: input.prompt,
-          createdAt: this.lifecycle.now(),
-        });
-        return { taskId: item.taskId, queued: true as const, queueSize };
+        const { item: task, queueSize } = await queued();
+        return { taskId: task.taskId, queued: true as const, queueSize };
       } catch (err) {
         if (err instanceof MissingAgent) {
           await this.lifecycle.get(tx, input.sessionId, input.agentId); // throws, naming the agents it has
         }
         throw err;
       }
-    });
+    };
+    // Tasks for different agents sent at about the same time are queued by one statement.
+    return this.history.inSessionMerged(
+      input.sessionId,
+      (tx) => answer(tx, () => this.mailbox.enqueue(tx, item)),
+      this.mailbox.enqueueWrite(item, (tx, queued) => answer(tx, () => Promise.resolve(queued))),
+    );
   }
 
   get(sessionId: string, taskId: string): Promise<TaskView> {

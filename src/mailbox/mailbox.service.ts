@@ -3,7 +3,7 @@ import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { Tx } from 'src/database/database.service';
-import { HistoryService } from 'src/sessions/history.service';
+import { HistoryService, MergeableWrite } from 'src/sessions/history.service';
 import { activeTraceparent } from 'src/telemetry/tracing';
 import { AgentSignals } from './agent-signals';
 import { MailRepository, NewMail } from './mail.repository';
@@ -14,6 +14,15 @@ import { NewWorkItem, WorkItemRepository } from './work-item.repository';
  * Durable enqueue and delivery. Everything here runs inside the caller's transaction, so a work
  * item, its mail and their history records commit together; the owning loop is signalled after commit.
  */
+/** What queueing an item gave: the item (the earlier one for a repeated idempotency key), and the queue's size after. */
+export interface Enqueued {
+  item: WorkItem;
+  created: boolean;
+  queueSize: number;
+}
+
+type QueueRow = Awaited<ReturnType<WorkItemRepository['enqueue']>>;
+
 /** Work queued for an agent the session does not have (the caller knows how to say so). */
 export class MissingAgent extends RpcError {
   constructor(sessionId: string, agentId: string) {
@@ -36,18 +45,39 @@ export class MailboxService {
    * idempotency key answers with the first item even then. `force` skips the limit, for work the
    * system owes an agent (a reply it was waiting for) rather than new work from outside.
    */
-  async enqueue(
-    tx: Tx,
+  async enqueue(tx: Tx, item: NewWorkItem, opts: { force?: boolean } = {}): Promise<Enqueued> {
+    const { item: traced, maxQueued } = this.toEnqueue(item, opts);
+    return this.settleEnqueue(tx, item, await this.items.enqueue(tx, traced, maxQueued));
+  }
+
+  /**
+   * The queueing of one item as a write that may share its statement with the queueing of other
+   * agents' items in the same batch (HistoryService.inSessionMerged). `then` gets the item's outcome.
+   */
+  enqueueWrite<T>(
     item: NewWorkItem,
+    then: (tx: Tx, queued: Enqueued) => Promise<T>,
     opts: { force?: boolean } = {},
-  ): Promise<{ item: WorkItem; created: boolean; queueSize: number }> {
+  ): MergeableWrite<{ item: NewWorkItem; maxQueued: number | null }, QueueRow, T> {
+    return {
+      kind: 'enqueue',
+      agentId: item.agentId,
+      args: this.toEnqueue(item, opts),
+      runMany: (tx, args) => this.items.enqueueMany(tx, item.sessionId, args),
+      then: async (tx, row) => then(tx, await this.settleEnqueue(tx, item, row)),
+    };
+  }
+
+  private toEnqueue(item: NewWorkItem, opts: { force?: boolean }) {
     // The receiving agent's span continues the trace of whoever queued this (see AgentRuntimeService).
     const traceparent = activeTraceparent();
-    const queued = await this.items.enqueue(
-      tx,
-      traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
-      opts.force ? null : this.config.maxQueueSize,
-    );
+    return {
+      item: traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
+      maxQueued: opts.force ? null : this.config.maxQueueSize,
+    };
+  }
+
+  private async settleEnqueue(tx: Tx, item: NewWorkItem, queued: QueueRow): Promise<Enqueued> {
     if (queued.earlier) {
       return { item: queued.earlier, created: false, queueSize: queued.queued };
     }

@@ -29,6 +29,30 @@ interface SessionUnit extends PendingUnit {
   context: AsyncResource;
   /** Made as the session's owner: its batch ends with the lease fence. */
   fenced: boolean;
+  /** Set when the write may share a statement with others of its kind; dropped after a merged statement failed. */
+  merge?: MergeableWrite;
+}
+
+/**
+ * A write that can share one statement with writes of the same `kind` to other agents of its
+ * session (the steps every item takes: queueing, claiming, completing). In a batch, such writes to
+ * distinct agents run as one multi-row statement (`runMany`), then each write's `then` in turn.
+ */
+export interface MergeableWrite<A = unknown, R = unknown, T = unknown> {
+  kind: string;
+  agentId: string;
+  args: A;
+  /** One statement for the writes of a segment, in their order; one row per write. */
+  runMany(tx: Tx, args: A[]): Promise<R[]>;
+  /** The rest of the write, given its row: history records, hooks; its value settles the caller. */
+  then(tx: Tx, row: R, session: Session): Promise<T>;
+}
+
+/** A multi-row statement failed: the batch is run again write by write, so each fails alone. */
+class MergedFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super('a merged statement of the batch failed');
+  }
 }
 
 /** A unit's own failure inside a batch, with its place in the batch. */
@@ -94,9 +118,33 @@ export class HistoryService {
    * the session does not exist.
    */
   inSession<T>(sessionId: string, fn: (tx: Tx, session: Session) => Promise<T>): Promise<T> {
+    return this.submit(sessionId, fn);
+  }
+
+  /**
+   * {@link inSession} for a write that may share one statement with writes of the same kind to
+   * other agents in its batch. `fn` is the same write on its own (used when the batch has to be run
+   * write by write); `merge.then`'s value is what the caller gets either way. Writes to different
+   * agents of a batch may then commit in a different order than they arrived; the writes of one
+   * agent, and writes that cannot merge, keep their order.
+   */
+  inSessionMerged<A, R, T>(
+    sessionId: string,
+    fn: (tx: Tx, session: Session) => Promise<T>,
+    merge: MergeableWrite<A, R, T>,
+  ): Promise<T> {
+    return this.submit(sessionId, fn, merge);
+  }
+
+  private submit<T>(
+    sessionId: string,
+    fn: (tx: Tx, session: Session) => Promise<T>,
+    merge?: MergeableWrite,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) =>
       this.writes.submit(sessionId, {
         run: fn,
+        merge,
         context: new AsyncResource('mailroom.session-write'),
         fenced: this.owner.current() === sessionId,
         resolve,
@@ -130,14 +178,7 @@ export class HistoryService {
       }
       const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
       this.batches.set(tx, batch);
-      const out: unknown[] = [];
-      for (const [index, unit] of units.entries()) {
-        try {
-          out.push(await unit.context.runInAsyncScope(() => unit.run(tx, locked.session)));
-        } catch (err) {
-          throw new UnitFailed(index, err);
-        }
-      }
+      const out = await this.runUnits(tx, units, locked.session);
       if (batch.records.length > 0) {
         await this.history.appendAll(tx, sessionId, batch.records);
       }
@@ -154,6 +195,63 @@ export class HistoryService {
     });
   }
 
+  /**
+   * Runs a batch's writes in order, except that a mergeable write takes along the later writes of
+   * its kind to other agents (up to the next write that cannot merge, and never past an earlier
+   * write of the same agent), in one statement. Returns each write's value at its index.
+   */
+  private async runUnits(tx: Tx, units: SessionUnit[], session: Session): Promise<unknown[]> {
+    const out: unknown[] = new Array(units.length);
+    const done = new Set<number>();
+    for (const [index, unit] of units.entries()) {
+      if (done.has(index)) {
+        continue;
+      }
+      const merge = unit.merge;
+      if (!merge) {
+        try {
+          out[index] = await unit.context.runInAsyncScope(() => unit.run(tx, session));
+        } catch (err) {
+          throw new UnitFailed(index, err);
+        }
+        done.add(index);
+        continue;
+      }
+      const segment = [index];
+      const passed = new Set([merge.agentId]);
+      for (let j = index + 1; j < units.length; j++) {
+        const other = units[j].merge;
+        if (done.has(j)) {
+          continue;
+        }
+        if (!other) {
+          break; // a write that cannot merge is a barrier
+        }
+        if (other.kind === merge.kind && !passed.has(other.agentId)) {
+          segment.push(j);
+        }
+        passed.add(other.agentId);
+      }
+      let rows: unknown[];
+      try {
+        const args = segment.map((j) => units[j].merge!.args);
+        rows = await unit.context.runInAsyncScope(() => merge.runMany(tx, args));
+      } catch (err) {
+        throw new MergedFailed(err);
+      }
+      for (const [k, j] of segment.entries()) {
+        const write = units[j];
+        try {
+          out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows[k], session));
+        } catch (err) {
+          throw new UnitFailed(j, err);
+        }
+        done.add(j);
+      }
+    }
+    return out;
+  }
+
   /** After a batch rolled back: each write gets the outcome it would have had alone, in order. */
   private async recover(sessionId: string, units: SessionUnit[], err: unknown): Promise<void> {
     if (err instanceof FenceRefused) {
@@ -163,6 +261,16 @@ export class HistoryService {
       if (others.length > 0) {
         await this.commitBatch(sessionId, others);
       }
+      return;
+    }
+    if (err instanceof MergedFailed || (err instanceof UnitFailed && units.some((u) => u.merge))) {
+      if (err.cause instanceof RpcError && err.cause.reason === 'unavailable') {
+        units.forEach((u) => u.reject(err.cause));
+        return;
+      }
+      // Writes that shared statements ran out of arrival order: run the batch again write by write.
+      units.forEach((u) => (u.merge = undefined));
+      await this.commitBatch(sessionId, units);
       return;
     }
     if (!(err instanceof UnitFailed)) {

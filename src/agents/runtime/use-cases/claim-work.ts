@@ -1,7 +1,11 @@
 import { Injectable } from '@nestjs/common';
+import { Tx } from 'src/database/database.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
+import { WorkItem } from 'src/mailbox/mailbox.types';
 import { HistoryService } from 'src/sessions/history.service';
+import { Session } from 'src/sessions/session.types';
 import { AgentLifecycleService } from '../../agent-lifecycle.service';
+import { Agent } from '../../agent.types';
 import { WorkStepRepository } from '../work-step.repository';
 import { ClaimedWork } from './work-values';
 
@@ -17,23 +21,41 @@ export class ClaimWork {
 
   /** Undefined when the agent has nothing queued or may not work now. */
   run(sessionId: string, agentId: string): Promise<ClaimedWork | undefined> {
-    return this.history.inSession(sessionId, async (tx, session) => {
-      const now = this.lifecycle.now();
-      const claimed = await this.steps.claim(tx, sessionId, agentId, now);
-      if (!claimed) {
-        return undefined;
-      }
-      const { item } = claimed;
-      await this.lifecycle.changed(tx, claimed.agent, 'idle', 'active', item.kind);
-      if (item.payload.messageId) {
-        await this.mail.markRead(tx, [item.payload.messageId], now);
-      }
-      await this.history.record(tx, sessionId, 'async.task.started', {
+    // Claims of several agents of the session in the same batch are one statement.
+    return this.history.inSessionMerged(
+      sessionId,
+      async (tx, session) =>
+        this.started(tx, await this.steps.claim(tx, sessionId, agentId, this.lifecycle.now()), session),
+      {
+        kind: 'claim',
         agentId,
-        taskId: item.taskId,
-        kind: item.kind,
-      });
-      return { ...claimed, session: { limits: session.limits, tokensUsed: session.tokensUsed } };
+        args: agentId,
+        runMany: (tx, agentIds: string[]) =>
+          this.steps.claimMany(tx, sessionId, agentIds, this.lifecycle.now()),
+        then: (tx, claimed, session) => this.started(tx, claimed, session),
+      },
+    );
+  }
+
+  /** What a claim records: the agent's change to `active`, its mail read, `task.started`. */
+  private async started(
+    tx: Tx,
+    claimed: { agent: Agent; item: WorkItem } | undefined,
+    session: Session,
+  ): Promise<ClaimedWork | undefined> {
+    if (!claimed) {
+      return undefined;
+    }
+    const { agent, item } = claimed;
+    await this.lifecycle.changed(tx, agent, 'idle', 'active', item.kind);
+    if (item.payload.messageId) {
+      await this.mail.markRead(tx, [item.payload.messageId], item.startedAt ?? this.lifecycle.now());
+    }
+    await this.history.record(tx, agent.sessionId, 'async.task.started', {
+      agentId: agent.agentId,
+      taskId: item.taskId,
+      kind: item.kind,
     });
+    return { ...claimed, session: { limits: session.limits, tokensUsed: session.tokensUsed } };
   }
 }

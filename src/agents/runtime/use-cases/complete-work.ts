@@ -8,7 +8,7 @@ import { Session } from 'src/sessions/session.types';
 import { AgentLifecycleService } from '../../agent-lifecycle.service';
 import { AgentRepository } from '../../agent.repository';
 import { ConversationRepository } from '../../conversation.repository';
-import { WorkStepRepository } from '../work-step.repository';
+import { CompletedStep, StepEnd, WorkStepRepository } from '../work-step.repository';
 import { AnswerSwitch } from './answer-switch';
 import { TokenCharges } from './token-charges';
 import { ClaimedWork, Thought } from './work-values';
@@ -34,40 +34,68 @@ export class CompleteWork {
 
   /** Resolves whether the agent may have more work queued (false only when it surely has none). */
   run(work: ClaimedWork, thought: Thought, usage: Usage): Promise<boolean> {
-    return this.history.inSession(work.agent.sessionId, async (tx, session) => {
-      const plain =
-        thought.sleep === undefined &&
-        !work.item.isSwitch &&
-        work.agent.config.limits.maxTokens === undefined &&
-        session.limits.maxTokens === undefined;
-      if (plain) {
-        return this.completePlain(tx, work, thought, usage);
-      }
-      await this.complete(tx, session, work, thought, usage);
-      return true;
+    const { sessionId, agentId } = work.agent;
+    const alone = (tx: Tx, session: Session) => this.completeOne(tx, session, work, thought, usage);
+    if (!this.isPlain(work, thought, work.session)) {
+      return this.history.inSession(sessionId, alone);
+    }
+    // Plain completions of several agents of the session in the same batch are one statement.
+    return this.history.inSessionMerged(sessionId, alone, {
+      kind: 'complete',
+      agentId,
+      args: { agentId, taskId: work.item.taskId, final: thought.final, usage, turns: thought.turns },
+      runMany: (tx, steps: CompletedStep[]) =>
+        this.steps.completeMany(tx, sessionId, steps, this.lifecycle.now()),
+      then: (tx, end) => this.recordPlain(tx, work, thought, usage, end),
     });
   }
 
-  /** The common case (no sleep asked for, no switch to answer, no budget to watch): one statement. */
-  private async completePlain(
+  /** No sleep asked for, no switch to answer, no budget to watch: the item's end is one statement. */
+  private isPlain(work: ClaimedWork, thought: Thought, session?: Pick<Session, 'limits'>): boolean {
+    return (
+      thought.sleep === undefined &&
+      !work.item.isSwitch &&
+      work.agent.config.limits.maxTokens === undefined &&
+      session !== undefined &&
+      session.limits.maxTokens === undefined
+    );
+  }
+
+  private async completeOne(
     tx: Tx,
-    { agent, item }: ClaimedWork,
+    session: Session,
+    work: ClaimedWork,
     thought: Thought,
     usage: Usage,
   ): Promise<boolean> {
-    const { sessionId, agentId } = agent;
-    const step = await this.steps.complete(tx, {
-      sessionId,
-      agentId,
+    if (!this.isPlain(work, thought, session)) {
+      await this.complete(tx, session, work, thought, usage);
+      return true;
+    }
+    const { agent, item } = work;
+    const end = await this.steps.complete(tx, {
+      sessionId: agent.sessionId,
+      agentId: agent.agentId,
       taskId: item.taskId,
       final: thought.final,
       usage,
       turns: thought.turns,
       at: this.lifecycle.now(),
     });
-    if (step.done) {
-      await this.history.record(tx, sessionId, 'async.task.completed', {
-        agentId,
+    return this.recordPlain(tx, work, thought, usage, end);
+  }
+
+  /** What a plain item's end records: `task.completed` (unless it had ended already) and the agent's change to `idle`. */
+  private async recordPlain(
+    tx: Tx,
+    { agent, item }: ClaimedWork,
+    thought: Thought,
+    usage: Usage,
+    end: StepEnd,
+  ): Promise<boolean> {
+    if (end.done) {
+      await this.history.record(tx, agent.sessionId, 'async.task.completed', {
+        agentId: agent.agentId,
         taskId: item.taskId,
         result: { final: thought.final },
         usage,
@@ -76,11 +104,11 @@ export class CompleteWork {
     await this.lifecycle.changed(
       tx,
       agent,
-      step.previous,
-      step.state,
-      step.done ? 'task_done' : 'task_cancelled',
+      end.previous,
+      end.state,
+      end.done ? 'task_done' : 'task_cancelled',
     );
-    return step.moreQueued || step.state !== 'idle';
+    return end.moreQueued || end.state !== 'idle';
   }
 
   private async complete(
