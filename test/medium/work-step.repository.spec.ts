@@ -234,6 +234,28 @@ describe(WorkStepRepository.name, () => {
       await expect(agent(elsewhere, 'a')).resolves.toMatchObject({ state: 'idle', lastActiveAt: null });
     });
 
+    // A race between concurrent transactions: PGlite runs them one after the other, so this test
+    // cannot fail there. Claims rely on the session row being locked first, as HistoryService does:
+    // the statement reads the agent's state without locking it.
+    if (process.env.TEST_DATABASE_URL) {
+      it('hands an agent one item at a time to claimers that lock the session first (a race: Postgres server only)', async () => {
+        const sessionId = await givenAgents({ a: 'idle' });
+        for (let i = 0; i < 3; i++) {
+          await insert(newItem(sessionId, 'a', { prompt: `item ${i}` }));
+        }
+        const claimed = await Promise.all(
+          Array.from({ length: 6 }, () =>
+            db.transaction(async (tx) => {
+              await sessions.lock(tx, sessionId);
+              return sut.claim(tx, sessionId, 'a', LATER);
+            }),
+          ),
+        );
+        expect(claimed.filter((c) => c !== undefined).map((c) => c.item.prompt)).toEqual(['item 0']);
+        await expect(db.read((tx) => items.listRunning(tx, [sessionId]))).resolves.toHaveLength(1);
+      });
+    }
+
     it('claims one item per claim: the agent is active after the first', async () => {
       const sessionId = await givenAgents({ a: 'idle' });
       const first = await insert(newItem(sessionId, 'a', { prompt: 'first' }));
