@@ -35,7 +35,7 @@ describe('group commit of session writes', () => {
   }
 
   const txid = async (tx: Tx) =>
-    ((await sql(tx).query('SELECT txid_current()::text AS id')) as Array<{ id: string }>)[0].id;
+    (await sql(tx).query<Array<{ id: string }>>('SELECT txid_current()::text AS id'))[0].id;
 
   /** A write that records `{ n }` and says which transaction it ran in. */
   const write = (sessionId: string, i: number) =>

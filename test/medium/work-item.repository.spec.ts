@@ -1,7 +1,9 @@
 import { AgentRepository } from 'src/agents/agent.repository';
 import { AgentState } from 'src/agents/agent.types';
 import { Priority } from 'src/common/names';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
+import { query } from 'src/database/sql';
+import { WorkItem } from 'src/mailbox/mailbox.types';
 import { NewWorkItem, WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { newAgentRow } from '../factories/agent-rows';
@@ -253,6 +255,277 @@ describe(WorkItemRepository.name, () => {
     }
     const claimable = await db.read((tx) => sut.listClaimable(tx));
     expect(claimable.filter((c) => c.sessionId === sessionId)).toEqual([{ sessionId, agentId: 'ready' }]);
+  });
+
+  describe('enqueue', () => {
+    const enqueue = (item: NewWorkItem, maxQueued: number | null = null) =>
+      db.transaction((tx) => sut.enqueue(tx, item, maxQueued));
+    const itemsOf = (sessionId: string) =>
+      db.read((tx) =>
+        query<{ id: string; agent_id: string; prompt: string }>(
+          tx,
+          `SELECT id, agent_id, prompt FROM work_item WHERE session_id = $1 ORDER BY seq`,
+          [sessionId],
+        ),
+      );
+
+    it('inserts the item with everything it was given, and says how many were queued before it', async () => {
+      const sessionId = await givenAgents({ a: 'idle' });
+      const result = await enqueue(
+        newItem(sessionId, 'a', {
+          kind: 'mailbox_message',
+          priority: 'urgent',
+          isSwitch: true,
+          hops: 3,
+          idempotencyKey: 'k1',
+          prompt: 'hello there',
+          payload: { messageId: 'm1', from: 'b', subject: 'Hi', traceparent: '00-abc-def-01' },
+          createdAt: LATER,
+        }),
+        10,
+      );
+      expect(result).toEqual({
+        agentExists: true,
+        queued: 0,
+        inserted: {
+          taskId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+          sessionId,
+          agentId: 'a',
+          kind: 'mailbox_message',
+          priority: 'urgent',
+          isSwitch: true,
+          hops: 3,
+          state: 'queued',
+          attempts: 0,
+          idempotencyKey: 'k1',
+          prompt: 'hello there',
+          payload: { messageId: 'm1', from: 'b', subject: 'Hi', traceparent: '00-abc-def-01' },
+          result: null,
+          error: null,
+          usage: null,
+          createdAt: LATER,
+          startedAt: null,
+          finishedAt: null,
+        },
+      });
+      // What it returns is what it stored.
+      await expect(find(sessionId, result.inserted!.taskId)).resolves.toEqual(result.inserted);
+    });
+
+    it('fills in the defaults: normal priority, no switch, 0 hops, an empty payload, no key', async () => {
+      const sessionId = await givenAgents({ a: 'idle' });
+      const { inserted } = await enqueue(newItem(sessionId, 'a'));
+      expect(inserted).toMatchObject({
+        kind: 'task',
+        priority: 'normal',
+        isSwitch: false,
+        hops: 0,
+        payload: {},
+        idempotencyKey: null,
+        prompt: 'do it',
+        createdAt: AT,
+      });
+      await expect(find(sessionId, inserted!.taskId)).resolves.toEqual(inserted);
+    });
+
+    it('counts as queued before only the agent’s own queued items', async () => {
+      const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
+      await expect(enqueue(newItem(sessionId, 'a'))).resolves.toMatchObject({ queued: 0 });
+      await expect(enqueue(newItem(sessionId, 'a'))).resolves.toMatchObject({ queued: 1 });
+      await claim(sessionId, 'a'); // running: no longer queued
+      const done = (await insert(newItem(sessionId, 'a'))).item;
+      await db.transaction((tx) => sut.finish(tx, done.taskId, { state: 'done', at: LATER }));
+      await insert(newItem(sessionId, 'b'));
+      await expect(enqueue(newItem(sessionId, 'a'))).resolves.toMatchObject({ queued: 1, inserted: {} });
+      await expect(countQueued(sessionId, 'a')).resolves.toBe(2);
+    });
+
+    it('inserts nothing for an agent the session does not have', async () => {
+      const sessionId = await givenAgents({ a: 'idle' });
+      await expect(enqueue(newItem(sessionId, 'nobody', { idempotencyKey: 'k' }), 10)).resolves.toEqual({
+        agentExists: false,
+        queued: 0,
+      });
+      await expect(enqueue(newItem(newSessionId(), 'a'))).resolves.toEqual({ agentExists: false, queued: 0 });
+      await expect(itemsOf(sessionId)).resolves.toEqual([]);
+    });
+
+    it('returns the earlier item for a repeated idempotency key and inserts nothing, even with the queue full', async () => {
+      const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
+      const first = await enqueue(newItem(sessionId, 'a', { idempotencyKey: 'k1', prompt: 'first' }), 1);
+      expect(first).toMatchObject({ agentExists: true, queued: 0, inserted: { prompt: 'first' } });
+
+      const again = await enqueue(newItem(sessionId, 'a', { idempotencyKey: 'k1', prompt: 'second' }), 1);
+      expect(again).toEqual({ agentExists: true, queued: 1, earlier: first.inserted });
+      const unlimited = await enqueue(
+        newItem(sessionId, 'a', { idempotencyKey: 'k1', prompt: 'third' }),
+        null,
+      );
+      expect(unlimited).toEqual({ agentExists: true, queued: 1, earlier: first.inserted });
+
+      // Still the earlier item once it has run and ended.
+      const running = (await claim(sessionId, 'a'))!;
+      await db.transaction((tx) =>
+        sut.finish(tx, running.taskId, { state: 'done', result: { final: 'ok' }, at: LATER }),
+      );
+      const ended = await find(sessionId, running.taskId);
+      await expect(enqueue(newItem(sessionId, 'a', { idempotencyKey: 'k1' }), 1)).resolves.toEqual({
+        agentExists: true,
+        queued: 0,
+        earlier: ended,
+      });
+
+      // The key is the agent's own.
+      await expect(enqueue(newItem(sessionId, 'b', { idempotencyKey: 'k1' }), 1)).resolves.toMatchObject({
+        inserted: { agentId: 'b', idempotencyKey: 'k1' },
+      });
+      const rows = await itemsOf(sessionId);
+      expect(rows.map((r) => [r.agent_id, r.prompt])).toEqual([
+        ['a', 'first'],
+        ['b', 'do it'],
+      ]);
+    });
+
+    it('inserts nothing once maxQueued items wait, and has no limit with null', async () => {
+      const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
+      for (let i = 0; i < 2; i++) {
+        await expect(enqueue(newItem(sessionId, 'a', { prompt: `item ${i}` }), 2)).resolves.toMatchObject({
+          queued: i,
+          inserted: { prompt: `item ${i}` },
+        });
+      }
+      await expect(enqueue(newItem(sessionId, 'a', { prompt: 'one too many' }), 2)).resolves.toEqual({
+        agentExists: true,
+        queued: 2,
+      });
+      await expect(
+        enqueue(newItem(sessionId, 'a', { prompt: 'keyed', idempotencyKey: 'new' }), 2),
+      ).resolves.toEqual({ agentExists: true, queued: 2 });
+      await expect(enqueue(newItem(sessionId, 'a', { prompt: 'none may wait' }), 0)).resolves.toEqual({
+        agentExists: true,
+        queued: 2,
+      });
+      // Another agent's queue is its own.
+      await expect(enqueue(newItem(sessionId, 'b'), 2)).resolves.toMatchObject({ queued: 0, inserted: {} });
+      // A claimed item makes room.
+      await claim(sessionId, 'a');
+      await expect(enqueue(newItem(sessionId, 'a', { prompt: 'room' }), 2)).resolves.toMatchObject({
+        queued: 1,
+        inserted: { prompt: 'room' },
+      });
+      // No limit.
+      await expect(enqueue(newItem(sessionId, 'a', { prompt: 'forced' }), null)).resolves.toMatchObject({
+        queued: 2,
+        inserted: { prompt: 'forced' },
+      });
+      await expect(countQueued(sessionId, 'a')).resolves.toBe(3);
+      const prompts = (await itemsOf(sessionId)).filter((r) => r.agent_id === 'a').map((r) => r.prompt);
+      expect(prompts).toEqual(['item 0', 'item 1', 'room', 'forced']);
+    });
+
+    // A race between concurrent transactions (PGlite runs them one after the other): the statement
+    // waits on the other transaction's uncommitted key, which its snapshot cannot show once that commits.
+    if (process.env.TEST_DATABASE_URL) {
+      it('returns neither an earlier nor an inserted item for a key a concurrent transaction took (a race: Postgres server only)', async () => {
+        const sessionId = await givenAgents({ a: 'idle' });
+        const item = newItem(sessionId, 'a', { idempotencyKey: 'k' });
+        let second: Promise<Awaited<ReturnType<WorkItemRepository['enqueue']>>> | undefined;
+        const first = await db.transaction(async (tx) => {
+          const result = await sut.enqueue(tx, item, null);
+          second = db.transaction((other) => sut.enqueue(other, { ...item, prompt: 'second' }, null));
+          await untilSomeoneWaitsForALock();
+          return result;
+        });
+        expect(first).toMatchObject({ inserted: { idempotencyKey: 'k' } });
+        await expect(second).resolves.toEqual({ agentExists: true, queued: 0 });
+        // What MailboxService then looks up, in a statement of its own.
+        await expect(db.read((tx) => sut.findByIdempotencyKey(tx, sessionId, 'a', 'k'))).resolves.toEqual(
+          first.inserted,
+        );
+        await expect(itemsOf(sessionId)).resolves.toHaveLength(1);
+      });
+    }
+
+    /** Resolves once a backend of this database waits for a lock (polled: no fixed delay). */
+    async function untilSomeoneWaitsForALock(): Promise<void> {
+      for (;;) {
+        const [{ n }] = await db.read((tx) =>
+          query<{ n: number }>(
+            tx,
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          ),
+        );
+        if (n > 0) {
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+
+    /**
+     * What MailboxService.enqueue did before with three statements (countQueued,
+     * findByIdempotencyKey, then insert unless the queue was full), as enqueue's result.
+     */
+    async function enqueueBefore(tx: Tx, item: NewWorkItem, maxQueued: number | null) {
+      const queued = await sut.countQueued(tx, item.sessionId, item.agentId);
+      const earlier = item.idempotencyKey
+        ? await sut.findByIdempotencyKey(tx, item.sessionId, item.agentId, item.idempotencyKey)
+        : undefined;
+      if (earlier) {
+        return { agentExists: true, queued, earlier };
+      }
+      if (maxQueued !== null && queued >= maxQueued) {
+        return { agentExists: true, queued };
+      }
+      const { item: inserted, created } = await sut.insert(tx, item);
+      return { agentExists: true, queued, ...(created ? { inserted } : { earlier: inserted }) };
+    }
+
+    const strip = (r: { earlier?: WorkItem; inserted?: WorkItem }) => ({
+      ...r,
+      ...(r.earlier ? { earlier: { ...r.earlier, taskId: undefined, sessionId: undefined } } : {}),
+      ...(r.inserted ? { inserted: { ...r.inserted, taskId: undefined, sessionId: undefined } } : {}),
+    });
+
+    it.each<[string, number | null, string | undefined]>([
+      ['room, no key', 3, undefined],
+      ['room, a new key', 3, 'fresh'],
+      ['room, a used key', 3, 'used'],
+      ['full, no key', 2, undefined],
+      ['full, a new key', 2, 'fresh'],
+      ['full, a used key', 2, 'used'],
+      ['no limit, no key', null, undefined],
+      ['no limit, a used key', null, 'used'],
+    ])('does what the statements it replaced did: %s', async (_case, maxQueued, idempotencyKey) => {
+      const results = [];
+      const stored = [];
+      for (const run of [enqueueBefore, sut.enqueue.bind(sut)]) {
+        const sessionId = await givenAgents({ a: 'idle' });
+        await insert(newItem(sessionId, 'a', { prompt: 'used', idempotencyKey: 'used' }));
+        await insert(newItem(sessionId, 'a', { prompt: 'other' }));
+        const item = newItem(sessionId, 'a', {
+          prompt: 'new',
+          priority: 'high',
+          idempotencyKey,
+          createdAt: LATER,
+        });
+        results.push(strip(await db.transaction((tx) => run(tx, item, maxQueued))));
+        stored.push(
+          (
+            await db.read((tx) =>
+              query<{ prompt: string }>(
+                tx,
+                `SELECT prompt FROM work_item WHERE session_id = $1 ORDER BY seq`,
+                [sessionId],
+              ),
+            )
+          ).map((r) => r.prompt),
+        );
+      }
+      expect(results[1]).toEqual(results[0]);
+      expect(stored[1]).toEqual(stored[0]);
+    });
   });
 
   it('counts only the agent’s queued items', async () => {

@@ -127,6 +127,7 @@ export class WorkStepRepository {
        SELECT EXISTS (SELECT 1 FROM done) AS done, (SELECT state FROM before) AS previous,
          (SELECT state FROM me) AS state,
          EXISTS (
+           -- The statement's snapshot still shows the item as it was: a still-queued one is not "more".
            SELECT 1 FROM work_item
            WHERE session_id = $1 AND agent_id = $2 AND state = 'queued' AND id <> $3) AS more_queued`,
       [
