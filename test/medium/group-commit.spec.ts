@@ -177,6 +177,79 @@ describe('group commit of session writes', () => {
     expect(await recorded(sessionId)).toEqual([{ seq: 1, n: 2 }]);
   });
 
+  describe('writes that share a statement (inSessionMerged)', () => {
+    /** A mergeable write for `agentId`: its statement echoes the args; each write records what it got. */
+    function mergeable(sessionId: string, agentId: string, n: number, calls: number[][], failThen = false) {
+      const record = async (tx: Tx, v: number) => {
+        if (failThen) {
+          throw new RpcError('conflict', `write ${n} refuses`);
+        }
+        await history.record(tx, sessionId, 'async.event.broadcast', { event: agentId, data: v, woke: [] });
+        return v;
+      };
+      return history.inSessionMerged(
+        sessionId,
+        async (tx) =>
+          record(tx, ((await sql(tx).query('SELECT $1::int AS v', [n])) as Array<{ v: number }>)[0].v),
+        {
+          kind: 'echo',
+          agentId,
+          args: n,
+          runMany: async (tx, args: number[]) => {
+            calls.push(args);
+            const rows = (await sql(tx).query('SELECT unnest($1::int[]) AS v', [args])) as Array<{
+              v: number;
+            }>;
+            return rows.map((r) => r.v);
+          },
+          then: (tx, v: number) => record(tx, v),
+        },
+      );
+    }
+
+    const events = async (sessionId: string) =>
+      (await history.page(sessionId, 0, 1000)).map(
+        (r) => `${String(r.payload.event)}:${String(r.payload.data)}`,
+      );
+
+    it('runs the writes of a kind to different agents as one statement, never passing an earlier write of the same agent or a write that cannot merge', async () => {
+      const sessionId = await newSession();
+      const slow = slowWrite(sessionId);
+      await slow.inside;
+      const calls: number[][] = [];
+      const writes = [
+        mergeable(sessionId, 'a', 1, calls),
+        mergeable(sessionId, 'b', 2, calls),
+        mergeable(sessionId, 'a', 3, calls), // a's second: after a's first, so in the next statement
+        mergeable(sessionId, 'c', 4, calls),
+        write(sessionId, 5), // cannot merge: a barrier
+        mergeable(sessionId, 'd', 6, calls),
+      ];
+      slow.open();
+      await slow.done;
+      await expect(Promise.all(writes)).resolves.toEqual([1, 2, 3, 4, { i: 5, tx: expect.any(String) }, 6]);
+      expect(calls).toEqual([[1, 2, 4], [3], [6]]);
+      expect(await events(sessionId)).toEqual(['a:1', 'b:2', 'c:4', 'a:3', 'n:5', 'd:6']);
+    });
+
+    it('runs the batch again write by write when one write fails, so that only that write fails', async () => {
+      const sessionId = await newSession();
+      const slow = slowWrite(sessionId);
+      await slow.inside;
+      const calls: number[][] = [];
+      const writes = [
+        mergeable(sessionId, 'a', 1, calls),
+        mergeable(sessionId, 'b', 2, calls, true),
+        mergeable(sessionId, 'c', 3, calls),
+      ].map((p) => p.catch((err: RpcError) => err.message));
+      slow.open();
+      await slow.done;
+      expect(await Promise.all(writes)).toEqual([1, 'write 2 refuses', 3]);
+      expect(calls).toEqual([[1, 2, 3]]); // the merged attempt; the second run went write by write
+      expect(await events(sessionId)).toEqual(['a:1', 'c:3']);
+    });
+  });
+
   it('fails every write of a batch for a session that does not exist', async () => {
     const writes = [write('gc-missing', 1), write('gc-missing', 2)];
     for (const w of writes) {
