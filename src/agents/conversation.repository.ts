@@ -27,8 +27,8 @@ export class ConversationRepository {
   }
 
   /**
-   * The last messages, at most `limit`, oldest first. The window starts at a user message so a
-   * tool result is never shown without the call that asked for it.
+   * The last messages, at most `limit`, oldest first, shaped as the model sees them (see
+   * {@link shapeWindow}).
    */
   async window(
     tx: Tx,
@@ -37,23 +37,36 @@ export class ConversationRepository {
     limit: number,
     maxTokens?: number,
   ): Promise<ChatMessage[]> {
+    return shapeWindow(await this.latest(tx, sessionId, agentId, limit), maxTokens);
+  }
+
+  /** The last `limit` messages as stored, oldest first. */
+  async latest(tx: Tx, sessionId: string, agentId: string, limit: number): Promise<ChatMessage[]> {
     const rows = await query<{ message: ChatMessage }>(
       tx,
       `SELECT message FROM conversation_turn WHERE session_id = $1 AND agent_id = $2 ORDER BY id DESC LIMIT $3`,
       [sessionId, agentId, limit],
     );
-    let messages = rows.map((r) => r.message).reverse();
-    if (maxTokens !== undefined) {
-      // Drop the oldest messages until the rest fit (about four characters a token).
-      let tokens = messages.reduce((n, m) => n + estimateTokens(m), 0);
-      while (messages.length > 0 && tokens > maxTokens) {
-        tokens -= estimateTokens(messages[0]);
-        messages = messages.slice(1);
-      }
-    }
-    const firstUser = messages.findIndex((m) => m.role === 'user');
-    return firstUser < 0 ? [] : messages.slice(firstUser);
+    return rows.map((r) => r.message).reverse();
   }
+}
+
+/**
+ * What the model sees of the last messages: with `maxTokens`, the oldest are dropped until the rest
+ * fit (about four characters a token); the window then starts at a user message, so a tool result
+ * is never shown without the call that asked for it.
+ */
+export function shapeWindow(latest: ChatMessage[], maxTokens?: number): ChatMessage[] {
+  let messages = latest;
+  if (maxTokens !== undefined) {
+    let tokens = messages.reduce((n, m) => n + estimateTokens(m), 0);
+    while (messages.length > 0 && tokens > maxTokens) {
+      tokens -= estimateTokens(messages[0]);
+      messages = messages.slice(1);
+    }
+  }
+  const firstUser = messages.findIndex((m) => m.role === 'user');
+  return firstUser < 0 ? [] : messages.slice(firstUser);
 }
 
 function estimateTokens(m: ChatMessage): number {

@@ -108,6 +108,8 @@ describe('a killed server process', () => {
     expect(events.map((e: { seq: number }) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
   });
   it('loses no acknowledged task when killed while full batches of writes commit', async () => {
+    client?.close();
+    await server?.stop('SIGKILL'); // the previous test's server, on the same data
     server = await startServer(db);
     client = await TestClient.connect(server.url);
     const sessionId = await startSession(client, newSessionId('crash-batch'));

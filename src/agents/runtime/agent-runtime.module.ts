@@ -13,6 +13,7 @@ import { CompleteWork } from './use-cases/complete-work';
 import { FailWork } from './use-cases/fail-work';
 import { Think } from './use-cases/think';
 import { TokenCharges } from './use-cases/token-charges';
+import { HotConversations } from './hot-conversations';
 import { WorkStepRepository } from './work-step.repository';
 
 /** The per-agent loops. Separate from AgentsModule so tools and events can depend on agents without a cycle. */
@@ -28,6 +29,7 @@ import { WorkStepRepository } from './work-step.repository';
     AnswerSwitch,
     TokenCharges,
     WorkStepRepository,
+    HotConversations,
   ],
   exports: [AgentRuntimeService],
 })

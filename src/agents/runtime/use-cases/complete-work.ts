@@ -9,6 +9,7 @@ import { AgentLifecycleService } from '../../agent-lifecycle.service';
 import { AgentRepository } from '../../agent.repository';
 import { ConversationRepository } from '../../conversation.repository';
 import { CompletedStep, StepEnd, WorkStepRepository } from '../work-step.repository';
+import { HotConversations } from '../hot-conversations';
 import { AnswerSwitch } from './answer-switch';
 import { TokenCharges } from './token-charges';
 import { ClaimedWork, Thought } from './work-values';
@@ -30,6 +31,7 @@ export class CompleteWork {
     private readonly charges: TokenCharges,
     private readonly switches: AnswerSwitch,
     private readonly steps: WorkStepRepository,
+    private readonly conversations: HotConversations,
   ) {}
 
   /** Resolves whether the agent may have more work queued (false only when it surely has none). */
@@ -94,6 +96,7 @@ export class CompleteWork {
     end: StepEnd,
   ): Promise<boolean> {
     if (end.done) {
+      this.conversations.appendAfterCommit(tx, agent.sessionId, agent.agentId, thought.turns);
       await this.history.record(tx, agent.sessionId, 'async.task.completed', {
         agentId: agent.agentId,
         taskId: item.taskId,
@@ -129,6 +132,7 @@ export class CompleteWork {
     let me = await this.lifecycle.get(tx, sessionId, agentId);
     if (done) {
       await this.conversation.append(tx, sessionId, agentId, thought.turns, now);
+      this.conversations.appendAfterCommit(tx, sessionId, agentId, thought.turns);
       const { agentTokens, sessionTokens } = await this.charges.charge(tx, sessionId, agentId, usage);
       await this.history.record(tx, sessionId, 'async.task.completed', {
         agentId,

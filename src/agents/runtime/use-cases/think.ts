@@ -9,7 +9,7 @@ import { Usage } from 'src/mailbox/mailbox.types';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { ToolRegistryService } from 'src/tools/tool-registry.service';
 import { AgentLimitError, ToolCallContext } from 'src/tools/tool.types';
-import { ConversationRepository } from '../../conversation.repository';
+import { HotConversations } from '../hot-conversations';
 import { TaskOutputs } from '../../task-outputs.service';
 import { TaskFailure } from '../task-failure';
 import { describeWork, workContext } from '../work-prompt';
@@ -25,7 +25,7 @@ export class Think {
   constructor(
     private readonly db: DatabaseService,
     private readonly sessions: SessionRepository,
-    private readonly conversation: ConversationRepository,
+    private readonly conversations: HotConversations,
     private readonly tools: ToolRegistryService,
     private readonly llm: LlmService,
     private readonly outputs: TaskOutputs,
@@ -39,16 +39,8 @@ export class Think {
     usage: Usage,
   ): Promise<Thought> {
     const { limits } = agent.config;
-    const { session, window } = await this.db.read(async (tx) => ({
-      session: claimedIn ?? (await this.sessions.find(tx, agent.sessionId)),
-      window: await this.conversation.window(
-        tx,
-        agent.sessionId,
-        agent.agentId,
-        this.config.conversationWindow,
-        this.config.conversationWindowTokens,
-      ),
-    }));
+    const session = claimedIn ?? (await this.db.read((tx) => this.sessions.find(tx, agent.sessionId)));
+    const window = await this.conversations.window(agent.sessionId, agent.agentId);
     if (session?.limits.maxTokens !== undefined && session.tokensUsed >= session.limits.maxTokens) {
       throw new TaskFailure(
         'limit_exceeded',
