@@ -190,16 +190,14 @@ describe('group commit of session writes', () => {
       return history.inSessionMerged(
         sessionId,
         async (tx) =>
-          record(tx, ((await sql(tx).query('SELECT $1::int AS v', [n])) as Array<{ v: number }>)[0].v),
+          record(tx, (await sql(tx).query<Array<{ v: number }>>('SELECT $1::int AS v', [n]))[0].v),
         {
           kind: 'echo',
           agentId,
           args: n,
           runMany: async (tx, args: number[]) => {
             calls.push(args);
-            const rows = (await sql(tx).query('SELECT unnest($1::int[]) AS v', [args])) as Array<{
-              v: number;
-            }>;
+            const rows = await sql(tx).query<Array<{ v: number }>>('SELECT unnest($1::int[]) AS v', [args]);
             return rows.map((r) => r.v);
           },
           then: (tx, v: number) => record(tx, v),
