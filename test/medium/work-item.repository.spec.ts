@@ -540,4 +540,217 @@ describe(WorkItemRepository.name, () => {
     await expect(countQueued(sessionId, 'b')).resolves.toBe(1);
     await expect(countQueued(newSessionId(), 'a')).resolves.toBe(0);
   });
+
+  describe('enqueueMany: for each item, what enqueue does for it alone', () => {
+    type Enqueued = Awaited<ReturnType<WorkItemRepository['enqueue']>>;
+    type Call = { item: Omit<NewWorkItem, 'sessionId'>; maxQueued: number | null };
+
+    const strip = (r: Enqueued) => ({
+      ...r,
+      ...(r.earlier ? { earlier: { ...r.earlier, taskId: undefined, sessionId: undefined } } : {}),
+      ...(r.inserted ? { inserted: { ...r.inserted, taskId: undefined, sessionId: undefined } } : {}),
+    });
+
+    /** Every item row of the session as stored (all columns), without its id, session and seq. */
+    const rowsOf = (sessionId: string) =>
+      db.read(async (tx) =>
+        (
+          await query<{ r: Record<string, unknown> }>(
+            tx,
+            `SELECT to_jsonb(w) - 'id' - 'session_id' - 'seq' AS r FROM work_item w WHERE session_id = $1 ORDER BY seq`,
+            [sessionId],
+          )
+        ).map((x) => x.r),
+      );
+
+    /**
+     * A session with agents a (idle), b (sleeping), c (stopped) and d (idle, nothing queued): a has two
+     * items queued (one keyed `used`), one running and one done (keyed `ended`); b and c one queued each.
+     */
+    async function givenQueues(): Promise<string> {
+      const sessionId = await givenAgents({ a: 'idle', b: 'sleeping', c: 'stopped', d: 'idle' });
+      await insert(newItem(sessionId, 'a', { prompt: 'a: running' }));
+      await claim(sessionId, 'a');
+      const ended = (await insert(newItem(sessionId, 'a', { prompt: 'a: ended', idempotencyKey: 'ended' })))
+        .item;
+      await db.transaction((tx) =>
+        sut.finish(tx, ended.taskId, { state: 'done', result: { final: 'ok' }, at: LATER }),
+      );
+      await insert(newItem(sessionId, 'a', { prompt: 'a: used', idempotencyKey: 'used', priority: 'high' }));
+      await insert(newItem(sessionId, 'b', { prompt: 'b: queued', idempotencyKey: 'b-used' }));
+      await insert(newItem(sessionId, 'a', { prompt: 'a: other' }));
+      await insert(newItem(sessionId, 'c', { prompt: 'c: queued' }));
+      return sessionId;
+    }
+
+    /**
+     * Builds the queues twice; queues the items one by one with enqueue in one session and with one
+     * enqueueMany in the other; expects the same results (in input order) and the same rows, and the
+     * first session untouched by the second's statement. Returns enqueueMany's results.
+     */
+    async function enqueueManyAsEnqueue(calls: Call[]): Promise<Enqueued[]> {
+      const old = await givenQueues();
+      const now = await givenQueues();
+      const alone = await db.transaction(async (tx) => {
+        const out: Enqueued[] = [];
+        for (const { item, maxQueued } of calls) {
+          out.push(await sut.enqueue(tx, { ...item, sessionId: old }, maxQueued));
+        }
+        return out;
+      });
+      const oldRows = await rowsOf(old);
+      const many = await db.transaction((tx) =>
+        sut.enqueueMany(
+          tx,
+          now,
+          calls.map(({ item, maxQueued }) => ({ item: { ...item, sessionId: now }, maxQueued })),
+        ),
+      );
+      expect(many).toHaveLength(calls.length);
+      expect(many.map(strip)).toEqual(alone.map(strip));
+      await expect(rowsOf(now)).resolves.toEqual(oldRows);
+      await expect(rowsOf(old)).resolves.toEqual(oldRows);
+      // What it returns is what it stored.
+      for (const r of many) {
+        for (const item of [r.inserted, r.earlier].filter((x) => x !== undefined)) {
+          expect(item.sessionId).toBe(now);
+          await expect(find(now, item.taskId)).resolves.toEqual(item);
+        }
+      }
+      return many;
+    }
+
+    const item = (agentId: string, patch: Partial<NewWorkItem> = {}): Omit<NewWorkItem, 'sessionId'> => ({
+      agentId,
+      kind: 'task',
+      priority: 'normal',
+      prompt: `new for ${agentId}`,
+      createdAt: LATER,
+      ...patch,
+    });
+
+    const LIMITS: Array<[string, number | null]> = [
+      ['room', 3],
+      ['full', 2],
+      ['none may wait', 0],
+      ['no limit', null],
+    ];
+    const KEYS: Array<[string, string | undefined]> = [
+      ['no key', undefined],
+      ['a new key', 'fresh'],
+      ['a key of a queued item', 'used'],
+      ['a key of an ended item', 'ended'],
+      ['another agent’s key', 'b-used'],
+    ];
+    const cases = LIMITS.flatMap(([l, max]) => KEYS.map(([k, key]) => [l, max, k, key] as const));
+
+    it.each(cases)('one item, %s (maxQueued %s), %s', async (_l, maxQueued, _k, idempotencyKey) => {
+      const [result] = await enqueueManyAsEnqueue([
+        { item: item('a', { idempotencyKey, priority: 'high' }), maxQueued },
+      ]);
+      const used = idempotencyKey === 'used' || idempotencyKey === 'ended';
+      const room = maxQueued === null || maxQueued > 2;
+      expect(result).toMatchObject({ agentExists: true, queued: 2 });
+      expect(Boolean(result.earlier)).toBe(used);
+      expect(Boolean(result.inserted)).toBe(!used && room);
+    });
+
+    it('one item with everything given, and one with the defaults', async () => {
+      const many = await enqueueManyAsEnqueue([
+        {
+          item: item('d', {
+            kind: 'mailbox_message',
+            priority: 'urgent',
+            isSwitch: true,
+            hops: 3,
+            idempotencyKey: 'k1',
+            prompt: 'hello "there"\n\\ ünïcødé ✉️',
+            payload: { messageId: 'm1', from: 'b', subject: 'Hi', data: { list: [1, 'two', null] } },
+            createdAt: '2026-01-01T01:05:00.123456+01:00',
+          }),
+          maxQueued: 10,
+        },
+        {
+          item: { agentId: 'b', kind: 'event', priority: 'low', prompt: 'defaults', createdAt: AT },
+          maxQueued: null,
+        },
+      ]);
+      expect(many[0].inserted).toMatchObject({
+        kind: 'mailbox_message',
+        priority: 'urgent',
+        isSwitch: true,
+        hops: 3,
+        idempotencyKey: 'k1',
+        prompt: 'hello "there"\n\\ ünïcødé ✉️',
+        createdAt: '2026-01-01T00:05:00.123Z',
+      });
+      expect(many[1].inserted).toMatchObject({
+        kind: 'event',
+        priority: 'low',
+        isSwitch: false,
+        hops: 0,
+        payload: {},
+        idempotencyKey: null,
+      });
+    });
+
+    it('a mix in one call: room, sleeping, stopped, nothing queued, missing, full, repeated keys, 0 and no limit', async () => {
+      const many = await enqueueManyAsEnqueue([
+        { item: item('b', { idempotencyKey: 'b-used' }), maxQueued: 0 },
+        { item: item('nobody', { idempotencyKey: 'used' }), maxQueued: 10 },
+        { item: item('d'), maxQueued: 0 },
+        { item: item('a', { idempotencyKey: 'fresh', isSwitch: true }), maxQueued: null },
+        { item: item('c', { priority: 'urgent' }), maxQueued: 1 },
+        { item: item('other-nobody'), maxQueued: null },
+        { item: item('e-not-here', { idempotencyKey: 'x' }), maxQueued: 0 },
+      ]);
+      expect(many.map((r) => [r.agentExists, r.queued, r.earlier?.prompt, r.inserted?.prompt])).toEqual([
+        [true, 1, 'b: queued', undefined],
+        [false, 0, undefined, undefined],
+        [true, 0, undefined, undefined],
+        [true, 2, undefined, 'new for a'],
+        [true, 1, undefined, undefined],
+        [false, 0, undefined, undefined],
+        [false, 0, undefined, undefined],
+      ]);
+
+      // And with room for each: every existing agent gets its item, in input order.
+      const roomy = await enqueueManyAsEnqueue(
+        ['d', 'nobody', 'c', 'a', 'b'].map((agentId) => ({ item: item(agentId), maxQueued: 5 })),
+      );
+      expect(roomy.map((r) => [r.queued, r.inserted?.agentId])).toEqual([
+        [0, 'd'],
+        [0, undefined],
+        [1, 'c'],
+        [2, 'a'],
+        [1, 'b'],
+      ]);
+    });
+
+    it('answers in input order, whatever the order', async () => {
+      for (const ids of [
+        ['a', 'b', 'c', 'd'],
+        ['d', 'c', 'b', 'a'],
+        ['b', 'd', 'a', 'c'],
+      ]) {
+        const many = await enqueueManyAsEnqueue(
+          ids.map((agentId) => ({ item: item(agentId), maxQueued: null })),
+        );
+        expect(many.map((r) => r.inserted?.agentId)).toEqual(ids);
+      }
+    });
+
+    it('does nothing for an empty list, or for agents of another session', async () => {
+      const sessionId = await givenQueues();
+      const rows = await rowsOf(sessionId);
+      await expect(db.transaction((tx) => sut.enqueueMany(tx, sessionId, []))).resolves.toEqual([]);
+      const elsewhere = newSessionId();
+      await expect(
+        db.transaction((tx) =>
+          sut.enqueueMany(tx, elsewhere, [{ item: { ...item('a'), sessionId: elsewhere }, maxQueued: null }]),
+        ),
+      ).resolves.toEqual([{ agentExists: false, queued: 0 }]);
+      await expect(rowsOf(sessionId)).resolves.toEqual(rows);
+    });
+  });
 });

@@ -585,4 +585,480 @@ describe(WorkStepRepository.name, () => {
       await expect(snapshot(now.sessionId)).resolves.toEqual(await snapshot(old.sessionId));
     });
   });
+
+  /**
+   * Every row a step may write in a session, as stored (all columns), without what differs between
+   * twins: the session's id and the items' and turns' ids and sequence numbers.
+   */
+  async function rowsOf(sessionId: string) {
+    return db.read(async (tx) => {
+      const rows = async (text: string) =>
+        (await query<{ r: Record<string, unknown> }>(tx, text, [sessionId])).map((x) => x.r);
+      return {
+        session: await rows(`SELECT to_jsonb(s) - 'id' AS r FROM session s WHERE id = $1`),
+        agents: await rows(
+          `SELECT to_jsonb(a) - 'session_id' AS r FROM agent a WHERE session_id = $1 ORDER BY id`,
+        ),
+        items: await rows(
+          `SELECT to_jsonb(w) - 'id' - 'session_id' - 'seq' AS r FROM work_item w WHERE session_id = $1 ORDER BY seq`,
+        ),
+        turns: await rows(
+          `SELECT to_jsonb(t) - 'id' - 'session_id' AS r FROM conversation_turn t WHERE session_id = $1 ORDER BY id`,
+        ),
+      };
+    });
+  }
+
+  /** A session's agents (in these states, each with one earlier turn) and items (in this order, each named by its prompt). */
+  interface World {
+    agents: Record<string, AgentState>;
+    items: Array<[name: string, agentId: string, state: ItemState, patch?: Partial<NewWorkItem>]>;
+  }
+
+  async function givenWorld(world: World): Promise<{ sessionId: string; items: Record<string, WorkItem> }> {
+    const sessionId = await givenAgents(world.agents);
+    await db.transaction(async (tx) => {
+      for (const agentId of Object.keys(world.agents)) {
+        await conversation.append(
+          tx,
+          sessionId,
+          agentId,
+          [{ role: 'user', content: `earlier, ${agentId}` }],
+          AT,
+        );
+      }
+    });
+    const named: Record<string, WorkItem> = {};
+    for (const [name, agentId, state, patch] of world.items) {
+      named[name] = await givenItem(sessionId, agentId, state, { ...patch, prompt: name });
+    }
+    return { sessionId, items: named };
+  }
+
+  /** A task id no item has. */
+  const UNKNOWN_TASK = '00000000-0000-4000-8000-000000000000';
+
+  describe('claimMany: for each agent, what claim does for it alone', () => {
+    type Claimed = Awaited<ReturnType<WorkStepRepository['claim']>>;
+    const strip = (c: Claimed) =>
+      c && {
+        item: { ...c.item, taskId: undefined, sessionId: undefined },
+        agent: { ...c.agent, sessionId: undefined },
+      };
+
+    /**
+     * Builds the world twice; claims for the agents one by one with claim in one session and with
+     * one claimMany in the other; expects the same results (in input order) and the same rows, and
+     * the first session untouched by the second's statement. Returns claimMany's results.
+     */
+    async function claimManyAsClaim(world: World, agentIds: string[]): Promise<Claimed[]> {
+      const old = await givenWorld(world);
+      const now = await givenWorld(world);
+      const alone = await db.transaction(async (tx) => {
+        const out: Claimed[] = [];
+        for (const agentId of agentIds) {
+          out.push(await sut.claim(tx, old.sessionId, agentId, LATER));
+        }
+        return out;
+      });
+      const oldRows = await rowsOf(old.sessionId);
+      const many = await db.transaction((tx) => sut.claimMany(tx, now.sessionId, agentIds, LATER));
+      expect(many).toHaveLength(agentIds.length);
+      expect(many.map(strip)).toEqual(alone.map(strip));
+      await expect(rowsOf(now.sessionId)).resolves.toEqual(oldRows);
+      await expect(rowsOf(old.sessionId)).resolves.toEqual(oldRows);
+      // What it returns is what it wrote.
+      for (const c of many.filter((x) => x !== undefined)) {
+        await expect(find(now.sessionId, c.item.taskId)).resolves.toEqual(c.item);
+        await expect(agent(now.sessionId, c.agent.agentId)).resolves.toEqual(c.agent);
+      }
+      return many;
+    }
+
+    /** A queue in claim order: switch high, switch low, urgent, high, normal 1, normal 2, low (inserted shuffled). */
+    const busyQueue = (agentId: string): World['items'] => [
+      [`${agentId}: low`, agentId, 'queued', { priority: 'low' }],
+      [`${agentId}: normal 1`, agentId, 'queued'],
+      [`${agentId}: urgent`, agentId, 'queued', { priority: 'urgent' }],
+      [`${agentId}: switch low`, agentId, 'queued', { priority: 'low', isSwitch: true }],
+      [`${agentId}: normal 2`, agentId, 'queued'],
+      [`${agentId}: high`, agentId, 'queued', { priority: 'high' }],
+      [`${agentId}: switch high`, agentId, 'queued', { priority: 'high', isSwitch: true }],
+    ];
+    const endedOnly = (agentId: string): World['items'] =>
+      (['running', 'done', 'failed', 'cancelled'] as const).map((s) => [
+        `${agentId}: ${s}`,
+        agentId,
+        s,
+        { priority: 'urgent', isSwitch: true },
+      ]);
+    const QUEUES: Record<string, (agentId: string) => World['items']> = {
+      'nothing at all': () => [],
+      'only items not queued': endedOnly,
+      'items of every priority, switch mail among them': (a) => [...endedOnly(a), ...busyQueue(a)],
+    };
+    const cases = AGENT_STATES.flatMap((s) => Object.keys(QUEUES).map((q) => [s, q] as [AgentState, string]));
+
+    it.each(cases)('one agent %s with %s', async (state, queue) => {
+      const many = await claimManyAsClaim(
+        { agents: { a: state, b: 'idle' }, items: [...QUEUES[queue]('a'), ...busyQueue('b')] },
+        ['a'],
+      );
+      const claims = state === 'idle' && queue.startsWith('items');
+      expect(many.map((c) => c?.item.prompt)).toEqual([claims ? 'a: switch high' : undefined]);
+    });
+
+    it('a mix in one call: idle with work, busy, asleep, stopped, waiting, idle with nothing queued, missing', async () => {
+      const agents: Record<string, AgentState> = {
+        worker: 'idle',
+        fifo: 'idle',
+        busy: 'active',
+        asleep: 'sleeping',
+        off: 'stopped',
+        waiter: 'waiting',
+        empty: 'idle',
+        finished: 'idle',
+      };
+      const items: World['items'] = [
+        ...busyQueue('busy'),
+        ['fifo: first', 'fifo', 'queued'],
+        ...busyQueue('worker'),
+        ['fifo: second', 'fifo', 'queued'],
+        ...busyQueue('asleep'),
+        ...busyQueue('off'),
+        ...busyQueue('waiter'),
+        ...endedOnly('finished'),
+        ['fifo: third', 'fifo', 'queued'],
+      ];
+      const ids = ['asleep', 'nobody', 'worker', 'empty', 'busy', 'fifo', 'off', 'finished', 'waiter'];
+      const many = await claimManyAsClaim({ agents, items }, ids);
+      expect(many.map((c) => c?.item.prompt)).toEqual([
+        undefined,
+        undefined,
+        'worker: switch high',
+        undefined,
+        undefined,
+        'fifo: first',
+        undefined,
+        undefined,
+        undefined,
+      ]);
+      expect(many[2]!.agent).toMatchObject({ agentId: 'worker', state: 'active', lastActiveAt: LATER });
+      expect(many[5]!.agent).toMatchObject({ agentId: 'fifo', state: 'active', lastActiveAt: LATER });
+    });
+
+    it('answers in input order, whatever the order', async () => {
+      const world: World = {
+        agents: { a: 'idle', b: 'idle', c: 'idle' },
+        items: [
+          ['c: 1', 'c', 'queued'],
+          ['a: 1', 'a', 'queued'],
+          ['b: 1', 'b', 'queued', { isSwitch: true }],
+        ],
+      };
+      for (const ids of [
+        ['a', 'b', 'c'],
+        ['c', 'a', 'b'],
+        ['b', 'c', 'a'],
+      ]) {
+        const many = await claimManyAsClaim(world, ids);
+        expect(many.map((c) => c?.item.prompt)).toEqual(ids.map((id) => `${id}: 1`));
+        expect(many.map((c) => c?.agent.agentId)).toEqual(ids);
+      }
+    });
+
+    it('counts the attempts on an item put back in the queue, as claim does', async () => {
+      const world: World = { agents: { a: 'idle', b: 'idle' }, items: [['b: 1', 'b', 'queued']] };
+      const old = await givenWorld(world);
+      const now = await givenWorld(world);
+      for (const { sessionId } of [old, now]) {
+        const first = await claim(sessionId, 'b');
+        await db.transaction((tx) => items.requeue(tx, first!.item.taskId));
+        await setState(sessionId, 'b', 'idle');
+      }
+      const alone = await claim(old.sessionId, 'b', DONE_AT);
+      const [many] = await db.transaction((tx) => sut.claimMany(tx, now.sessionId, ['b'], DONE_AT));
+      expect(many!.item).toMatchObject({ attempts: 2, startedAt: DONE_AT });
+      expect(strip(many)).toEqual(strip(alone));
+      await expect(rowsOf(now.sessionId)).resolves.toEqual(await rowsOf(old.sessionId));
+    });
+
+    it('claims one item per agent: a second claimMany in the same transaction claims nothing', async () => {
+      const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
+      await insert(newItem(sessionId, 'a', { prompt: 'a: first' }));
+      const second = await insert(newItem(sessionId, 'a', { prompt: 'a: second' }));
+      await insert(newItem(sessionId, 'b', { prompt: 'b: first' }));
+      const [one, two] = await db.transaction(async (tx) => [
+        await sut.claimMany(tx, sessionId, ['a', 'b'], LATER),
+        await sut.claimMany(tx, sessionId, ['a', 'b'], LATER),
+      ]);
+      expect(one.map((c) => c?.item.prompt)).toEqual(['a: first', 'b: first']);
+      expect(two).toEqual([undefined, undefined]);
+      await expect(find(sessionId, second.taskId)).resolves.toEqual(second);
+    });
+
+    it('does nothing for an empty list, or for agents of another session', async () => {
+      const world: World = { agents: { a: 'idle' }, items: [['a: 1', 'a', 'queued']] };
+      const { sessionId } = await givenWorld(world);
+      const rows = await rowsOf(sessionId);
+      await expect(db.transaction((tx) => sut.claimMany(tx, sessionId, [], LATER))).resolves.toEqual([]);
+      await expect(db.transaction((tx) => sut.claimMany(tx, newSessionId(), ['a'], LATER))).resolves.toEqual([
+        undefined,
+      ]);
+      await expect(rowsOf(sessionId)).resolves.toEqual(rows);
+    });
+  });
+
+  describe('completeMany: for each agent, what complete does for it alone', () => {
+    interface StepSpec {
+      agentId: string;
+      /** The item's name in the world; none: a task id no item has. */
+      item?: string;
+      usage?: Usage;
+      turns?: ChatMessage[];
+    }
+    type Ended = Awaited<ReturnType<WorkStepRepository['complete']>>;
+
+    const stepsIn = (world: { items: Record<string, WorkItem> }, specs: StepSpec[]) =>
+      specs.map((s) => ({
+        agentId: s.agentId,
+        taskId: s.item ? world.items[s.item].taskId : UNKNOWN_TASK,
+        final: `the end of ${s.item ?? 'nothing'}`,
+        usage: s.usage ?? USAGE,
+        turns: s.turns ?? TURNS,
+      }));
+
+    /**
+     * Builds the world twice; completes the steps one by one with complete in one session and with
+     * one completeMany in the other; expects the same results (in input order) and the same rows, and
+     * the first session untouched by the second's statement. Returns completeMany's results.
+     */
+    async function completeManyAsComplete(world: World, specs: StepSpec[]): Promise<Ended[]> {
+      const old = await givenWorld(world);
+      const now = await givenWorld(world);
+      const alone = await db.transaction(async (tx) => {
+        const out: Ended[] = [];
+        for (const step of stepsIn(old, specs)) {
+          out.push(await sut.complete(tx, { ...step, sessionId: old.sessionId, at: DONE_AT }));
+        }
+        return out;
+      });
+      const oldRows = await rowsOf(old.sessionId);
+      const many = await db.transaction((tx) =>
+        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+      );
+      expect(many).toEqual(alone);
+      await expect(rowsOf(now.sessionId)).resolves.toEqual(oldRows);
+      await expect(rowsOf(old.sessionId)).resolves.toEqual(oldRows);
+      return many;
+    }
+
+    const ITEM_STATES: ItemState[] = ['queued', 'running', 'done', 'failed', 'cancelled'];
+    const cases = AGENT_STATES.flatMap((a) => ITEM_STATES.map((i) => [a, i] as [AgentState, ItemState]));
+
+    it.each(cases)('one agent %s, its item %s', async (agentState, itemState) => {
+      const many = await completeManyAsComplete(
+        {
+          agents: { a: agentState, b: 'active' },
+          items: [
+            ['a: it', 'a', itemState],
+            ['b: it', 'b', 'running'],
+          ],
+        },
+        [{ agentId: 'a', item: 'a: it' }],
+      );
+      expect(many).toEqual([
+        {
+          done: itemState === 'queued' || itemState === 'running',
+          previous: agentState,
+          state: agentState === 'active' ? 'idle' : agentState,
+          moreQueued: false,
+        },
+      ]);
+    });
+
+    it('every agent state with every item state in one call, more queued for some, tokens and turns or none', async () => {
+      const agents: Record<string, AgentState> = {};
+      const items: World['items'] = [];
+      const specs: StepSpec[] = [];
+      for (const [n, [agentState, itemState]] of cases.entries()) {
+        const agentId = `${agentState}-${itemState}`;
+        agents[agentId] = agentState;
+        items.push([`${agentId}: it`, agentId, itemState]);
+        if (n % 2 === 0) {
+          items.push([`${agentId}: next`, agentId, 'queued']);
+        }
+        specs.push({
+          agentId,
+          item: `${agentId}: it`,
+          usage:
+            n % 3 === 0 ? { promptTokens: 0, completionTokens: 0 } : { promptTokens: n, completionTokens: 1 },
+          turns: n % 4 === 0 ? [] : TURNS.slice(0, 1 + (n % 4)),
+        });
+      }
+      // Reversed: the results follow the input, not the agents' order.
+      specs.reverse();
+      const many = await completeManyAsComplete({ agents, items }, specs);
+      expect(many.map((e) => e.moreQueued)).toEqual(
+        specs.map((s) => cases.findIndex(([a, i]) => `${a}-${i}` === s.agentId) % 2 === 0),
+      );
+      expect(many.filter((e) => e.done)).toHaveLength(2 * AGENT_STATES.length);
+    });
+
+    it('a mix in one call: active, sleeping, stopped, already cancelled, still queued, with or without more queued', async () => {
+      const many = await completeManyAsComplete(
+        {
+          agents: { a: 'active', b: 'sleeping', c: 'active', d: 'active', e: 'stopped', f: 'active' },
+          items: [
+            ['a: it', 'a', 'running'],
+            ['d: it', 'd', 'queued'],
+            ['b: it', 'b', 'running'],
+            ['a: next', 'a', 'queued'],
+            ['c: it', 'c', 'cancelled'],
+            ['c: next', 'c', 'queued'],
+            ['e: it', 'e', 'running'],
+            ['f: it', 'f', 'running'],
+            ['f: elsewhere', 'a', 'queued'],
+          ],
+        },
+        [
+          { agentId: 'c', item: 'c: it' },
+          { agentId: 'a', item: 'a: it', turns: [] },
+          { agentId: 'e', item: 'e: it', usage: { promptTokens: 0, completionTokens: 0 } },
+          { agentId: 'd', item: 'd: it' },
+          { agentId: 'b', item: 'b: it', usage: { promptTokens: 100, completionTokens: 8 } },
+          { agentId: 'f', item: 'f: it' },
+        ],
+      );
+      expect(many).toEqual([
+        { done: false, previous: 'active', state: 'idle', moreQueued: true },
+        { done: true, previous: 'active', state: 'idle', moreQueued: true },
+        { done: true, previous: 'stopped', state: 'stopped', moreQueued: false },
+        { done: true, previous: 'active', state: 'idle', moreQueued: false },
+        { done: true, previous: 'sleeping', state: 'sleeping', moreQueued: false },
+        { done: true, previous: 'active', state: 'idle', moreQueued: false },
+      ]);
+    });
+
+    it('charges the session the sum of the done items’ tokens, and per agent its own', async () => {
+      const world: World = {
+        agents: { a: 'active', b: 'active', c: 'active', d: 'active' },
+        items: [
+          ['a: it', 'a', 'running'],
+          ['b: it', 'b', 'running'],
+          ['c: it', 'c', 'cancelled'],
+          ['d: it', 'd', 'running'],
+        ],
+      };
+      const specs: StepSpec[] = [
+        { agentId: 'a', item: 'a: it' }, // 42
+        { agentId: 'b', item: 'b: it', usage: { promptTokens: 100, completionTokens: 8 } },
+        { agentId: 'c', item: 'c: it', usage: { promptTokens: 500, completionTokens: 500 } }, // ended: not charged
+        { agentId: 'd', item: 'd: it', usage: { promptTokens: 0, completionTokens: 0 } },
+      ];
+      await completeManyAsComplete(world, specs);
+      const now = await givenWorld(world);
+      await db.transaction((tx) => sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT));
+      await expect(session(now.sessionId)).resolves.toMatchObject({ tokensUsed: 150 });
+      const tokens = await db.read((tx) => agents.listBySession(tx, now.sessionId));
+      expect(tokens.map((a) => [a.agentId, a.tokensUsed])).toEqual([
+        ['a', 42],
+        ['b', 108],
+        ['c', 0],
+        ['d', 0],
+      ]);
+    });
+
+    it.each<[string, ItemState, Usage]>([
+      ['the done items spent no tokens', 'running', { promptTokens: 0, completionTokens: 0 }],
+      ['no item was still open', 'cancelled', USAGE],
+    ])('adds nothing to the session (does not even write it) when %s', async (_case, itemState, usage) => {
+      const world: World = {
+        agents: { a: 'active', b: 'active' },
+        items: [
+          ['a: it', 'a', itemState],
+          ['b: it', 'b', itemState === 'running' ? 'queued' : 'done'],
+        ],
+      };
+      const specs: StepSpec[] = [
+        { agentId: 'a', item: 'a: it', usage },
+        { agentId: 'b', item: 'b: it', usage },
+      ];
+      await completeManyAsComplete(world, specs);
+      const now = await givenWorld(world);
+      const version = await sessionVersion(now.sessionId);
+      const many = await db.transaction((tx) =>
+        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+      );
+      expect(many.map((e) => e.done)).toEqual(itemState === 'running' ? [true, true] : [false, false]);
+      await expect(session(now.sessionId)).resolves.toMatchObject({ tokensUsed: 0 });
+      await expect(sessionVersion(now.sessionId)).resolves.toBe(version);
+    });
+
+    it('charges a completed item once: completing it again changes nothing but the agent’s state', async () => {
+      const { sessionId, items: named } = await givenWorld({
+        agents: { a: 'active', b: 'active' },
+        items: [
+          ['a: it', 'a', 'running'],
+          ['b: it', 'b', 'running'],
+        ],
+      });
+      const specs = stepsIn({ items: named }, [
+        { agentId: 'a', item: 'a: it' },
+        { agentId: 'b', item: 'b: it' },
+      ]);
+      await db.transaction((tx) => sut.completeMany(tx, sessionId, specs, DONE_AT));
+      const rows = await rowsOf(sessionId);
+      await expect(db.transaction((tx) => sut.completeMany(tx, sessionId, specs, LATER))).resolves.toEqual([
+        { done: false, previous: 'idle', state: 'idle', moreQueued: false },
+        { done: false, previous: 'idle', state: 'idle', moreQueued: false },
+      ]);
+      await expect(rowsOf(sessionId)).resolves.toEqual(rows);
+      await expect(session(sessionId)).resolves.toMatchObject({ tokensUsed: 84 });
+    });
+
+    it('does nothing for an empty list', async () => {
+      const { sessionId } = await givenWorld({ agents: { a: 'active' }, items: [['a: it', 'a', 'running']] });
+      const rows = await rowsOf(sessionId);
+      const version = await sessionVersion(sessionId);
+      await expect(db.transaction((tx) => sut.completeMany(tx, sessionId, [], DONE_AT))).resolves.toEqual([]);
+      await expect(rowsOf(sessionId)).resolves.toEqual(rows);
+      await expect(sessionVersion(sessionId)).resolves.toBe(version);
+    });
+
+    // A difference from complete (not reachable today: agents are never deleted, and an item's agent
+    // exists by its foreign key). complete answers for an agent the session does not have; completeMany
+    // leaves that step out, so the results after it no longer stand at their step's index.
+    it('differs from complete for an agent the session does not have: its result is left out', async () => {
+      const world: World = {
+        agents: { a: 'active', b: 'active' },
+        items: [
+          ['a: it', 'a', 'running'],
+          ['b: it', 'b', 'running'],
+        ],
+      };
+      const specs: StepSpec[] = [
+        { agentId: 'a', item: 'a: it' },
+        { agentId: 'nobody' },
+        { agentId: 'b', item: 'b: it' },
+      ];
+      const old = await givenWorld(world);
+      const now = await givenWorld(world);
+      const alone = await db.transaction(async (tx) => {
+        const out: Ended[] = [];
+        for (const step of stepsIn(old, specs)) {
+          out.push(await sut.complete(tx, { ...step, sessionId: old.sessionId, at: DONE_AT }));
+        }
+        return out;
+      });
+      const many = await db.transaction((tx) =>
+        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+      );
+      const ended = { done: true, previous: 'active', state: 'idle', moreQueued: false };
+      expect(alone).toEqual([ended, { done: false, previous: null, state: null, moreQueued: false }, ended]);
+      expect(many).toEqual([ended, ended]);
+      // The rows are alike all the same.
+      await expect(rowsOf(now.sessionId)).resolves.toEqual(await rowsOf(old.sessionId));
+    });
+  });
 });
