@@ -193,7 +193,7 @@ export class WorkStepRepository {
          EXISTS (SELECT 1 FROM work_item w
                  WHERE w.session_id = $1 AND w.agent_id = i.agent_id AND w.state = 'queued'
                    AND w.id <> i.task_id) AS more_queued
-       FROM input i JOIN before b ON b.id = i.agent_id JOIN me m ON m.id = i.agent_id
+       FROM input i LEFT JOIN before b ON b.id = i.agent_id LEFT JOIN me m ON m.id = i.agent_id
        ORDER BY i.n`,
       [sessionId, json(input), at],
     );
