@@ -99,12 +99,23 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
 
   /** Sends what `tx` gathered as one NOTIFY, inside `tx` (so it is delivered only if `tx` commits). */
   async flush(tx: Tx): Promise<void> {
+    const payload = this.take(tx);
+    if (payload !== undefined) {
+      await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, payload]);
+    }
+  }
+
+  /**
+   * What {@link flush} would send, for a caller that folds the NOTIFY into a statement of its own
+   * (on {@link CLUSTER_CHANNEL}); undefined when `tx` gathered nothing. The gathered hint is taken.
+   */
+  take(tx: Tx): string | undefined {
     const hint = this.pending.get(tx);
     if (!hint) {
-      return;
+      return undefined;
     }
     this.pending.delete(tx);
-    await this.notify(tx, { t: 'session', o: this.node.id, ...hint });
+    return this.payloadOf({ t: 'session', o: this.node.id, ...hint });
   }
 
   /**
@@ -153,13 +164,17 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async notify(tx: Tx, message: ClusterMessage): Promise<void> {
-    let payload = JSON.stringify(message);
+    await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, this.payloadOf(message)]);
+  }
+
+  private payloadOf(message: ClusterMessage): string {
+    const payload = JSON.stringify(message);
     if (Buffer.byteLength(payload) > MAX_NOTIFY_BYTES && message.t === 'session') {
       // Too big to list: the owner looks at the whole session (its live agents, stops, cancellations).
       const { o, sessionId, seq, timers } = message;
-      payload = JSON.stringify({ t: 'session', o, sessionId, seq, timers, allAgents: true });
+      return JSON.stringify({ t: 'session', o, sessionId, seq, timers, allAgents: true });
     }
-    await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, payload]);
+    return payload;
   }
 
   private receive(payload: string): void {

@@ -115,15 +115,24 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
   }
 
   /**
-   * The fence, called as the last statement of every transaction made as the session's owner:
-   * `unavailable` (nothing commits) unless this node still holds the lease at its epoch.
+   * The fence of a transaction made as the session's owner: this node and its epoch for the
+   * session, which the transaction's last statement checks (HistoryRepository.close, as
+   * LeaseRepository.holds does), so that nothing commits unless this node still holds the lease at
+   * its epoch. Undefined when it holds no lease on the session: the write is refused.
    */
-  async fence(tx: Tx, sessionId: string): Promise<void> {
+  fenceOf(sessionId: string): { nodeId: string; epoch: number } | undefined {
     const holding = this.held.get(sessionId);
-    if (holding && (await this.repo.holds(tx, sessionId, this.node.id, holding.epoch))) {
-      this.refused.delete(sessionId);
-      return;
-    }
+    return holding && { nodeId: this.node.id, epoch: holding.epoch };
+  }
+
+  /** A folded fence passed. */
+  fenceHeld(sessionId: string): void {
+    this.refused.delete(sessionId);
+  }
+
+  /** A folded fence failed: the error to throw (nothing commits). */
+  fenceRefused(sessionId: string): RpcError {
+    const holding = this.held.get(sessionId);
     if (!this.refused.has(sessionId)) {
       this.refused.add(sessionId);
       this.logger.warn(
@@ -132,7 +141,7 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     }
     // A tick now tells a lost lease from one that only ran out; not as this session's owner work.
     void this.owner.outside(() => this.requestTick());
-    throw new RpcError('unavailable', `This node no longer owns session '${sessionId}'; retry`);
+    return new RpcError('unavailable', `This node no longer owns session '${sessionId}'; retry`);
   }
 
   /** Gives a session created in `tx` to the live node with the fewest sessions. */

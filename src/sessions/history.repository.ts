@@ -49,19 +49,44 @@ export class HistoryRepository {
   }
 
   /**
-   * Writes records whose `seq`s the caller took under the session's lock (see HistoryService), in one
-   * statement with the counter they leave: a transaction's records cost one round trip, not two each.
+   * The last statement of a session's batch (see HistoryService): writes its records (their `seq`s
+   * taken under the session's lock) with the counter they leave, checks the lease fence of an owner's writes (`session_lease` held by `fence`'s
+   * node at its epoch and not run out, share-locked until commit, so a takeover waits for this
+   * commit; LeaseRepository.holds is the same check) and sends the batch's NOTIFY, all in one round
+   * trip. False when the fence does not hold: the caller must roll back.
    */
-  async appendAll(tx: Tx, sessionId: string, records: HistoryRecord[]): Promise<void> {
-    const last = records[records.length - 1].seq;
-    await query(
+  async close(
+    tx: Tx,
+    sessionId: string,
+    records: HistoryRecord[],
+    fence: { nodeId: string; epoch: number } | undefined,
+    notice: { channel: string; payload: string } | undefined,
+  ): Promise<boolean> {
+    const row = await queryOne<{ held: boolean }>(
       tx,
-      `WITH counter AS (UPDATE session SET history_seq = $2 WHERE id = $1)
-       INSERT INTO history (session_id, seq, at, type, payload)
-       SELECT $1, (r->>'seq')::int, (r->>'at')::timestamptz, r->>'type', r->'payload'
-       FROM jsonb_array_elements($3::jsonb) AS r`,
-      [sessionId, last, json(records.map(({ seq, at, type, payload }) => ({ seq, at, type, payload })))],
+      `WITH fence AS (
+         SELECT 1 FROM session_lease
+         WHERE $4::text IS NOT NULL AND session_id = $1 AND owner_node = $4 AND epoch = $5
+           AND expires_at > clock_timestamp()
+         FOR SHARE),
+       counter AS (UPDATE session SET history_seq = $2 WHERE id = $1 AND $2::int IS NOT NULL),
+       written AS (
+         INSERT INTO history (session_id, seq, at, type, payload)
+         SELECT $1, (r->>'seq')::int, (r->>'at')::timestamptz, r->>'type', r->'payload'
+         FROM jsonb_array_elements($3::jsonb) AS r)
+       SELECT ($4::text IS NULL OR EXISTS (SELECT 1 FROM fence)) AS held,
+         CASE WHEN $6::text IS NOT NULL THEN pg_notify($6, $7) END AS notified`,
+      [
+        sessionId,
+        records.length > 0 ? records[records.length - 1].seq : null,
+        json(records.map(({ seq, at, type, payload }) => ({ seq, at, type, payload }))),
+        fence?.nodeId ?? null,
+        fence?.epoch ?? null,
+        notice?.channel ?? null,
+        notice?.payload ?? null,
+      ],
     );
+    return Boolean(row?.held);
   }
 
   async page(tx: Tx, sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {

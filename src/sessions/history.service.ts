@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
+import { CLUSTER_CHANNEL } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
 import { OwnerContext } from 'src/cluster/owner-context';
 import { CLOCK, Clock } from 'src/common/clock';
@@ -179,18 +180,24 @@ export class HistoryService {
       const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
       this.batches.set(tx, batch);
       const out = await this.runUnits(tx, units, locked.session);
-      if (batch.records.length > 0) {
-        await this.history.appendAll(tx, sessionId, batch.records);
-      }
       this.batches.delete(tx);
-      if (units.some((u) => u.fenced)) {
-        try {
-          await this.leases.fence(tx, sessionId); // last, so a takeover waits for this commit or refuses it
-        } catch (err) {
-          throw new FenceRefused(err);
+      // The records, the fence (last, so a takeover waits for this commit or refuses it) and the
+      // NOTIFY, in one statement.
+      const fenced = units.some((u) => u.fenced);
+      const fence = fenced ? this.leases.fenceOf(sessionId) : undefined;
+      if (fenced && !fence) {
+        throw new FenceRefused(this.leases.fenceRefused(sessionId));
+      }
+      const payload = this.hints.take(tx);
+      const notice = payload === undefined ? undefined : { channel: CLUSTER_CHANNEL, payload };
+      if (batch.records.length > 0 || fence || notice) {
+        if (!(await this.history.close(tx, sessionId, batch.records, fence, notice))) {
+          throw new FenceRefused(this.leases.fenceRefused(sessionId));
         }
       }
-      await this.hints.flush(tx);
+      if (fence) {
+        this.leases.fenceHeld(sessionId);
+      }
       return out;
     });
   }
