@@ -1,0 +1,112 @@
+import { Client } from 'pg';
+import { LeaseRepository } from 'src/cluster/lease.repository';
+import { DatabaseService } from 'src/database/database.service';
+import { HistoryRepository } from 'src/sessions/history.repository';
+import { SessionRepository } from 'src/sessions/session.repository';
+import { HistoryRecord } from 'src/sessions/session.types';
+import { newSessionId } from '../factories/ids';
+import { openTestDatabase } from '../support/test-app';
+
+const TTL = 60_000;
+const AT = '2026-01-01T00:00:00.000Z';
+
+describe(HistoryRepository.name, () => {
+  const sut = new HistoryRepository();
+  const sessions = new SessionRepository();
+  const leases = new LeaseRepository();
+  let db: DatabaseService;
+  let databaseUrl: string | undefined;
+  let closeDb: () => Promise<void>;
+
+  beforeAll(async () => {
+    ({ db, databaseUrl, close: closeDb } = await openTestDatabase());
+  });
+
+  afterAll(() => closeDb());
+
+  /** A session with a lease held by `node-a`; its epoch. */
+  async function givenLeasedSession(): Promise<{ sessionId: string; epoch: number }> {
+    const sessionId = newSessionId();
+    const epoch = await db.transaction(async (tx) => {
+      await sessions.upsert(tx, { sessionId, metadata: {}, limits: {}, at: AT });
+      await leases.heartbeat(tx, 'node-a');
+      return (await leases.assign(tx, sessionId, TTL, TTL, 'node-a'))!.epoch;
+    });
+    return { sessionId, epoch };
+  }
+
+  const records = (sessionId: string, from: number, n: number): HistoryRecord[] =>
+    Array.from({ length: n }, (_, i) => ({
+      sessionId,
+      seq: from + i,
+      at: AT,
+      type: 'async.event.broadcast',
+      payload: { event: 'e', data: from + i, woke: [] },
+    }));
+
+  /** Runs `close` in a transaction that commits only when it returns true (as HistoryService does). */
+  const close = (...args: Parameters<HistoryRepository['close']> extends [unknown, ...infer R] ? R : never) =>
+    db
+      .transaction(async (tx) => {
+        if (!(await sut.close(tx, ...args))) {
+          throw new Error('refused');
+        }
+      })
+      .then(
+        () => 'committed',
+        (err: Error) => err.message,
+      );
+
+  const page = (sessionId: string) => db.read((tx) => sut.page(tx, sessionId, 0, 100));
+  const counter = async (sessionId: string) =>
+    (await db.read((tx) => sessions.lock(tx, sessionId)))!.historySeq;
+
+  it('writes the records with the counter they leave, and nothing when there are none', async () => {
+    const { sessionId } = await givenLeasedSession();
+    await expect(close(sessionId, records(sessionId, 1, 3), undefined, undefined)).resolves.toBe('committed');
+    expect((await page(sessionId)).map((r) => [r.seq, r.payload.data])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+    expect(await counter(sessionId)).toBe(3);
+    await expect(close(sessionId, [], undefined, undefined)).resolves.toBe('committed');
+    expect(await counter(sessionId)).toBe(3);
+  });
+
+  it('holds only for the lease holder at its epoch, and writes nothing when it does not', async () => {
+    const { sessionId, epoch } = await givenLeasedSession();
+    const write = (nodeId: string, e: number, seq: number) =>
+      close(sessionId, records(sessionId, seq, 1), { nodeId, epoch: e }, undefined);
+    await expect(write('node-a', epoch, 1)).resolves.toBe('committed');
+    await expect(write('node-a', epoch + 1, 2)).resolves.toBe('refused');
+    await expect(write('node-b', epoch, 2)).resolves.toBe('refused');
+    // Handed back: the lease has run out, the holder's next write is refused.
+    await db.transaction((tx) => leases.release(tx, 'node-a', [{ sessionId, epoch }]));
+    await expect(write('node-a', epoch, 2)).resolves.toBe('refused');
+    expect((await page(sessionId)).map((r) => r.seq)).toEqual([1]);
+    expect(await counter(sessionId)).toBe(1);
+  });
+
+  if (process.env.TEST_DATABASE_URL) {
+    it('sends the notice when the transaction commits, and not when it rolls back', async () => {
+      const { sessionId, epoch } = await givenLeasedSession();
+      const listener = new Client({ connectionString: databaseUrl });
+      await listener.connect();
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(n.payload ?? ''));
+      await listener.query('LISTEN history_spec');
+      try {
+        const notice = (payload: string) => ({ channel: 'history_spec', payload });
+        await close(sessionId, [], { nodeId: 'node-b', epoch }, notice('refused one'));
+        await close(sessionId, records(sessionId, 1, 1), { nodeId: 'node-a', epoch }, notice('first'));
+        await close(sessionId, [], undefined, notice('second'));
+        // A round trip on the listener's connection delivers what was sent before it.
+        await listener.query('SELECT 1');
+        expect(heard).toEqual(['first', 'second']);
+      } finally {
+        await listener.end();
+      }
+    });
+  }
+});
