@@ -3,7 +3,7 @@
 // Postgres rows use BENCH_DATABASE_URL (default: the local server's `test` database) when it answers.
 // Figures are printed and written to BENCHMARKS.md with the machine and the date.
 import 'reflect-metadata';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { Client } from 'pg';
 import { instrumentDrivers } from './cost';
@@ -122,6 +122,9 @@ async function main(): Promise<void> {
       : 'No profile: Postgres was not reachable.',
     '',
     ...profile.map((line) => `    ${line}`),
+    '',
+    // The figures before the write path was batched, kept for comparison (not measured by this run).
+    readFileSync('bench/before-fast-path.md', 'utf8').trimEnd(),
     '',
   ].join('\n');
   writeFileSync('BENCHMARKS.md', text);
