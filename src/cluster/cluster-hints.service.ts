@@ -25,7 +25,8 @@ import { NodeIdentity } from './node-identity';
 @Injectable()
 export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(ClusterHints.name);
-  private readonly pending = new WeakMap<Tx, SessionHint>();
+  /** Per transaction, a hint per session it changed (a batch of writes may span sessions). */
+  private readonly pending = new WeakMap<Tx, Map<string, SessionHint>>();
   private readonly sessions = new Subject<SessionHint>();
   private readonly leases = new Subject<{ to?: string }>();
   private readonly reconnects = new Subject<void>();
@@ -72,10 +73,15 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     if (!this.enabled) {
       return;
     }
-    let hint = this.pending.get(tx);
+    let hints = this.pending.get(tx);
+    if (!hints) {
+      hints = new Map();
+      this.pending.set(tx, hints);
+    }
+    let hint = hints.get(sessionId);
     if (!hint) {
       hint = { sessionId };
-      this.pending.set(tx, hint);
+      hints.set(sessionId, hint);
     }
     if (change.seq) {
       hint.seq = hint.seq
@@ -97,24 +103,23 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Sends what `tx` gathered as one NOTIFY, inside `tx` (so it is delivered only if `tx` commits). */
+  /** Sends what `tx` gathered, one NOTIFY per session, inside `tx` (so it is delivered only if `tx` commits). */
   async flush(tx: Tx): Promise<void> {
-    const payload = this.take(tx);
-    if (payload !== undefined) {
-      await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, payload]);
+    for (const sessionId of [...(this.pending.get(tx)?.keys() ?? [])]) {
+      await query(tx, `SELECT pg_notify($1, $2)`, [CLUSTER_CHANNEL, this.take(tx, sessionId)]);
     }
   }
 
   /**
    * What {@link flush} would send, for a caller that folds the NOTIFY into a statement of its own
-   * (on {@link CLUSTER_CHANNEL}); undefined when `tx` gathered nothing. The gathered hint is taken.
+   * (on {@link CLUSTER_CHANNEL}); undefined when `tx` gathered nothing for the session. The hint is taken.
    */
-  take(tx: Tx): string | undefined {
-    const hint = this.pending.get(tx);
+  take(tx: Tx, sessionId: string): string | undefined {
+    const hint = this.pending.get(tx)?.get(sessionId);
     if (!hint) {
       return undefined;
     }
-    this.pending.delete(tx);
+    this.pending.get(tx)!.delete(sessionId);
     return this.payloadOf({ t: 'session', o: this.node.id, ...hint });
   }
 

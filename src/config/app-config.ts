@@ -58,6 +58,7 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: intFromEnv(0, 0, 600_000),
   COMMIT_BATCH_MAX: intFromEnv(64, 1, 10_000),
   COMMIT_PENDING_MAX: intFromEnv(10_000, 1, 1_000_000),
+  COMMIT_LANES: intFromEnv(4, 1, 64),
   NODE_ID: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')
@@ -110,10 +111,11 @@ export interface AppConfig {
   /** This process's name among the nodes; a random one when unset. */
   nodeId: string | undefined;
   /**
-   * Group commit: at most `maxBatch` writes of one session share a transaction; when `maxPending`
-   * more already wait for it (the database is behind), a new one is refused with `unavailable`.
+   * Group commit: sessions are spread over `lanes` (one on the embedded database); at most
+   * `maxBatch` writes of a lane share a transaction, and when `maxPending` more already wait for it
+   * (the database is behind), a new one is refused with `unavailable`.
    */
-  commit: { maxBatch: number; maxPending: number };
+  commit: { maxBatch: number; maxPending: number; lanes: number };
 }
 
 export class ConfigError extends Error {}
@@ -156,7 +158,7 @@ export function loadConfig(
     leaseTtlMs: e.LEASE_TTL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     nodeId: e.NODE_ID,
-    commit: { maxBatch: e.COMMIT_BATCH_MAX, maxPending: e.COMMIT_PENDING_MAX },
+    commit: { maxBatch: e.COMMIT_BATCH_MAX, maxPending: e.COMMIT_PENDING_MAX, lanes: e.COMMIT_LANES },
   };
 }
 

@@ -25,6 +25,7 @@ interface HistoryBatch {
 
 /** One caller's writes to a session, waiting for the batch that commits them. */
 interface SessionUnit extends PendingUnit {
+  sessionId: string;
   run: (tx: Tx, session: Session) => Promise<unknown>;
   /** The caller's async context (its owner work, its trace): the write runs in it, whoever's batch holds it. */
   context: AsyncResource;
@@ -66,34 +67,46 @@ class UnitFailed extends Error {
   }
 }
 
-/** The lease fence refused the batch: the node no longer owns the session. */
+/** The lease fence refused the batch's writes to a session: the node no longer owns it. */
 class FenceRefused extends Error {
-  constructor(override readonly cause: unknown) {
+  constructor(
+    readonly sessionId: string,
+    override readonly cause: unknown,
+  ) {
     super('the lease fence refused the batch');
+  }
+}
+
+/** Sessions of the batch that do not exist. */
+class SessionsMissing extends Error {
+  constructor(readonly sessionIds: Set<string>) {
+    super('sessions of the batch do not exist');
   }
 }
 
 /**
  * Writes a session's changes together with the history records that describe them. Every write
- * to a session goes through {@link inSession}, and this node commits a session's writes in
- * batches (group commit, see GroupCommit): the writes that arrive while a batch commits go
- * together in the next one, each run in turn in one transaction, in arrival order, each seeing
- * the ones before it, as if one after another under the lock. The transaction locks the session
- * row first, which gives one lock order (no deadlocks) and a commit order that matches the
- * history's `seq`; it writes the batch's history records in one statement, ends with the lease
- * fence when any write in it is the owner's, and with the one NOTIFY that tells the other nodes
- * what it changed. A caller's promise settles only after the commit that holds its writes.
+ * to a session goes through {@link inSession}, and this node commits writes in batches (group
+ * commit, see GroupCommit). Sessions are spread over a few lanes (COMMIT_LANES, one on PGlite); a
+ * lane has one batch in flight, and the writes that arrive meanwhile go together in its next one:
+ * one transaction that locks the batch's session rows first (in id order: one lock order, no
+ * deadlocks; the commit order of a session matches its history's `seq`), runs each session's writes
+ * in arrival order, each seeing the ones before it, as if one after another under the lock, and ends
+ * each session with one statement that writes its history records, checks the lease fence when any
+ * of its writes is the owner's, and sends the one NOTIFY that tells the other nodes what changed. A
+ * caller's promise settles only after the commit that holds its writes.
  *
- * A write that fails fails alone: the batch is rolled back, the writes before it are committed
- * again without it, it gets its own error, and the writes after it go on in a batch of their own
- * (a write's function may therefore run more than once; it only writes through `tx` and registers
- * after-commit hooks, which run only for the attempt that commits). A write must never wait for
- * another write to the same session (it would wait for its own batch).
+ * A write that fails fails alone: the batch is rolled back and committed again without it, and it
+ * gets its own error (a write's function may therefore run more than once; it only writes through
+ * `tx` and registers after-commit hooks, which run only for the attempt that commits). A write must
+ * never wait for another write to a session of its lane (it would wait for its own batch).
  */
 @Injectable()
 export class HistoryService {
-  private readonly batches = new WeakMap<Tx, HistoryBatch>();
-  private readonly writes: GroupCommit<string, SessionUnit>;
+  /** Per open batch transaction, each session's records so far. */
+  private readonly batches = new WeakMap<Tx, Map<string, HistoryBatch>>();
+  private readonly writes: GroupCommit<number, SessionUnit>;
+  private readonly lanes: number;
 
   constructor(
     private readonly db: DatabaseService,
@@ -106,10 +119,11 @@ export class HistoryService {
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
+    this.lanes = db.embedded ? 1 : config.commit.lanes;
     this.writes = new GroupCommit(
-      (sessionId, units) => this.commitBatch(sessionId, units),
+      (_lane, units) => this.commitBatch(units),
       config.commit,
-      (sessionId) => `session '${sessionId}'`,
+      (lane) => `this server's write lane ${lane}`,
     );
   }
 
@@ -143,7 +157,8 @@ export class HistoryService {
     merge?: MergeableWrite,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) =>
-      this.writes.submit(sessionId, {
+      this.writes.submit(this.laneOf(sessionId), {
+        sessionId,
         run: fn,
         merge,
         context: new AsyncResource('mailroom.session-write'),
@@ -154,66 +169,111 @@ export class HistoryService {
     );
   }
 
-  /** Writes of this session waiting for a batch (the one committing excluded). */
+  /** Writes of this session's lane waiting for a batch (the one committing excluded). */
   pendingWrites(sessionId: string): number {
-    return this.writes.pending(sessionId);
+    return this.writes.pending(this.laneOf(sessionId));
   }
 
-  private async commitBatch(sessionId: string, units: SessionUnit[]): Promise<void> {
+  private laneOf(sessionId: string): number {
+    if (this.lanes === 1) {
+      return 0;
+    }
+    let h = 2166136261; // FNV-1a
+    for (let i = 0; i < sessionId.length; i++) {
+      h = Math.imul(h ^ sessionId.charCodeAt(i), 16777619);
+    }
+    return (h >>> 0) % this.lanes;
+  }
+
+  private async commitBatch(units: SessionUnit[]): Promise<void> {
     let results: unknown[];
     try {
       // The transaction (and its span) in the context of the write that opens the batch.
-      results = await units[0].context.runInAsyncScope(() => this.transactBatch(sessionId, units));
+      results = await units[0].context.runInAsyncScope(() => this.transactBatch(units));
     } catch (err) {
-      await this.recover(sessionId, units, err);
+      await this.recover(units, err);
       return;
     }
     units.forEach((unit, i) => unit.resolve(results[i]));
   }
 
-  private transactBatch(sessionId: string, units: SessionUnit[]): Promise<unknown[]> {
+  private transactBatch(units: SessionUnit[]): Promise<unknown[]> {
+    const bySession = new Map<string, number[]>();
+    units.forEach((u, i) => {
+      const indices = bySession.get(u.sessionId);
+      if (indices) {
+        indices.push(i);
+      } else {
+        bySession.set(u.sessionId, [i]);
+      }
+    });
     return this.db.transaction(async (tx) => {
-      const locked = await this.sessions.lock(tx, sessionId);
-      if (!locked) {
-        throw RpcError.sessionNotFound(sessionId);
+      const locked = await this.sessions.lockAll(tx, [...bySession.keys()]);
+      const missing = new Set([...bySession.keys()].filter((id) => !locked.has(id)));
+      if (missing.size > 0) {
+        throw new SessionsMissing(missing);
       }
-      const batch: HistoryBatch = { sessionId, seq: locked.historySeq, records: [] };
-      this.batches.set(tx, batch);
-      const out = await this.runUnits(tx, units, locked.session);
+      const batches = new Map<string, HistoryBatch>();
+      for (const [sessionId, { historySeq }] of locked) {
+        batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
+      }
+      this.batches.set(tx, batches);
+      const out: unknown[] = new Array(units.length);
+      for (const [sessionId, indices] of bySession) {
+        await this.runUnits(tx, units, indices, locked.get(sessionId)!.session, out);
+      }
       this.batches.delete(tx);
-      // The records, the fence (last, so a takeover waits for this commit or refuses it) and the
-      // NOTIFY, in one statement.
-      const fenced = units.some((u) => u.fenced);
-      const fence = fenced ? this.leases.fenceOf(sessionId) : undefined;
-      if (fenced && !fence) {
-        throw new FenceRefused(this.leases.fenceRefused(sessionId));
-      }
-      const payload = this.hints.take(tx);
-      const notice = payload === undefined ? undefined : { channel: CLUSTER_CHANNEL, payload };
-      if (batch.records.length > 0 || fence || notice) {
-        if (!(await this.history.close(tx, sessionId, batch.records, fence, notice))) {
-          throw new FenceRefused(this.leases.fenceRefused(sessionId));
-        }
-      }
-      if (fence) {
-        this.leases.fenceHeld(sessionId);
+      for (const [sessionId, indices] of bySession) {
+        await this.closeSession(
+          tx,
+          sessionId,
+          batches.get(sessionId)!,
+          indices.some((i) => units[i].fenced),
+        );
       }
       return out;
     });
   }
 
   /**
-   * Runs a batch's writes in order, except that a mergeable write takes along the later writes of
-   * its kind to other agents (up to the next write that cannot merge, and never past an earlier
-   * write of the same agent), in one statement. Returns each write's value at its index.
+   * A session's part of the batch ends with one statement: its records, the fence (last, so a
+   * takeover waits for this commit or refuses it) and its NOTIFY.
    */
-  private async runUnits(tx: Tx, units: SessionUnit[], session: Session): Promise<unknown[]> {
-    const out: unknown[] = new Array(units.length);
+  private async closeSession(tx: Tx, sessionId: string, batch: HistoryBatch, fenced: boolean): Promise<void> {
+    const fence = fenced ? this.leases.fenceOf(sessionId) : undefined;
+    if (fenced && !fence) {
+      throw new FenceRefused(sessionId, this.leases.fenceRefused(sessionId));
+    }
+    const payload = this.hints.take(tx, sessionId);
+    const notice = payload === undefined ? undefined : { channel: CLUSTER_CHANNEL, payload };
+    if (batch.records.length > 0 || fence || notice) {
+      if (!(await this.history.close(tx, sessionId, batch.records, fence, notice))) {
+        throw new FenceRefused(sessionId, this.leases.fenceRefused(sessionId));
+      }
+    }
+    if (fence) {
+      this.leases.fenceHeld(sessionId);
+    }
+  }
+
+  /**
+   * Runs one session's writes of the batch (`indices`) in order, except that a mergeable write takes
+   * along the later writes of its kind to other agents (up to the next write that cannot merge, and
+   * never past an earlier write of the same agent), in one statement. Puts each value at its index.
+   */
+  private async runUnits(
+    tx: Tx,
+    units: SessionUnit[],
+    indices: number[],
+    session: Session,
+    out: unknown[],
+  ): Promise<void> {
     const done = new Set<number>();
-    for (const [index, unit] of units.entries()) {
+    for (const [at, index] of indices.entries()) {
       if (done.has(index)) {
         continue;
       }
+      const unit = units[index];
       const merge = unit.merge;
       if (!merge) {
         try {
@@ -226,7 +286,7 @@ export class HistoryService {
       }
       const segment = [index];
       const passed = new Set([merge.agentId]);
-      for (let j = index + 1; j < units.length; j++) {
+      for (const j of indices.slice(at + 1)) {
         const other = units[j].merge;
         if (done.has(j)) {
           continue;
@@ -256,47 +316,37 @@ export class HistoryService {
         done.add(j);
       }
     }
-    return out;
   }
 
-  /** After a batch rolled back: each write gets the outcome it would have had alone, in order. */
-  private async recover(sessionId: string, units: SessionUnit[], err: unknown): Promise<void> {
+  /** After a batch rolled back: each write gets the outcome it would have had alone. */
+  private async recover(units: SessionUnit[], err: unknown): Promise<void> {
+    const again = (rest: SessionUnit[]) => (rest.length > 0 ? this.commitBatch(rest) : Promise.resolve());
+    if (err instanceof SessionsMissing) {
+      const missing = units.filter((u) => err.sessionIds.has(u.sessionId));
+      missing.forEach((u) => u.reject(RpcError.sessionNotFound(u.sessionId)));
+      return again(units.filter((u) => !err.sessionIds.has(u.sessionId)));
+    }
     if (err instanceof FenceRefused) {
-      // Only the owner's writes are refused; a client's writes need no lease.
-      units.filter((u) => u.fenced).forEach((u) => u.reject(err.cause));
-      const others = units.filter((u) => !u.fenced);
-      if (others.length > 0) {
-        await this.commitBatch(sessionId, others);
-      }
+      // Only the owner's writes to that session are refused; a client's writes need no lease.
+      const refused = (u: SessionUnit) => u.fenced && u.sessionId === err.sessionId;
+      units.filter(refused).forEach((u) => u.reject(err.cause));
+      return again(units.filter((u) => !refused(u)));
+    }
+    const cause = err instanceof MergedFailed || err instanceof UnitFailed ? err.cause : err;
+    if (!(err instanceof MergedFailed || err instanceof UnitFailed) || isUnavailable(cause)) {
+      // The lock or the commit failed, or the database went away: nothing committed, for any of them.
+      units.forEach((u) => u.reject(cause));
       return;
     }
-    if (err instanceof MergedFailed || (err instanceof UnitFailed && units.some((u) => u.merge))) {
-      if (err.cause instanceof RpcError && err.cause.reason === 'unavailable') {
-        units.forEach((u) => u.reject(err.cause));
-        return;
-      }
+    if (units.some((u) => u.merge)) {
       // Writes that shared statements ran out of arrival order: run the batch again write by write.
       units.forEach((u) => (u.merge = undefined));
-      await this.commitBatch(sessionId, units);
-      return;
+      return again(units);
     }
-    if (!(err instanceof UnitFailed)) {
-      units.forEach((u) => u.reject(err)); // the lock or the commit failed: nothing committed
-      return;
-    }
-    const { index, cause } = err;
-    if (units.length === 1 || (cause instanceof RpcError && cause.reason === 'unavailable')) {
-      units.forEach((u) => u.reject(cause)); // the database went away: every write of the batch with it
-      return;
-    }
-    if (index > 0) {
-      await this.commitBatch(sessionId, units.slice(0, index));
-    }
-    // It ran after exactly the writes just committed again, so its error is the one it would get alone.
-    units[index].reject(cause);
-    if (index + 1 < units.length) {
-      await this.commitBatch(sessionId, units.slice(index + 1));
-    }
+    const failed = units[(err as UnitFailed).index];
+    // It ran after the writes that will commit now, so its error is the one it would get alone.
+    failed.reject(cause);
+    return again(units.filter((u) => u !== failed));
   }
 
   /** Records a change in the open transaction; it is pushed to subscribers once the transaction commits. */
@@ -307,9 +357,9 @@ export class HistoryService {
     payload: Record<string, unknown>,
   ): Promise<HistoryRecord> {
     const at = new Date(this.clock.now()).toISOString();
-    const batch = this.batches.get(tx);
+    const batch = this.batches.get(tx)?.get(sessionId);
     let record: HistoryRecord;
-    if (batch?.sessionId === sessionId) {
+    if (batch) {
       // Under the session's lock the next seq is known: the record is written with the others when
       // the transaction's work is done. Its payload is what the database will give back (JSON).
       record = {
@@ -342,3 +392,5 @@ export class HistoryService {
     return this.readSession(sessionId, (tx) => this.history.page(tx, sessionId, after, limit));
   }
 }
+
+const isUnavailable = (err: unknown) => err instanceof RpcError && err.reason === 'unavailable';

@@ -54,15 +54,20 @@ export class SessionRepository {
     return row && toSession(row);
   }
 
-  /** Locks the session row for the rest of the transaction: the order in which a session's changes commit. */
-  /** Locks the session row for the transaction; `historySeq` is its history's last `seq` so far. */
-  async lock(tx: Tx, sessionId: string): Promise<{ session: Session; historySeq: number } | undefined> {
-    const row = await queryOne<SessionRow & { history_seq: number | string }>(
+  /**
+   * Locks the rows of these sessions for the transaction, in id order (the one lock order of every
+   * node, so two batches never deadlock); each with its history's last `seq`. Missing ones are absent.
+   */
+  async lockAll(
+    tx: Tx,
+    sessionIds: string[],
+  ): Promise<Map<string, { session: Session; historySeq: number }>> {
+    const rows = await query<SessionRow & { history_seq: number | string }>(
       tx,
-      `SELECT * FROM session WHERE id = $1 FOR UPDATE`,
-      [sessionId],
+      `SELECT * FROM session WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+      [sessionIds],
     );
-    return row && { session: toSession(row), historySeq: num(row.history_seq) };
+    return new Map(rows.map((r) => [r.id, { session: toSession(r), historySeq: num(r.history_seq) }]));
   }
 
   /** Every session `visibleTo` may see (all of them when undefined). */

@@ -16,7 +16,8 @@ describe('group commit of session writes', () => {
 
   beforeAll(async () => {
     // Small limits, so that a test can fill a batch and the waiting line.
-    t = await startTestApp({ env: { COMMIT_BATCH_MAX: '8', COMMIT_PENDING_MAX: '20' } });
+    // One lane, so that every session's writes meet in the same batches on both databases.
+    t = await startTestApp({ env: { COMMIT_BATCH_MAX: '8', COMMIT_PENDING_MAX: '20', COMMIT_LANES: '1' } });
     history = t.app.get(HistoryService);
     db = t.app.get(DatabaseService);
   });
@@ -246,6 +247,31 @@ describe('group commit of session writes', () => {
       expect(calls).toEqual([[1, 2, 3]]); // the merged attempt; the second run went write by write
       expect(await events(sessionId)).toEqual(['a:1', 'c:3']);
     });
+  });
+
+  it("commits several sessions' writes in one transaction, each in its own history, and fails only a missing session's", async () => {
+    const [a, b] = [await newSession(), await newSession()];
+    const slow = slowWrite(a);
+    await slow.inside;
+    const writes = [write(a, 1), write(b, 2), write('gc-nowhere', 3), write(a, 4), write(b, 5)].map((p) =>
+      p.then(
+        (r) => r.tx,
+        (err: RpcError) => err.reason,
+      ),
+    );
+    slow.open();
+    await slow.done;
+    const [ta1, tb2, missing, ta4, tb5] = await Promise.all(writes);
+    expect(missing).toBe('session_not_found');
+    expect(new Set([ta1, tb2, ta4, tb5]).size).toBe(1);
+    expect(await recorded(a)).toEqual([
+      { seq: 1, n: 1 },
+      { seq: 2, n: 4 },
+    ]);
+    expect(await recorded(b)).toEqual([
+      { seq: 1, n: 2 },
+      { seq: 2, n: 5 },
+    ]);
   });
 
   it('fails every write of a batch for a session that does not exist', async () => {

@@ -59,7 +59,7 @@ describe(HistoryRepository.name, () => {
 
   const page = (sessionId: string) => db.read((tx) => sut.page(tx, sessionId, 0, 100));
   const counter = async (sessionId: string) =>
-    (await db.read((tx) => sessions.lock(tx, sessionId)))!.historySeq;
+    (await db.transaction((tx) => sessions.lockAll(tx, [sessionId]))).get(sessionId)!.historySeq;
 
   it('writes the records with the counter they leave, and nothing when there are none', async () => {
     const { sessionId } = await givenLeasedSession();

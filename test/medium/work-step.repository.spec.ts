@@ -246,7 +246,7 @@ describe(WorkStepRepository.name, () => {
         const claimed = await Promise.all(
           Array.from({ length: 6 }, () =>
             db.transaction(async (tx) => {
-              await sessions.lock(tx, sessionId);
+              await sessions.lockAll(tx, [sessionId]);
               return sut.claim(tx, sessionId, 'a', LATER);
             }),
           ),
