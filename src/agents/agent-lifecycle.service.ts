@@ -65,6 +65,32 @@ export class AgentLifecycleService {
     return { agent: woken, woke: true };
   }
 
+  /**
+   * {@link wake} for many agents of one session with a fixed number of statements: those of
+   * `agentIds` that sleep (and, with `dueBy`, whose deadline is at or before it) resume, each with
+   * its `async.agent.stateChanged` in the order of `agentIds`. The woken ids, in that order.
+   */
+  async wakeAll(
+    tx: Tx,
+    sessionId: string,
+    agentIds: string[],
+    reason: string,
+    dueBy?: string,
+  ): Promise<string[]> {
+    const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy);
+    for (const { agentId, state } of woken) {
+      await this.history.record(tx, sessionId, 'async.agent.stateChanged', {
+        agentId,
+        state,
+        previous: 'sleeping',
+        reason,
+      });
+    }
+    const ids = woken.map((w) => w.agentId);
+    this.signals.workAfterCommit(tx, sessionId, ids);
+    return ids;
+  }
+
   async start(tx: Tx, agent: Agent, reason = 'started'): Promise<Agent> {
     if (agent.state !== 'stopped') {
       return agent;
