@@ -22,6 +22,8 @@ export interface BroadcastResult {
   answerMs: number;
   lastStartedMs: number;
   woke: number;
+  /** Event items that failed (e.g. `interrupted`: a lease lapsed under the load and the work was taken over). */
+  failed: number;
 }
 
 export interface JitterResult {
@@ -101,9 +103,17 @@ class Counter {
     });
   }
 
-  reset(): void {
-    this.count = 0;
-    this.target = Infinity;
+  get seen(): number {
+    return this.count;
+  }
+
+  /** Resolves once this counter and `other` together have seen `n`. */
+  together(other: Counter, n: number): Promise<number> {
+    return new Promise((resolve) => {
+      const check = () =>
+        this.count + other.count >= n ? resolve(performance.now()) : setTimeout(check, 50);
+      check();
+    });
   }
 }
 
@@ -122,13 +132,24 @@ async function broadcastToSleepers(socket: Socket, sessionId: string, n: number)
   );
   const sleepMs = await pooled(n, (i) => call(socket, 'async.sleepAgent', { sessionId, agentId: ids[i] }));
   const started = new Counter(socket, 'async.task.started', sessionId, (p) => p.kind === 'event');
-  const completed = new Counter(socket, 'async.task.completed', sessionId);
+  const ended = new Counter(socket, 'async.task.completed', sessionId);
+  const failed = new Counter(socket, 'async.task.failed', sessionId);
   const t0 = performance.now();
   const answer = await call(socket, 'async.broadcastEvent', { sessionId, event: 'go', data: { n } });
   const answerMs = performance.now() - t0;
   const lastStartedMs = (await started.until(n)) - t0;
-  await completed.until(n); // everyone idle again before the next measurement
-  return { sleepers: n, createMs, sleepMs, answerMs, lastStartedMs, woke: (answer.woke as string[]).length };
+  await Promise.race([ended.until(n), failed.together(ended, n)]); // everyone idle again before the next measurement
+  const result = {
+    sleepers: n,
+    createMs,
+    sleepMs,
+    answerMs,
+    lastStartedMs,
+    woke: (answer.woke as string[]).length,
+    failed: failed.seen,
+  };
+  console.error(JSON.stringify(result));
+  return result;
 }
 
 /** Puts the (idle) agents of the session to sleep with deadlines spread over 3 s, all due after the last call. */
@@ -171,6 +192,7 @@ async function timerJitter(socket: Socket, sessionId: string, n: number, armEsti
   // A timer that never fires would hang the run: give up 30 s after the last deadline.
   const lastDue = firstDue + spreadMs;
   await Promise.race([all, new Promise((r) => setTimeout(r, Math.max(0, lastDue - Date.now()) + 30_000))]);
+  console.error(JSON.stringify({ timers: n, woken, late }));
   return {
     timers: n,
     armMs,
@@ -240,7 +262,7 @@ const ms = (x: number) => x.toFixed(x < 10 ? 1 : 0);
 
 export function wakeupsTable(r: WakeupsResult): string {
   const row = (b: BroadcastResult) =>
-    `| broadcast to ${b.sleepers} sleepers | ${ms(b.answerMs)} ms answer, ${ms(b.lastStartedMs)} ms last task.started (woke ${b.woke}) | create ${ms(b.createMs)} ms, sleep ${ms(b.sleepMs)} ms |`;
+    `| broadcast to ${b.sleepers} sleepers | ${ms(b.answerMs)} ms answer, ${ms(b.lastStartedMs)} ms last task.started (woke ${b.woke}, ${b.failed} failed) | create ${ms(b.createMs)} ms, sleep ${ms(b.sleepMs)} ms |`;
   return [
     '| measurement | result | setup through the API |',
     '|---|---|---|',
