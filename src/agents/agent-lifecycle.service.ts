@@ -86,9 +86,15 @@ export class AgentLifecycleService {
         reason,
       });
     }
-    const ids = woken.map((w) => w.agentId);
-    this.signals.workAfterCommit(tx, sessionId, ids);
-    return ids;
+    // An agent woken to `idle` with nothing queued has nothing to claim: signalling its loop would
+    // only cost a futile claim transaction per sleeper (ten thousand timers due at once). Work
+    // queued later signals it itself.
+    this.signals.workAfterCommit(
+      tx,
+      sessionId,
+      woken.filter((w) => w.hasWork || w.state !== 'idle').map((w) => w.agentId),
+    );
+    return woken.map((w) => w.agentId);
   }
 
   async start(tx: Tx, agent: Agent, reason = 'started'): Promise<Agent> {

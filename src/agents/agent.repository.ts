@@ -149,18 +149,19 @@ export class AgentRepository {
    * Wakes those of the agents that sleep, in one statement, as AgentLifecycleService.wake does one
    * by one: back to what its loop is doing (`waiting` on a reply, `active` with an item running,
    * else `idle`), its deadline cleared. With `dueBy`, only those whose deadline is at or before it
-   * (a timer's firing). The woken, in the order of `agentIds`, with the state each went to.
+   * (a timer's firing). The woken, in the order of `agentIds`, with the state each went to and
+   * whether it has work queued.
    */
   async wakeSleeping(
     tx: Tx,
     sessionId: string,
     agentIds: string[],
     dueBy?: string,
-  ): Promise<Array<{ agentId: string; state: AgentState }>> {
+  ): Promise<Array<{ agentId: string; state: AgentState; hasWork: boolean }>> {
     if (agentIds.length === 0) {
       return [];
     }
-    const rows = await query<{ id: string; state: AgentState }>(
+    const rows = await query<{ id: string; state: AgentState; has_work: boolean }>(
       tx,
       `UPDATE agent a SET
          state = CASE
@@ -171,13 +172,14 @@ export class AgentRepository {
          sleeping_until = NULL
        WHERE a.session_id = $1 AND a.id = ANY($2::text[]) AND a.state = 'sleeping'
          AND ($3::timestamptz IS NULL OR a.sleeping_until <= $3::timestamptz)
-       RETURNING a.id, a.state`,
+       RETURNING a.id, a.state, EXISTS (SELECT 1 FROM work_item w
+         WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') AS has_work`,
       [sessionId, agentIds, dueBy ?? null],
     );
-    const to = new Map(rows.map((r) => [r.id, r.state]));
+    const woken = new Map(rows.map((r) => [r.id, r]));
     return agentIds.flatMap((agentId) => {
-      const state = to.get(agentId);
-      return state ? [{ agentId, state }] : [];
+      const r = woken.get(agentId);
+      return r ? [{ agentId, state: r.state, hasWork: Boolean(r.has_work) }] : [];
     });
   }
 

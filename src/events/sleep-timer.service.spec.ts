@@ -40,6 +40,10 @@ interface Firing {
 function setup(clock: FakeClock = new FakeClock()) {
   const tx = {} as Tx;
   const firings: Firing[] = [];
+  /** Wake-ups started, finished or not (see `hold`). */
+  const begun: Firing[] = [];
+  /** While `gate` is pending, wake-up transactions stay under way. */
+  const hold: { gate?: Promise<void> } = {};
   const failing = { next: 0 };
   const serving = new Set(['s1', 's2', 's3']);
   const remote$ = new Subject<SessionHint>();
@@ -65,14 +69,16 @@ function setup(clock: FakeClock = new FakeClock()) {
   };
   const lifecycle = {
     now: () => new Date(clock.now()).toISOString(),
-    wakeAll: (_t: Tx, sessionId: string, agentIds: string[], reason: string, dueBy?: string) => {
+    wakeAll: async (_t: Tx, sessionId: string, agentIds: string[], reason: string, dueBy?: string) => {
       expect(open).toBe(sessionId); // inside that session's transaction
+      begun.push({ sessionId, agentIds: [...agentIds].sort(), reason, dueBy });
+      await hold.gate;
       if (failing.next > 0) {
         failing.next -= 1;
-        return Promise.reject(new Error('database away'));
+        throw new Error('database away');
       }
       firings.push({ sessionId, agentIds: [...agentIds].sort(), reason, dueBy });
-      return Promise.resolve(agentIds);
+      return agentIds;
     },
   };
   const leases = { register: () => undefined, isServing: (s: string) => serving.has(s) };
@@ -98,7 +104,7 @@ function setup(clock: FakeClock = new FakeClock()) {
       await new Promise((resolve) => setImmediate(resolve));
     }
   };
-  return { sut, clock, firings, failing, serving, remote$, stored, hints, at, advance };
+  return { sut, clock, firings, begun, hold, failing, serving, remote$, stored, hints, at, advance };
 }
 
 describe(SleepTimerService.name, () => {
@@ -139,6 +145,27 @@ describe(SleepTimerService.name, () => {
     ]);
     await advance(1);
     expect(firings[2]).toMatchObject({ sessionId: 's1', agentIds: ['notYet'] });
+  });
+
+  it('wakes the sleepers that come due during a wake-up of their session together in the next one', async () => {
+    const { sut, begun, firings, hold, at, advance } = setup();
+    let release!: () => void;
+    hold.gate = new Promise<void>((resolve) => (release = resolve));
+    sut.arm('s1', 'a', at(1_000));
+    sut.arm('s1', 'b', at(1_001));
+    sut.arm('s2', 'x', at(1_001));
+    sut.arm('s1', 'c', at(1_002));
+    await advance(1_002);
+    // s1's first transaction is under way: b and c wait for it; s2 waits for nobody.
+    expect(begun.map((f) => [f.sessionId, f.agentIds])).toEqual([
+      ['s1', ['a']],
+      ['s2', ['x']],
+    ]);
+    hold.gate = undefined;
+    release();
+    await advance(0);
+    expect(begun.map((f) => f.agentIds)).toEqual([['a'], ['x'], ['b', 'c']]);
+    expect(firings).toHaveLength(3);
   });
 
   it('takes every deadline that has passed when its timer fires late', async () => {

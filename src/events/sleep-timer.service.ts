@@ -35,6 +35,8 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
   private readonly deadlines = new DeadlineQueue<Sleeper>();
   /** The one clock timer, armed for the nearest deadline. */
   private timer?: { at: number; handle: TimerHandle };
+  /** Sessions with a wake-up transaction under way, and the sleepers that came due since. */
+  private readonly waking = new Map<string, Sleeper[]>();
   private subscription?: Subscription;
   private closed = false;
 
@@ -68,6 +70,7 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     this.timer?.handle.cancel();
     this.timer = undefined;
     this.deadlines.clear();
+    this.waking.clear();
   }
 
   async serve(sessionIds: string[]): Promise<void> {
@@ -130,15 +133,38 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
       }
     }
     for (const [sessionId, sleepers] of bySession) {
-      this.fire(sessionId, sleepers).catch((err: unknown) => {
+      this.wakeDue(sessionId, sleepers);
+    }
+  }
+
+  /**
+   * One wake-up transaction at a time per session: sleepers that come due while one is under way
+   * wait for it and then wake together in the next, so a burst of deadlines costs a few
+   * transactions instead of one per firing queued on the session's lock.
+   */
+  private wakeDue(sessionId: string, sleepers: Sleeper[]): void {
+    const waiting = this.waking.get(sessionId);
+    if (waiting) {
+      waiting.push(...sleepers);
+      return;
+    }
+    this.waking.set(sessionId, []);
+    void this.fire(sessionId, sleepers)
+      .catch((err: unknown) => {
         this.logger.warn(
           `Wake timer for ${sleepers.map((s) => s.agentId).join(', ')} failed (${String(err)}); retrying`,
         );
         for (const s of sleepers) {
           this.armRetry(s);
         }
+      })
+      .finally(() => {
+        const next = this.waking.get(sessionId) ?? [];
+        this.waking.delete(sessionId);
+        if (next.length > 0 && !this.closed) {
+          this.wakeDue(sessionId, next);
+        }
       });
-    }
   }
 
   private armRetry(s: Sleeper): void {

@@ -16,6 +16,8 @@ interface Given {
   patch?: AgentPatch;
   /** An item of the agent's is running (its loop is mid-step). */
   running?: boolean;
+  /** An item waits in the agent's queue. */
+  queued?: boolean;
 }
 
 describe(AgentRepository.name, () => {
@@ -55,6 +57,16 @@ describe(AgentRepository.name, () => {
             createdAt: AT,
           });
           await items.claimNext(tx, sessionId, agentId, AT);
+        }
+        if (g.queued) {
+          await items.insert(tx, {
+            sessionId,
+            agentId,
+            kind: 'task',
+            priority: 'normal',
+            prompt: 'y',
+            createdAt: AT,
+          });
         }
       }
     });
@@ -104,16 +116,26 @@ describe(AgentRepository.name, () => {
         awake: { state: 'idle' },
         off: { state: 'stopped' },
         notAsked: { state: 'sleeping', patch: { sleepingUntil: later(60) } },
+        withWork: { state: 'sleeping', queued: true },
       });
 
       const woken = await db.transaction((tx) =>
-        sut.wakeSleeping(tx, sessionId, ['off', 'midStep', 'awake', 'plain', 'replyDue', 'ghost']),
+        sut.wakeSleeping(tx, sessionId, [
+          'off',
+          'midStep',
+          'awake',
+          'withWork',
+          'plain',
+          'replyDue',
+          'ghost',
+        ]),
       );
 
       expect(woken).toEqual([
-        { agentId: 'midStep', state: 'active' },
-        { agentId: 'plain', state: 'idle' },
-        { agentId: 'replyDue', state: 'waiting' },
+        { agentId: 'midStep', state: 'active', hasWork: false },
+        { agentId: 'withWork', state: 'idle', hasWork: true },
+        { agentId: 'plain', state: 'idle', hasWork: false },
+        { agentId: 'replyDue', state: 'waiting', hasWork: false },
       ]);
       await expect(find(sessionId, 'plain')).resolves.toMatchObject({ state: 'idle', sleepingUntil: null });
       await expect(find(sessionId, 'replyDue')).resolves.toMatchObject({
