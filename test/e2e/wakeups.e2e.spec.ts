@@ -45,7 +45,6 @@ describe('wake-ups: broadcasts to many sleepers and sleep timers due together', 
     const sessionId = await startSession(client, newSessionId());
     const agents = await team(sessionId, 'a', 24);
     const sleepers = agents.filter((_, i) => i % 3 !== 1);
-    const awake = agents.filter((_, i) => i % 3 === 1);
     await createScripted(
       client,
       sessionId,
