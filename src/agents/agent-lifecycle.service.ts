@@ -83,6 +83,38 @@ export class AgentLifecycleService {
     return { agent: woken, woke: true };
   }
 
+  /**
+   * {@link wake} for many agents of one session with a fixed number of statements: those of
+   * `agentIds` that sleep (and, with `dueBy`, whose deadline is at or before it) resume, each with
+   * its `async.agent.stateChanged` in the order of `agentIds`. The woken ids, in that order.
+   */
+  async wakeAll(
+    tx: Tx,
+    sessionId: string,
+    agentIds: string[],
+    reason: string,
+    dueBy?: string,
+  ): Promise<string[]> {
+    const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy);
+    for (const { agentId, state } of woken) {
+      await this.history.record(tx, sessionId, 'async.agent.stateChanged', {
+        agentId,
+        state,
+        previous: 'sleeping',
+        reason,
+      });
+    }
+    // An agent woken to `idle` with nothing queued has nothing to claim: signalling its loop would
+    // only cost a futile claim transaction per sleeper (ten thousand timers due at once). Work
+    // queued later signals it itself.
+    this.signals.workAfterCommit(
+      tx,
+      sessionId,
+      woken.filter((w) => w.hasWork || w.state !== 'idle').map((w) => w.agentId),
+    );
+    return woken.map((w) => w.agentId);
+  }
+
   async start(tx: Tx, agent: Agent, reason = 'started'): Promise<Agent> {
     if (agent.state !== 'stopped') {
       return agent;

@@ -124,6 +124,65 @@ export class AgentRepository {
     return rows.map(toAgent);
   }
 
+  /**
+   * The running agents of a session that listen to `event` (their wake events hold it), the sender
+   * excepted, in the session's order (created first, first): who a broadcast reaches.
+   */
+  async listListeners(
+    tx: Tx,
+    sessionId: string,
+    event: string,
+    except?: string,
+  ): Promise<Array<Pick<Agent, 'agentId' | 'state'>>> {
+    const rows = await query<{ id: string; state: AgentState }>(
+      tx,
+      `SELECT id, state FROM agent
+       WHERE session_id = $1 AND state <> 'stopped' AND wake_events @> jsonb_build_array($2::text)
+         AND ($3::text IS NULL OR id <> $3::text)
+       ORDER BY created_at, id`,
+      [sessionId, event, except ?? null],
+    );
+    return rows.map((r) => ({ agentId: r.id, state: r.state }));
+  }
+
+  /**
+   * Wakes those of the agents that sleep, in one statement, as AgentLifecycleService.wake does one
+   * by one: back to what its loop is doing (`waiting` on a reply, `active` with an item running,
+   * else `idle`), its deadline cleared. With `dueBy`, only those whose deadline is at or before it
+   * (a timer's firing). The woken, in the order of `agentIds`, with the state each went to and
+   * whether it has work queued.
+   */
+  async wakeSleeping(
+    tx: Tx,
+    sessionId: string,
+    agentIds: string[],
+    dueBy?: string,
+  ): Promise<Array<{ agentId: string; state: AgentState; hasWork: boolean }>> {
+    if (agentIds.length === 0) {
+      return [];
+    }
+    const rows = await query<{ id: string; state: AgentState; has_work: boolean }>(
+      tx,
+      `UPDATE agent a SET
+         state = CASE
+           WHEN a.waiting_on IS NOT NULL THEN 'waiting'
+           WHEN EXISTS (SELECT 1 FROM work_item w
+                        WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'running') THEN 'active'
+           ELSE 'idle' END,
+         sleeping_until = NULL
+       WHERE a.session_id = $1 AND a.id = ANY($2::text[]) AND a.state = 'sleeping'
+         AND ($3::timestamptz IS NULL OR a.sleeping_until <= $3::timestamptz)
+       RETURNING a.id, a.state, EXISTS (SELECT 1 FROM work_item w
+         WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') AS has_work`,
+      [sessionId, agentIds, dueBy ?? null],
+    );
+    const woken = new Map(rows.map((r) => [r.id, r]));
+    return agentIds.flatMap((agentId) => {
+      const r = woken.get(agentId);
+      return r ? [{ agentId, state: r.state, hasWork: Boolean(r.has_work) }] : [];
+    });
+  }
+
   async update(tx: Tx, sessionId: string, agentId: string, patch: AgentPatch): Promise<Agent> {
     const sets: string[] = [];
     const params: unknown[] = [sessionId, agentId];

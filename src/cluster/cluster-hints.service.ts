@@ -27,6 +27,8 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(ClusterHints.name);
   /** Per transaction, a hint per session it changed (a batch of writes may span sessions). */
   private readonly pending = new WeakMap<Tx, Map<string, SessionHint>>();
+  /** The agents already in a pending hint's `work`: a broadcast adds thousands, each once. */
+  private readonly working = new WeakMap<SessionHint, Set<string>>();
   private readonly sessions = new Subject<SessionHint>();
   private readonly leases = new Subject<{ to?: string }>();
   private readonly reconnects = new Subject<void>();
@@ -88,9 +90,18 @@ export class ClusterHints implements OnModuleInit, OnApplicationShutdown {
         ? [Math.min(hint.seq[0], change.seq[0]), Math.max(hint.seq[1], change.seq[1])]
         : change.seq;
     }
-    for (const agentId of change.work ?? []) {
-      if (!(hint.work ??= []).includes(agentId)) {
-        hint.work.push(agentId);
+    if (change.work?.length) {
+      const work = (hint.work ??= []);
+      let seen = this.working.get(hint);
+      if (!seen) {
+        seen = new Set(work);
+        this.working.set(hint, seen);
+      }
+      for (const agentId of change.work) {
+        if (!seen.has(agentId)) {
+          seen.add(agentId);
+          work.push(agentId);
+        }
       }
     }
     hint.allAgents ||= change.allAgents;

@@ -89,27 +89,20 @@ export class EventsService {
     /** Hops of the items it makes: the sending agent's item's + 1; 0 from a client. */
     hops = 0,
   ): Promise<{ event: string; delivered: string[]; woke: string[] }> {
-    const delivered: string[] = [];
-    const woke: string[] = [];
-    for (const agent of await this.agents.listBySession(tx, sessionId)) {
-      if (agent.state === 'stopped' || agent.agentId === from || !agent.wakeEvents.includes(event)) {
-        continue;
-      }
-      await this.mailbox.enqueue(tx, {
-        sessionId,
-        agentId: agent.agentId,
-        kind: 'event',
-        priority: 'normal',
-        hops,
-        prompt: event,
-        payload: { event, data },
-        createdAt: this.lifecycle.now(),
-      });
-      delivered.push(agent.agentId);
-      if ((await this.lifecycle.wake(tx, agent, `event:${event}`)).woke) {
-        woke.push(agent.agentId);
-      }
-    }
+    // Set-based: a few statements whatever the number of listeners (a broadcast to thousands of sleepers).
+    const listeners = await this.agents.listListeners(tx, sessionId, event, from);
+    const delivered = listeners.map((a) => a.agentId);
+    await this.mailbox.enqueueForEach(tx, delivered, {
+      sessionId,
+      kind: 'event',
+      priority: 'normal',
+      hops,
+      prompt: event,
+      payload: { event, data },
+      createdAt: this.lifecycle.now(),
+    });
+    const sleepers = listeners.filter((a) => a.state === 'sleeping').map((a) => a.agentId);
+    const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`);
     await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
     return { event, delivered, woke };
   }

@@ -12,17 +12,31 @@ import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
 import { Agent } from 'src/agents/agent.types';
 import { HistoryService } from 'src/sessions/history.service';
+import { DeadlineQueue } from './deadline-queue';
+
+/** A sleeper's deadline as the wheel holds it. */
+interface Sleeper {
+  sessionId: string;
+  agentId: string;
+  until: string;
+}
 
 /**
- * One timer per sleep deadline (no polling loop), armed on the node that owns the session. The
- * deadline itself is in the database, so the node that takes a session over arms its timers
- * again, and a timer that fires late (or twice) is harmless: firing only wakes an agent that is
- * still asleep with a deadline that has passed.
+ * The sleep deadlines of the sessions this node owns, in memory, nearest first, with ONE clock
+ * timer armed for the nearest (no polling loop, no timer per sleeper). When it fires, every due
+ * deadline is taken and the due sleepers of each session wake in one transaction of that session.
+ * The deadline itself is in the database, so the node that takes a session over arms its
+ * deadlines again, and a deadline that fires late (or twice) is harmless: firing only wakes an
+ * agent that is still asleep with a deadline that has passed.
  */
 @Injectable()
 export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(SleepTimerService.name);
-  private readonly timers = new Map<string, { sessionId: string; timer: TimerHandle }>();
+  private readonly deadlines = new DeadlineQueue<Sleeper>();
+  /** The one clock timer, armed for the nearest deadline. */
+  private timer?: { at: number; handle: TimerHandle };
+  /** Sessions with a wake-up transaction under way, and the sleepers that came due since. */
+  private readonly waking = new Map<string, Sleeper[]>();
   private subscription?: Subscription;
   private closed = false;
 
@@ -53,10 +67,10 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
   onModuleDestroy(): void {
     this.closed = true;
     this.subscription?.unsubscribe();
-    for (const t of this.timers.values()) {
-      t.timer.cancel();
-    }
-    this.timers.clear();
+    this.timer?.handle.cancel();
+    this.timer = undefined;
+    this.deadlines.clear();
+    this.waking.clear();
   }
 
   async serve(sessionIds: string[]): Promise<void> {
@@ -68,12 +82,8 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
 
   release(sessionIds: string[]): Promise<void> {
     const gone = new Set(sessionIds);
-    for (const [key, t] of this.timers) {
-      if (gone.has(t.sessionId)) {
-        t.timer.cancel();
-        this.timers.delete(key);
-      }
-    }
+    this.deadlines.deleteWhere((s) => gone.has(s.sessionId));
+    this.rearm();
     return Promise.resolve();
   }
 
@@ -83,49 +93,103 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     this.db.afterCommit(tx, () => this.arm(agent.sessionId, agent.agentId, agent.sleepingUntil));
   }
 
-  /** Sets (or replaces, or with `null` clears) the agent's wake-up timer, if this node owns its session. */
+  /** Sets (or replaces, or with `null` clears) the agent's wake-up deadline, if this node owns its session. */
   arm(sessionId: string, agentId: string, until: string | null): void {
     const key = `${sessionId}\u0000${agentId}`;
-    this.timers.get(key)?.timer.cancel();
-    this.timers.delete(key);
     if (until === null || this.closed || !this.leases.isServing(sessionId)) {
-      return;
+      this.deadlines.delete(key);
+    } else {
+      this.deadlines.set(key, Date.parse(until), { sessionId, agentId, until });
     }
-    const timer = this.clock.setTimeout(
-      () => {
-        this.timers.delete(key);
-        this.fire(sessionId, agentId).catch((err: unknown) => {
-          this.logger.warn(`Wake timer for ${agentId} failed (${String(err)}); retrying`);
-          this.armRetry(sessionId, agentId, until);
-        });
-      },
-      Date.parse(until) - this.clock.now(),
-    );
-    this.timers.set(key, { sessionId, timer });
+    this.rearm();
   }
 
-  private armRetry(sessionId: string, agentId: string, until: string): void {
-    if (this.closed) {
+  /** Keeps the one clock timer on the nearest deadline (none when there is none). */
+  private rearm(): void {
+    const next = this.closed ? undefined : this.deadlines.next();
+    if (this.timer && this.timer.at === next) {
+      return;
+    }
+    this.timer?.handle.cancel();
+    this.timer = undefined;
+    if (next !== undefined) {
+      this.timer = { at: next, handle: this.clock.setTimeout(() => this.onTimer(), next - this.clock.now()) };
+    }
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    // A clock timer may fire a little before its time by the clock's reading: nothing is due then,
+    // and the timer is armed again for what is left.
+    const due = this.deadlines.takeDue(this.clock.now());
+    this.rearm();
+    const bySession = new Map<string, Sleeper[]>();
+    for (const { value } of due) {
+      const list = bySession.get(value.sessionId);
+      if (list) {
+        list.push(value);
+      } else {
+        bySession.set(value.sessionId, [value]);
+      }
+    }
+    for (const [sessionId, sleepers] of bySession) {
+      this.wakeDue(sessionId, sleepers);
+    }
+  }
+
+  /**
+   * One wake-up transaction at a time per session: sleepers that come due while one is under way
+   * wait for it and then wake together in the next, so a burst of deadlines costs a few
+   * transactions instead of one per firing queued on the session's lock.
+   */
+  private wakeDue(sessionId: string, sleepers: Sleeper[]): void {
+    const waiting = this.waking.get(sessionId);
+    if (waiting) {
+      waiting.push(...sleepers);
+      return;
+    }
+    this.waking.set(sessionId, []);
+    void this.fire(sessionId, sleepers)
+      .catch((err: unknown) => {
+        this.logger.warn(
+          `Wake timer for ${sleepers.map((s) => s.agentId).join(', ')} failed (${String(err)}); retrying`,
+        );
+        for (const s of sleepers) {
+          this.armRetry(s);
+        }
+      })
+      .finally(() => {
+        const next = this.waking.get(sessionId) ?? [];
+        this.waking.delete(sessionId);
+        if (next.length > 0 && !this.closed) {
+          this.wakeDue(sessionId, next);
+        }
+      });
+  }
+
+  private armRetry(s: Sleeper): void {
+    // A deadline set since (a new sleep, or its clearing) wins over the retry.
+    if (this.closed || this.deadlines.has(`${s.sessionId}\u0000${s.agentId}`)) {
       return;
     }
     const retryAt = new Date(this.clock.now() + this.config.pollIntervalMs).toISOString();
-    this.arm(sessionId, agentId, retryAt > until ? retryAt : until);
+    this.arm(s.sessionId, s.agentId, retryAt > s.until ? retryAt : s.until);
   }
 
-  private async fire(sessionId: string, agentId: string): Promise<void> {
+  private async fire(sessionId: string, sleepers: Sleeper[]): Promise<void> {
     if (!this.leases.isServing(sessionId)) {
-      return; // the session moved to another node, which armed its own timer
+      return; // the session moved to another node, which armed its own timers
     }
     await this.owner.run(sessionId, () =>
       this.history.inSession(sessionId, async (tx) => {
-        const agent = await this.agents.find(tx, sessionId, agentId);
-        if (
-          agent?.state === 'sleeping' &&
-          agent.sleepingUntil &&
-          Date.parse(agent.sleepingUntil) <= this.clock.now()
-        ) {
-          await this.lifecycle.wake(tx, agent, 'timer');
-        }
+        // Only those still asleep with a deadline that has passed (the database's word, not the wheel's).
+        await this.lifecycle.wakeAll(
+          tx,
+          sessionId,
+          sleepers.map((s) => s.agentId),
+          'timer',
+          this.lifecycle.now(),
+        );
       }),
     );
   }

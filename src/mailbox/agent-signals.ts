@@ -43,4 +43,17 @@ export class AgentSignals {
     );
     this.db.afterCommit(tx, () => this.emit(signal));
   }
+
+  /** A `work` signal for each of the session's agents, once `tx` commits: one hint and one hook for all. */
+  workAfterCommit(tx: Tx, sessionId: string, agentIds: string[]): void {
+    if (agentIds.length === 0) {
+      return;
+    }
+    this.hints.add(tx, sessionId, { work: agentIds });
+    this.db.afterCommit(tx, () => {
+      for (const agentId of agentIds) {
+        this.emit({ sessionId, agentId, type: 'work' });
+      }
+    });
+  }
 }

@@ -107,6 +107,37 @@ export class MailboxService {
   }
 
   /**
+   * Queues the same item for each of `agentIds` (their queues in that order) with a few statements
+   * whatever their number, under {@link enqueue}'s rules: the first agent (in that order) whose queue
+   * is full fails it all with `limit_exceeded`, and the item carries the active trace.
+   */
+  async enqueueForEach(
+    tx: Tx,
+    agentIds: string[],
+    item: Omit<NewWorkItem, 'agentId' | 'idempotencyKey'>,
+  ): Promise<Array<{ agentId: string; taskId: string }>> {
+    if (agentIds.length === 0) {
+      return [];
+    }
+    const queued = await this.items.countQueuedEach(tx, item.sessionId, agentIds);
+    const full = agentIds.find((id) => (queued.get(id) ?? 0) >= this.config.maxQueueSize);
+    if (full !== undefined) {
+      throw new RpcError(
+        'limit_exceeded',
+        `The queue of agent '${full}' is full (${queued.get(full)} items)`,
+      );
+    }
+    const traceparent = activeTraceparent();
+    const made = await this.items.insertForEach(
+      tx,
+      agentIds,
+      traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
+    );
+    this.signals.workAfterCommit(tx, item.sessionId, agentIds);
+    return made;
+  }
+
+  /**
    * Stores a mail, records `async.mail.sent`, and (for mail to an agent) queues the work item that
    * makes the recipient read it. Mail to `user`, and a reply handed straight to a waiting
    * send-and-switch caller (`enqueue: false`), is only stored and pushed.

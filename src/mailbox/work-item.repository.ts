@@ -359,6 +359,58 @@ export class WorkItemRepository {
     return num(row?.n);
   }
 
+  /** Queued items per agent, for each of `agentIds` (0 for those with none). */
+  async countQueuedEach(tx: Tx, sessionId: string, agentIds: string[]): Promise<Map<string, number>> {
+    const rows = await query<{ agent_id: string; n: number }>(
+      tx,
+      `SELECT agent_id, count(*)::int AS n FROM work_item
+       WHERE session_id = $1 AND agent_id = ANY($2::text[]) AND state = 'queued'
+       GROUP BY agent_id`,
+      [sessionId, agentIds],
+    );
+    const counts = new Map(agentIds.map((id) => [id, 0]));
+    for (const r of rows) {
+      counts.set(r.agent_id, num(r.n));
+    }
+    return counts;
+  }
+
+  /**
+   * Queues the same item (no idempotency key) for each of `agentIds` in one statement; their queue
+   * order (`seq`) follows the order of `agentIds`. The new task ids, in that order.
+   */
+  async insertForEach(
+    tx: Tx,
+    agentIds: string[],
+    item: Omit<NewWorkItem, 'agentId' | 'idempotencyKey'>,
+  ): Promise<Array<{ agentId: string; taskId: string }>> {
+    if (agentIds.length === 0) {
+      return [];
+    }
+    const rows = await query<{ id: string; agent_id: string }>(
+      tx,
+      `WITH made AS (
+         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, prompt, payload, created_at, hops)
+         SELECT $1, t.agent_id, $3, $4, $5, 'queued', $6, $7::jsonb, $8::timestamptz, $9
+         FROM unnest($2::text[]) WITH ORDINALITY AS t(agent_id, n)
+         ORDER BY t.n
+         RETURNING id, agent_id, seq)
+       SELECT id, agent_id FROM made ORDER BY seq`,
+      [
+        item.sessionId,
+        agentIds,
+        item.kind,
+        PRIORITY_RANK[item.priority],
+        item.isSwitch ?? false,
+        item.prompt,
+        json(item.payload ?? {}),
+        item.createdAt,
+        item.hops ?? 0,
+      ],
+    );
+    return rows.map((r) => ({ agentId: r.agent_id, taskId: r.id }));
+  }
+
   async findRunning(tx: Tx, sessionId: string, agentId: string): Promise<WorkItem | undefined> {
     const row = await queryOne<WorkItemRow>(
       tx,

@@ -1,7 +1,7 @@
 import { AgentRepository } from 'src/agents/agent.repository';
 import { AgentState } from 'src/agents/agent.types';
 import { Priority } from 'src/common/names';
-import { DatabaseService, Tx } from 'src/database/database.service';
+import { DatabaseService, sql, Tx } from 'src/database/database.service';
 import { query } from 'src/database/sql';
 import { WorkItem } from 'src/mailbox/mailbox.types';
 import { NewWorkItem, WorkItemRepository } from 'src/mailbox/work-item.repository';
@@ -752,5 +752,79 @@ describe(WorkItemRepository.name, () => {
       ).resolves.toEqual([{ agentExists: false, queued: 0 }]);
       await expect(rowsOf(sessionId)).resolves.toEqual(rows);
     });
+  });
+
+  it('counts the queued items of each agent asked for, 0 for those with none', async () => {
+    const sessionId = await givenAgents({ a: 'idle', b: 'idle', c: 'idle' });
+    for (const agentId of ['a', 'a', 'a', 'c']) {
+      await insert(newItem(sessionId, agentId));
+    }
+    await claim(sessionId, 'a');
+    const counts = await db.read((tx) => sut.countQueuedEach(tx, sessionId, ['a', 'b', 'c']));
+    expect(counts).toEqual(
+      new Map([
+        ['a', 2],
+        ['b', 0],
+        ['c', 1],
+      ]),
+    );
+    await expect(db.read((tx) => sut.countQueuedEach(tx, sessionId, ['c']))).resolves.toEqual(
+      new Map([['c', 1]]),
+    );
+  });
+
+  it('queues one item for each agent in one statement, queued in the order of the agents', async () => {
+    const sessionId = await givenAgents({ a: 'idle', b: 'idle', c: 'idle' });
+    await insert(newItem(sessionId, 'b', { prompt: 'already there' }));
+    const payload = { event: 'deploy', data: { v: 2 }, traceparent: '00-abc-def-01' };
+
+    const made = await db.transaction((tx) =>
+      sut.insertForEach(tx, ['c', 'a', 'b'], {
+        sessionId,
+        kind: 'event',
+        priority: 'normal',
+        hops: 3,
+        prompt: 'deploy',
+        payload,
+        createdAt: LATER,
+      }),
+    );
+
+    expect(made.map((m) => m.agentId)).toEqual(['c', 'a', 'b']);
+    for (const { agentId, taskId } of made) {
+      await expect(find(sessionId, taskId)).resolves.toEqual({
+        taskId,
+        sessionId,
+        agentId,
+        kind: 'event',
+        priority: 'normal',
+        isSwitch: false,
+        hops: 3,
+        state: 'queued',
+        attempts: 0,
+        idempotencyKey: null,
+        prompt: 'deploy',
+        payload,
+        result: null,
+        error: null,
+        usage: null,
+        createdAt: LATER,
+        startedAt: null,
+        finishedAt: null,
+      });
+    }
+    // Behind what was queued before, like any new item.
+    await expect(claim(sessionId, 'b')).resolves.toMatchObject({ prompt: 'already there' });
+    await expect(claim(sessionId, 'b')).resolves.toMatchObject({ taskId: made[2].taskId });
+    // One after the other in the queue's order (seq), as the agents were given.
+    const seqs = await db.read((tx) =>
+      sql(tx).query(`SELECT agent_id FROM work_item WHERE id = ANY($1::uuid[]) ORDER BY seq`, [
+        made.map((m) => m.taskId),
+      ]),
+    );
+    expect(seqs.map((r: { agent_id: string }) => r.agent_id)).toEqual(['c', 'a', 'b']);
+    await expect(db.transaction((tx) => sut.insertForEach(tx, [], newItem(sessionId, 'a')))).resolves.toEqual(
+      [],
+    );
   });
 });

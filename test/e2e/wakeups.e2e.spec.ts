@@ -1,0 +1,142 @@
+import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
+import { createScripted, replyAll, startSession } from '../factories/agents';
+import { newSessionId } from '../factories/ids';
+import { TestClient } from '../support/client';
+import { sessionProbe } from '../support/session-probe';
+import { ArmedTimersClock, startTestApp, TestApp } from '../support/test-app';
+
+const MAX_QUEUE = 3;
+
+describe('wake-ups: broadcasts to many sleepers and sleep timers due together', () => {
+  let sut: TestApp;
+  let clock: ArmedTimersClock;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    clock = new ArmedTimersClock();
+    sut = await startTestApp({ clock, env: { MAX_QUEUE_SIZE: String(MAX_QUEUE) } });
+    client = await TestClient.connect(sut.url);
+  });
+
+  afterAll(async () => {
+    client.close();
+    await sut.close();
+  });
+
+  const { of, statesOf, sendTask } = sessionProbe(() => client);
+
+  const historyOf = async (sessionId: string) =>
+    ((await client.ok('async.getHistory', { sessionId, limit: 1000 })).events as any[]).filter(
+      (e) => e.type === 'async.agent.stateChanged' || e.type === 'async.event.broadcast',
+    );
+
+  /** Agents `${prefix}00`… in creation order, listening to `go`. */
+  async function team(sessionId: string, prefix: string, n: number) {
+    const ids = Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(2, '0')}`);
+    for (const agentId of ids) {
+      await createScripted(client, sessionId, agentId, replyAll('{{agentId}} got {{event}}'), {
+        wakeEvents: ['go'],
+      });
+    }
+    return ids;
+  }
+
+  it('wakes every sleeper once, recording their state changes in the session’s order before the broadcast', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    const agents = await team(sessionId, 'a', 24);
+    const sleepers = agents.filter((_, i) => i % 3 !== 1);
+    await createScripted(
+      client,
+      sessionId,
+      'off',
+      replyAll('no'),
+      { wakeEvents: ['go'] },
+      { autoStart: false },
+    );
+    for (const agentId of [...sleepers].reverse()) {
+      await client.ok('async.sleepAgent', { sessionId, agentId });
+    }
+    const before = (await historyOf(sessionId)).length;
+
+    const reply = await client.ok('async.broadcastEvent', { sessionId, event: 'go', data: { n: 1 } });
+
+    expect(reply).toEqual({ event: 'go', delivered: agents, woke: sleepers });
+    const made = (await historyOf(sessionId)).slice(before, before + sleepers.length + 1);
+    expect(made.map((e) => [e.type, e.payload])).toEqual([
+      ...sleepers.map((agentId) => [
+        'async.agent.stateChanged',
+        { agentId, state: 'idle', previous: 'sleeping', reason: 'event:go' },
+      ]),
+      ['async.event.broadcast', { event: 'go', data: { n: 1 }, woke: sleepers }],
+    ]);
+    await client.waitFor(
+      'async.task.completed',
+      () => of('async.task.completed', sessionId).length >= agents.length,
+    );
+    const started = of('async.task.started', sessionId);
+    expect(started.map((p) => p.agentId).sort()).toEqual(agents);
+    expect(started.every((p) => p.kind === 'event')).toBe(true);
+    expect((await statesOf(sessionId)).off).toMatchObject({ state: 'stopped', queue_size: 0 });
+  });
+
+  it('refuses the whole broadcast with limit_exceeded when one listener’s queue is full, as enqueue does', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    const [first, full, last] = await team(sessionId, 'q', 3);
+    for (const agentId of [first, full]) {
+      await client.ok('async.sleepAgent', { sessionId, agentId });
+    }
+    for (let i = 0; i < MAX_QUEUE; i++) {
+      await sendTask(sessionId, full, `backlog ${i}`);
+    }
+    const before = await historyOf(sessionId);
+
+    const reply = await client.call('async.broadcastEvent', { sessionId, event: 'go' });
+
+    expect(reply).toMatchObject({
+      error: {
+        data: { reason: 'limit_exceeded' },
+        message: expect.stringContaining(`The queue of agent '${full}' is full (${MAX_QUEUE} items)`),
+      },
+    });
+    await expect(historyOf(sessionId)).resolves.toEqual(before);
+    const states = await statesOf(sessionId);
+    expect(states[first]).toMatchObject({ state: 'sleeping', queue_size: 0 });
+    expect(states[full]).toMatchObject({ state: 'sleeping', queue_size: MAX_QUEUE });
+    expect(states[last]).toMatchObject({ queue_size: 0 });
+  });
+
+  it('wakes the sleepers of a session that are due together in one transaction, each once', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    const agents = await team(sessionId, 't', 12);
+    const lifecycle = sut.app.get(AgentLifecycleService);
+    const wakeAll = jest.spyOn(lifecycle, 'wakeAll');
+    try {
+      const deadlines = new Set<string>();
+      for (const agentId of agents) {
+        const slept = await client.ok('async.sleepAgent', { sessionId, agentId, durationSeconds: 90 });
+        deadlines.add(slept.sleepingUntil);
+      }
+      expect(deadlines.size).toBe(1); // the fake clock stood still: one deadline for all
+      await clock.whenArmed(90_000);
+      expect(clock.armed(90_000)).toBe(1);
+
+      clock.advance(90_000);
+      for (const agentId of agents) {
+        await client.waitFor(
+          'async.agent.stateChanged',
+          (p) => p.sessionId === sessionId && p.agentId === agentId && p.previous === 'sleeping',
+        );
+      }
+      const timerWakes = wakeAll.mock.calls.filter((c) => c[1] === sessionId && c[3] === 'timer');
+      expect(timerWakes).toHaveLength(1);
+      expect([...timerWakes[0][2]].sort()).toEqual(agents);
+      const woke = of('async.agent.stateChanged', sessionId).filter((p) => p.previous === 'sleeping');
+      expect(woke).toHaveLength(agents.length);
+      expect(woke.every((p) => p.reason === 'timer' && p.state === 'idle')).toBe(true);
+      const states = await statesOf(sessionId);
+      expect(agents.every((a) => states[a].sleeping_until === null)).toBe(true);
+    } finally {
+      wakeAll.mockRestore();
+    }
+  });
+});
