@@ -12,6 +12,7 @@ import { langGraphPeer } from './peers/langgraph';
 import { openAiAgentsPeer } from './peers/openai-agents';
 import { measurePeer, RuntimeResult, SEQUENTIAL, SHAPES } from './peers/shapes';
 import { profiled } from './profile';
+import { measureWakeups, wakeupsTable } from './wakeups';
 
 const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -89,6 +90,11 @@ async function main(): Promise<void> {
   }
   peers.push(await measurePeer(await langGraphPeer()));
   peers.push(await measurePeer(openAiAgentsPeer()));
+  // Wake-ups on Postgres: a broadcast to many sleepers, and many sleep timers at once.
+  const quick = process.env.BENCH_QUICK === '1';
+  const wakeups = pgMailroom
+    ? await measureWakeups(server, quick ? { large: 500, small: 50, timers: 500 } : undefined)
+    : undefined;
 
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Node ${process.version}`;
   const pgRow = mailroom.find((r) => r.runtime === 'Mailroom, Postgres, 1 session');
@@ -115,6 +121,13 @@ async function main(): Promise<void> {
     '',
     ...ratios(pgRow ?? mailroom[0], peers),
     '',
+    '## Wake-ups (Mailroom, Postgres)',
+    '',
+    wakeups
+      ? 'One session; agents created and put to sleep through the API, then one `async.broadcastEvent` to all of them, and (the same agents) sleep timers spread over a few seconds; jitter is the push of the wake-up minus the deadline.'
+      : 'Not measured: Postgres was not reachable.',
+    '',
+    ...(wakeups ? [wakeupsTable(wakeups), ''] : []),
     '## Where the time goes',
     '',
     pgMailroom
