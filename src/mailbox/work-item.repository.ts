@@ -65,6 +65,20 @@ export interface NewWorkItem {
   createdAt: string;
 }
 
+/** A new item's columns as `$1`…`$10` of the inserting statements (`insert`, `enqueue`). */
+const columnsOf = (item: NewWorkItem): unknown[] => [
+  item.sessionId,
+  item.agentId,
+  item.kind,
+  PRIORITY_RANK[item.priority],
+  item.isSwitch ?? false,
+  item.idempotencyKey ?? null,
+  item.prompt,
+  json(item.payload ?? {}),
+  item.createdAt,
+  item.hops ?? 0,
+];
+
 @Injectable()
 export class WorkItemRepository {
   /**
@@ -78,18 +92,7 @@ export class WorkItemRepository {
        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz, $10)
        ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [
-        item.sessionId,
-        item.agentId,
-        item.kind,
-        PRIORITY_RANK[item.priority],
-        item.isSwitch ?? false,
-        item.idempotencyKey ?? null,
-        item.prompt,
-        json(item.payload ?? {}),
-        item.createdAt,
-        item.hops ?? 0,
-      ],
+      columnsOf(item),
     );
     if (row) {
       return { item: toItem(row), created: true };
@@ -134,19 +137,7 @@ export class WorkItemRepository {
          RETURNING *)
        SELECT EXISTS (SELECT 1 FROM known) AS agent_exists, (SELECT n FROM queued) AS queued,
          (SELECT row_to_json(e) FROM earlier e) AS earlier, (SELECT row_to_json(i) FROM inserted i) AS inserted`,
-      [
-        item.sessionId,
-        item.agentId,
-        item.kind,
-        PRIORITY_RANK[item.priority],
-        item.isSwitch ?? false,
-        item.idempotencyKey ?? null,
-        item.prompt,
-        json(item.payload ?? {}),
-        item.createdAt,
-        item.hops ?? 0,
-        maxQueued,
-      ],
+      [...columnsOf(item), maxQueued],
     );
     return {
       agentExists: Boolean(row?.agent_exists),

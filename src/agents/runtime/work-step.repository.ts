@@ -98,14 +98,9 @@ export class WorkStepRepository {
       turns: ChatMessage[];
       at: string;
     },
-  ): Promise<{ done: boolean; previous: AgentState; state: AgentState; moreQueued: boolean }> {
+  ): Promise<StepEnd> {
     const tokens = step.usage.promptTokens + step.usage.completionTokens;
-    const row = await queryOne<{
-      done: boolean;
-      previous: AgentState;
-      state: AgentState;
-      more_queued: boolean;
-    }>(
+    const row = await queryOne<StepEndRow>(
       tx,
       `WITH done AS (
          UPDATE work_item SET state = 'done', result = $4::jsonb, usage = $5::jsonb, finished_at = $6::timestamptz
@@ -141,12 +136,7 @@ export class WorkStepRepository {
         tokens,
       ],
     );
-    return {
-      done: Boolean(row?.done),
-      previous: row!.previous,
-      state: row!.state,
-      moreQueued: Boolean(row?.more_queued),
-    };
+    return toStepEnd(row!);
   }
 
   /** {@link complete} for several agents' items of one session in one statement; one result per step, in order. */
@@ -159,12 +149,7 @@ export class WorkStepRepository {
       turns: s.turns,
       tokens: s.usage.promptTokens + s.usage.completionTokens,
     }));
-    const rows = await query<{
-      done: boolean;
-      previous: AgentState;
-      state: AgentState;
-      more_queued: boolean;
-    }>(
+    const rows = await query<StepEndRow>(
       tx,
       `WITH input AS (
          SELECT x.n, x.e->>'agent_id' AS agent_id, (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result,
@@ -197,14 +182,23 @@ export class WorkStepRepository {
        ORDER BY i.n`,
       [sessionId, json(input), at],
     );
-    return rows.map((row) => ({
-      done: Boolean(row.done),
-      previous: row.previous,
-      state: row.state,
-      moreQueued: Boolean(row.more_queued),
-    }));
+    return rows.map(toStepEnd);
   }
 }
+
+interface StepEndRow {
+  done: boolean;
+  previous: AgentState;
+  state: AgentState;
+  more_queued: boolean;
+}
+
+const toStepEnd = (row: StepEndRow): StepEnd => ({
+  done: Boolean(row.done),
+  previous: row.previous,
+  state: row.state,
+  moreQueued: Boolean(row.more_queued),
+});
 
 /** An item's end as {@link WorkStepRepository.completeMany} takes it. */
 export interface CompletedStep {
