@@ -115,36 +115,7 @@ export class WorkItemRepository {
     item: NewWorkItem,
     maxQueued: number | null,
   ): Promise<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }> {
-    const row = await queryOne<{
-      agent_exists: boolean;
-      queued: number;
-      earlier: WorkItemRow | null;
-      inserted: WorkItemRow | null;
-    }>(
-      tx,
-      `WITH known AS (SELECT 1 FROM agent WHERE session_id = $1 AND id = $2),
-       queued AS (
-         SELECT count(*)::int AS n FROM work_item WHERE session_id = $1 AND agent_id = $2 AND state = 'queued'),
-       earlier AS (
-         SELECT * FROM work_item
-         WHERE $6::text IS NOT NULL AND session_id = $1 AND agent_id = $2 AND idempotency_key = $6),
-       inserted AS (
-         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops)
-         SELECT $1, $2, $3, $4, $5, 'queued', $6, $7, $8::jsonb, $9::timestamptz, $10
-         WHERE EXISTS (SELECT 1 FROM known) AND NOT EXISTS (SELECT 1 FROM earlier)
-           AND ($11::int IS NULL OR (SELECT n FROM queued) < $11::int)
-         ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING *)
-       SELECT EXISTS (SELECT 1 FROM known) AS agent_exists, (SELECT n FROM queued) AS queued,
-         (SELECT row_to_json(e) FROM earlier e) AS earlier, (SELECT row_to_json(i) FROM inserted i) AS inserted`,
-      [...columnsOf(item), maxQueued],
-    );
-    return {
-      agentExists: Boolean(row?.agent_exists),
-      queued: num(row?.queued),
-      ...(row?.earlier ? { earlier: toItem(row.earlier) } : {}),
-      ...(row?.inserted ? { inserted: toItem(row.inserted) } : {}),
-    };
+    return (await this.enqueueMany(tx, item.sessionId, [{ item, maxQueued }]))[0];
   }
 
   /**

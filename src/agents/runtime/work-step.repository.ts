@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { json, query, queryOne } from 'src/database/sql';
+import { json, query } from 'src/database/sql';
 import { ChatMessage } from 'src/llm/model-provider';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
 import { toItem, WorkItemRow } from 'src/mailbox/work-item.repository';
@@ -26,24 +26,7 @@ export class WorkStepRepository {
     agentId: string,
     at: string,
   ): Promise<{ agent: Agent; item: WorkItem } | undefined> {
-    const row = await queryOne<{ item: WorkItemRow | null; agent: AgentRow | null }>(
-      tx,
-      `WITH me AS (SELECT 1 FROM agent WHERE session_id = $1 AND id = $2 AND state = 'idle'),
-       next AS (
-         SELECT id FROM work_item
-         WHERE session_id = $1 AND agent_id = $2 AND state = 'queued' AND EXISTS (SELECT 1 FROM me)
-         ORDER BY is_switch DESC, priority DESC, seq
-         LIMIT 1 FOR UPDATE SKIP LOCKED),
-       claimed AS (
-         UPDATE work_item SET state = 'running', started_at = $3::timestamptz, attempts = attempts + 1
-         WHERE id = (SELECT id FROM next) RETURNING *),
-       active AS (
-         UPDATE agent SET state = 'active', last_active_at = $3::timestamptz
-         WHERE session_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM claimed) RETURNING *)
-       SELECT (SELECT row_to_json(c) FROM claimed c) AS item, (SELECT row_to_json(a) FROM active a) AS agent`,
-      [sessionId, agentId, at],
-    );
-    return row?.item && row.agent ? { item: toItem(row.item), agent: toAgent(row.agent) } : undefined;
+    return (await this.claimMany(tx, sessionId, [agentId], at))[0];
   }
 
   /** {@link claim} for several agents of one session in one statement; one result per agent, in order. */
@@ -99,44 +82,8 @@ export class WorkStepRepository {
       at: string;
     },
   ): Promise<StepEnd> {
-    const tokens = step.usage.promptTokens + step.usage.completionTokens;
-    const row = await queryOne<StepEndRow>(
-      tx,
-      `WITH done AS (
-         UPDATE work_item SET state = 'done', result = $4::jsonb, usage = $5::jsonb, finished_at = $6::timestamptz
-         WHERE id = $3 AND state IN ('queued', 'running') RETURNING id),
-       turns AS (
-         INSERT INTO conversation_turn (session_id, agent_id, message, created_at)
-         SELECT $1, $2, m.value, $6::timestamptz
-         FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS m(value, n)
-         WHERE EXISTS (SELECT 1 FROM done) ORDER BY m.n),
-       before AS (SELECT state FROM agent WHERE session_id = $1 AND id = $2),
-       me AS (
-         UPDATE agent SET
-           tokens_used = tokens_used + CASE WHEN EXISTS (SELECT 1 FROM done) THEN $8::bigint ELSE 0 END,
-           state = CASE WHEN state = 'active' THEN 'idle' ELSE state END
-         WHERE session_id = $1 AND id = $2 RETURNING state, tokens_used),
-       charged AS (
-         UPDATE session SET tokens_used = tokens_used + $8::bigint
-         WHERE id = $1 AND $8::bigint > 0 AND EXISTS (SELECT 1 FROM done) RETURNING id)
-       SELECT EXISTS (SELECT 1 FROM done) AS done, (SELECT state FROM before) AS previous,
-         (SELECT state FROM me) AS state,
-         EXISTS (
-           -- The statement's snapshot still shows the item as it was: a still-queued one is not "more".
-           SELECT 1 FROM work_item
-           WHERE session_id = $1 AND agent_id = $2 AND state = 'queued' AND id <> $3) AS more_queued`,
-      [
-        step.sessionId,
-        step.agentId,
-        step.taskId,
-        json({ final: step.final }),
-        json(step.usage),
-        step.at,
-        json(step.turns),
-        tokens,
-      ],
-    );
-    return toStepEnd(row!);
+    const { sessionId, at, ...one } = step;
+    return (await this.completeMany(tx, sessionId, [one], at))[0];
   }
 
   /** {@link complete} for several agents' items of one session in one statement; one result per step, in order. */
