@@ -7,6 +7,7 @@ import { AppModule } from './app.module';
 import { Clock, SystemClock } from './common/clock';
 import { AppConfig } from './config/app-config';
 import { DataDirLock } from './database/data-dir-lock';
+import { coalesceUpgradedWrites } from './gateway/coalesced-writes';
 import { MailroomIoAdapter, messageLimitBytes } from './gateway/io.adapter';
 import { MailroomLogger } from './logging/mailroom-logger';
 
@@ -30,6 +31,7 @@ export async function createApp(
   app.use('/api', text({ type: () => true, limit: bodyLimit })); // bad JSON: the protocol's parse_error
   setupOpenApi(app);
   app.use(json({ limit: bodyLimit }));
+  coalesceUpgradedWrites(app.getHttpServer());
   app.useWebSocketAdapter(new MailroomIoAdapter(app, config.maxParamsBytes));
   app.enableShutdownHooks();
   await app.listen(config.port, config.host);

@@ -63,7 +63,7 @@ export class MailboxService {
       kind: 'enqueue',
       agentId: item.agentId,
       args: this.toEnqueue(item, opts),
-      runMany: (tx, args) => this.items.enqueueMany(tx, item.sessionId, args),
+      runMany: (tx, args) => this.items.enqueueMany(tx, args),
       then: async (tx, row) => then(tx, await this.settleEnqueue(tx, item, row)),
     };
   }

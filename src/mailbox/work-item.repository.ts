@@ -115,19 +115,19 @@ export class WorkItemRepository {
     item: NewWorkItem,
     maxQueued: number | null,
   ): Promise<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }> {
-    return (await this.enqueueMany(tx, item.sessionId, [{ item, maxQueued }]))[0];
+    return (await this.enqueueMany(tx, [{ item, maxQueued }]))[0];
   }
 
   /**
-   * {@link enqueue} for several items of one session, each for a different agent, in one statement;
-   * one result per item, in order (a segment of a group commit, see HistoryService).
+   * {@link enqueue} for several items (of one session or of several, each for a different agent)
+   * in one statement; one result per item, in order (a segment of a group commit, see HistoryService).
    */
   async enqueueMany(
     tx: Tx,
-    sessionId: string,
     items: Array<{ item: NewWorkItem; maxQueued: number | null }>,
   ): Promise<Array<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }>> {
     const input = items.map(({ item, maxQueued }) => ({
+      session_id: item.sessionId,
       agent_id: item.agentId,
       kind: item.kind,
       priority: PRIORITY_RANK[item.priority],
@@ -147,22 +147,24 @@ export class WorkItemRepository {
     }>(
       tx,
       `WITH input AS (
-         SELECT x.n, x.e->>'agent_id' AS agent_id, x.e->>'kind' AS kind, (x.e->>'priority')::int AS priority,
-           (x.e->>'is_switch')::boolean AS is_switch, x.e->>'idempotency_key' AS idempotency_key,
-           x.e->>'prompt' AS prompt, x.e->'payload' AS payload, (x.e->>'created_at')::timestamptz AS created_at,
-           (x.e->>'hops')::int AS hops, (x.e->>'max_queued')::int AS max_queued
-         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, n)),
-       known AS (SELECT i.n FROM input i JOIN agent a ON a.session_id = $1 AND a.id = i.agent_id),
+         SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id, x.e->>'kind' AS kind,
+           (x.e->>'priority')::int AS priority, (x.e->>'is_switch')::boolean AS is_switch,
+           x.e->>'idempotency_key' AS idempotency_key, x.e->>'prompt' AS prompt, x.e->'payload' AS payload,
+           (x.e->>'created_at')::timestamptz AS created_at, (x.e->>'hops')::int AS hops,
+           (x.e->>'max_queued')::int AS max_queued
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+       known AS (SELECT i.n FROM input i JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
        queued AS (
          SELECT i.n, (SELECT count(*) FROM work_item w
-                      WHERE w.session_id = $1 AND w.agent_id = i.agent_id AND w.state = 'queued')::int AS c
+                      WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued')::int AS c
          FROM input i),
        earlier AS (
          SELECT i.n, row_to_json(w) AS r FROM input i
-         JOIN work_item w ON w.session_id = $1 AND w.agent_id = i.agent_id AND w.idempotency_key = i.idempotency_key),
+         JOIN work_item w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
+           AND w.idempotency_key = i.idempotency_key),
        inserted AS (
          INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops)
-         SELECT $1, i.agent_id, i.kind, i.priority, i.is_switch, 'queued', i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops
+         SELECT i.session_id, i.agent_id, i.kind, i.priority, i.is_switch, 'queued', i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops
          FROM input i JOIN queued q ON q.n = i.n
          WHERE i.n IN (SELECT n FROM known) AND i.n NOT IN (SELECT n FROM earlier)
            AND (i.max_queued IS NULL OR q.c < i.max_queued)
@@ -170,10 +172,11 @@ export class WorkItemRepository {
          ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING *)
        SELECT i.n IN (SELECT n FROM known) AS agent_exists, q.c AS queued, e.r AS earlier,
-         (SELECT row_to_json(w) FROM inserted w WHERE w.agent_id = i.agent_id) AS inserted
+         (SELECT row_to_json(w) FROM inserted w
+          WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id) AS inserted
        FROM input i JOIN queued q ON q.n = i.n LEFT JOIN earlier e ON e.n = i.n
        ORDER BY i.n`,
-      [sessionId, json(input)],
+      [json(input)],
     );
     return rows.map((row) => ({
       agentExists: Boolean(row.agent_exists),

@@ -19,6 +19,16 @@ const toRecord = (r: HistoryRow): HistoryRecord => ({
   payload: r.payload,
 });
 
+/** A session's part of a batch's closing statement (see {@link HistoryRepository.close}). */
+export interface SessionClosing {
+  sessionId: string;
+  records: HistoryRecord[];
+  /** The owner's lease, when the batch holds owner writes to the session. */
+  fence?: { nodeId: string; epoch: number };
+  /** The NOTIFY payload telling other nodes what changed. */
+  notice?: string;
+}
+
 @Injectable()
 export class HistoryRepository {
   /**
@@ -49,44 +59,45 @@ export class HistoryRepository {
   }
 
   /**
-   * The last statement of a session's batch (see HistoryService): writes its records (their `seq`s
-   * taken under the session's lock) with the counter they leave, checks the lease fence of an owner's writes (`session_lease` held by `fence`'s
-   * node at its epoch and not run out, share-locked until commit, so a takeover waits for this
-   * commit; LeaseRepository.holds is the same check) and sends the batch's NOTIFY, all in one round
-   * trip. False when the fence does not hold: the caller must roll back.
+   * The last statement of a batch (see HistoryService), for each of its sessions: writes the
+   * session's records (their `seq`s taken under the session's lock) with the counter they leave,
+   * checks the lease fence of an owner's writes (`session_lease` held by `fence`'s node at its epoch
+   * and not run out, share-locked until commit, so a takeover waits for this commit;
+   * LeaseRepository.holds is the same check) and sends its NOTIFY on `channel`, all in one round
+   * trip. Returns the sessions whose fence does not hold: then the caller must roll back.
    */
-  async close(
-    tx: Tx,
-    sessionId: string,
-    records: HistoryRecord[],
-    fence: { nodeId: string; epoch: number } | undefined,
-    notice: { channel: string; payload: string } | undefined,
-  ): Promise<boolean> {
-    const row = await queryOne<{ held: boolean }>(
+  async close(tx: Tx, closings: SessionClosing[], channel: string): Promise<string[]> {
+    const input = closings.map(({ sessionId, records, fence, notice }) => ({
+      session_id: sessionId,
+      seq: records.length > 0 ? records[records.length - 1].seq : null,
+      records: records.map(({ seq, at, type, payload }) => ({ seq, at, type, payload })),
+      node: fence?.nodeId ?? null,
+      epoch: fence?.epoch ?? null,
+      notice: notice ?? null,
+    }));
+    const rows = await query<{ session_id: string; held: boolean }>(
       tx,
-      `WITH fence AS (
-         SELECT 1 FROM session_lease
-         WHERE $4::text IS NOT NULL AND session_id = $1 AND owner_node = $4 AND epoch = $5
-           AND expires_at > clock_timestamp()
-         FOR SHARE),
-       counter AS (UPDATE session SET history_seq = $2 WHERE id = $1 AND $2::int IS NOT NULL),
+      `WITH closing AS (
+         SELECT x.e->>'session_id' AS session_id, (x.e->>'seq')::int AS seq, x.e->'records' AS records,
+           x.e->>'node' AS node, (x.e->>'epoch')::bigint AS epoch, x.e->>'notice' AS notice
+         FROM jsonb_array_elements($1::jsonb) AS x(e)),
+       fence AS (
+         SELECT l.session_id FROM session_lease l JOIN closing c ON l.session_id = c.session_id
+         WHERE c.node IS NOT NULL AND l.owner_node = c.node AND l.epoch = c.epoch
+           AND l.expires_at > clock_timestamp()
+         FOR SHARE OF l),
+       counter AS (
+         UPDATE session s SET history_seq = c.seq FROM closing c WHERE s.id = c.session_id AND c.seq IS NOT NULL),
        written AS (
          INSERT INTO history (session_id, seq, at, type, payload)
-         SELECT $1, (r->>'seq')::int, (r->>'at')::timestamptz, r->>'type', r->'payload'
-         FROM jsonb_array_elements($3::jsonb) AS r)
-       SELECT ($4::text IS NULL OR EXISTS (SELECT 1 FROM fence)) AS held,
-         CASE WHEN $6::text IS NOT NULL THEN pg_notify($6, $7) END AS notified`,
-      [
-        sessionId,
-        records.length > 0 ? records[records.length - 1].seq : null,
-        json(records.map(({ seq, at, type, payload }) => ({ seq, at, type, payload }))),
-        fence?.nodeId ?? null,
-        fence?.epoch ?? null,
-        notice?.channel ?? null,
-        notice?.payload ?? null,
-      ],
+         SELECT c.session_id, (r->>'seq')::int, (r->>'at')::timestamptz, r->>'type', r->'payload'
+         FROM closing c CROSS JOIN LATERAL jsonb_array_elements(c.records) AS r)
+       SELECT c.session_id, (c.node IS NULL OR c.session_id IN (SELECT session_id FROM fence)) AS held,
+         CASE WHEN c.notice IS NOT NULL THEN pg_notify($2, c.notice) END AS notified
+       FROM closing c`,
+      [json(input), channel],
     );
-    return Boolean(row?.held);
+    return rows.filter((r) => !r.held).map((r) => r.session_id);
   }
 
   async page(tx: Tx, sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {

@@ -11,7 +11,7 @@ import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { json } from 'src/database/sql';
 import { GroupCommit, PendingUnit } from './group-commit';
-import { HistoryRepository } from './history.repository';
+import { HistoryRepository, SessionClosing } from './history.repository';
 import { PushFanout } from './push-fanout.service';
 import { SessionRepository } from './session.repository';
 import { HistoryRecord, NotificationType, Session } from './session.types';
@@ -36,15 +36,20 @@ interface SessionUnit extends PendingUnit {
 }
 
 /**
- * A write that can share one statement with writes of the same `kind` to other agents of its
- * session (the steps every item takes: queueing, claiming, completing). In a batch, such writes to
- * distinct agents run as one multi-row statement (`runMany`), then each write's `then` in turn.
+ * A write that can share one statement with writes of the same `kind` to other agents, of its
+ * session or of the other sessions in its batch (the steps every item takes: queueing, claiming,
+ * completing). In a batch, such writes to distinct agents run as one multi-row statement
+ * (`runMany`), then each write's `then` in turn.
  */
 export interface MergeableWrite<A = unknown, R = unknown, T = unknown> {
   kind: string;
   agentId: string;
   args: A;
-  /** One statement for the writes of a segment, in their order; one row per write. */
+  /**
+   * One statement for the writes of a segment, in their order; one row per write. The args may be
+   * of several sessions (each arg says its own): writes of one kind must have interchangeable
+   * `runMany`s, since the batch runs one of them for all.
+   */
   runMany(tx: Tx, args: A[]): Promise<R[]>;
   /** The rest of the write, given its row: history records, hooks; its value settles the caller. */
   then(tx: Tx, row: R, session: Session): Promise<T>;
@@ -67,11 +72,11 @@ class UnitFailed extends Error {
   }
 }
 
-/** The lease fence refused the batch's writes to a session: the node no longer owns it. */
+/** The lease fence refused the batch's writes to some sessions: the node no longer owns them. */
 class FenceRefused extends Error {
   constructor(
-    readonly sessionId: string,
-    override readonly cause: unknown,
+    /** Each refused session, with the error its owner writes get. */
+    readonly refused: Map<string, unknown>,
   ) {
     super('the lease fence refused the batch');
   }
@@ -219,101 +224,148 @@ export class HistoryService {
       }
       this.batches.set(tx, batches);
       const out: unknown[] = new Array(units.length);
-      for (const [sessionId, indices] of bySession) {
-        await this.runUnits(tx, units, indices, locked.get(sessionId)!.session, out);
-      }
+      const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
+      await this.runUnits(tx, units, [...bySession.values()], sessionOf, out);
       this.batches.delete(tx);
-      for (const [sessionId, indices] of bySession) {
-        await this.closeSession(
-          tx,
-          sessionId,
-          batches.get(sessionId)!,
-          indices.some((i) => units[i].fenced),
-        );
-      }
+      await this.closeSessions(tx, bySession, batches, units);
       return out;
     });
   }
 
   /**
-   * A session's part of the batch ends with one statement: its records, the fence (last, so a
-   * takeover waits for this commit or refuses it) and its NOTIFY.
+   * The batch ends with one statement for all its sessions: their records, the fences of sessions
+   * with owner writes (last, so a takeover waits for this commit or refuses it) and their NOTIFYs.
    */
-  private async closeSession(tx: Tx, sessionId: string, batch: HistoryBatch, fenced: boolean): Promise<void> {
-    const fence = fenced ? this.leases.fenceOf(sessionId) : undefined;
-    if (fenced && !fence) {
-      throw new FenceRefused(sessionId, this.leases.fenceRefused(sessionId));
-    }
-    const payload = this.hints.take(tx, sessionId);
-    const notice = payload === undefined ? undefined : { channel: CLUSTER_CHANNEL, payload };
-    if (batch.records.length > 0 || fence || notice) {
-      if (!(await this.history.close(tx, sessionId, batch.records, fence, notice))) {
-        throw new FenceRefused(sessionId, this.leases.fenceRefused(sessionId));
+  private async closeSessions(
+    tx: Tx,
+    bySession: Map<string, number[]>,
+    batches: Map<string, HistoryBatch>,
+    units: SessionUnit[],
+  ): Promise<void> {
+    const closings: SessionClosing[] = [];
+    const refused = new Map<string, unknown>();
+    const fenced: string[] = [];
+    for (const [sessionId, indices] of bySession) {
+      const owned = indices.some((i) => units[i].fenced);
+      const fence = owned ? this.leases.fenceOf(sessionId) : undefined;
+      if (owned && !fence) {
+        refused.set(sessionId, this.leases.fenceRefused(sessionId));
+        continue;
+      }
+      const notice = this.hints.take(tx, sessionId);
+      const { records } = batches.get(sessionId)!;
+      if (records.length > 0 || fence || notice !== undefined) {
+        closings.push({ sessionId, records, fence, notice });
+      }
+      if (fence) {
+        fenced.push(sessionId);
       }
     }
-    if (fence) {
-      this.leases.fenceHeld(sessionId);
+    if (refused.size === 0 && closings.length > 0) {
+      for (const sessionId of await this.history.close(tx, closings, CLUSTER_CHANNEL)) {
+        refused.set(sessionId, this.leases.fenceRefused(sessionId));
+      }
     }
+    if (refused.size > 0) {
+      throw new FenceRefused(refused);
+    }
+    fenced.forEach((sessionId) => this.leases.fenceHeld(sessionId));
   }
 
   /**
-   * Runs one session's writes of the batch (`indices`) in order, except that a mergeable write takes
-   * along the later writes of its kind to other agents (up to the next write that cannot merge, and
-   * never past an earlier write of the same agent), in one statement. Puts each value at its index.
+   * Runs the batch's writes, each session's (`perSession`: indices in arrival order) in its order,
+   * in rounds: in each, every session takes its next step, either a write that cannot merge, run
+   * alone, or a segment of mergeable writes of one kind (from its next write up to the next write
+   * that cannot merge, never past an earlier write of the same agent); the segments of one kind,
+   * of every session, then run as one statement. Puts each value at its index.
    */
   private async runUnits(
     tx: Tx,
     units: SessionUnit[],
-    indices: number[],
-    session: Session,
+    perSession: number[][],
+    sessionOf: (index: number) => Session,
     out: unknown[],
   ): Promise<void> {
     const done = new Set<number>();
-    for (const [at, index] of indices.entries()) {
-      if (done.has(index)) {
-        continue;
-      }
-      const unit = units[index];
-      const merge = unit.merge;
-      if (!merge) {
-        try {
-          out[index] = await unit.context.runInAsyncScope(() => unit.run(tx, session));
-        } catch (err) {
-          throw new UnitFailed(index, err);
+    const cursors = perSession.map(() => 0);
+    for (;;) {
+      const segments = new Map<string, number[]>(); // by kind, in session order
+      let more = false;
+      for (const [s, indices] of perSession.entries()) {
+        while (cursors[s] < indices.length && done.has(indices[cursors[s]])) {
+          cursors[s]++;
         }
-        done.add(index);
-        continue;
-      }
-      const segment = [index];
-      const passed = new Set([merge.agentId]);
-      for (const j of indices.slice(at + 1)) {
-        const other = units[j].merge;
-        if (done.has(j)) {
+        if (cursors[s] === indices.length) {
           continue;
         }
-        if (!other) {
-          break; // a write that cannot merge is a barrier
+        more = true;
+        const index = indices[cursors[s]];
+        const unit = units[index];
+        if (!unit.merge) {
+          try {
+            out[index] = await unit.context.runInAsyncScope(() => unit.run(tx, sessionOf(index)));
+          } catch (err) {
+            throw new UnitFailed(index, err);
+          }
+          done.add(index);
+          continue;
         }
-        if (other.kind === merge.kind && !passed.has(other.agentId)) {
-          segment.push(j);
-        }
-        passed.add(other.agentId);
+        const segment = segments.get(unit.merge.kind) ?? [];
+        segments.set(unit.merge.kind, segment);
+        segment.push(...this.segmentOf(units, indices.slice(cursors[s]), done));
       }
-      let rows: unknown[];
+      if (!more) {
+        return;
+      }
+      for (const segment of segments.values()) {
+        await this.runSegment(tx, units, segment, sessionOf, out);
+        segment.forEach((j) => done.add(j));
+      }
+    }
+  }
+
+  /** The writes (`rest[0]` and later ones) that merge with `rest[0]`: its kind, other agents, no barrier between. */
+  private segmentOf(units: SessionUnit[], rest: number[], done: Set<number>): number[] {
+    const merge = units[rest[0]].merge!;
+    const segment = [rest[0]];
+    const passed = new Set([merge.agentId]);
+    for (const j of rest.slice(1)) {
+      const other = units[j].merge;
+      if (done.has(j)) {
+        continue;
+      }
+      if (!other) {
+        break; // a write that cannot merge is a barrier
+      }
+      if (other.kind === merge.kind && !passed.has(other.agentId)) {
+        segment.push(j);
+      }
+      passed.add(other.agentId);
+    }
+    return segment;
+  }
+
+  private async runSegment(
+    tx: Tx,
+    units: SessionUnit[],
+    segment: number[],
+    sessionOf: (index: number) => Session,
+    out: unknown[],
+  ): Promise<void> {
+    const first = units[segment[0]];
+    let rows: unknown[];
+    try {
+      const args = segment.map((j) => units[j].merge!.args);
+      rows = await first.context.runInAsyncScope(() => first.merge!.runMany(tx, args));
+    } catch (err) {
+      throw new MergedFailed(err);
+    }
+    for (const [k, j] of segment.entries()) {
+      const write = units[j];
       try {
-        const args = segment.map((j) => units[j].merge!.args);
-        rows = await unit.context.runInAsyncScope(() => merge.runMany(tx, args));
+        out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows[k], sessionOf(j)));
       } catch (err) {
-        throw new MergedFailed(err);
-      }
-      for (const [k, j] of segment.entries()) {
-        const write = units[j];
-        try {
-          out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows[k], session));
-        } catch (err) {
-          throw new UnitFailed(j, err);
-        }
-        done.add(j);
+        throw new UnitFailed(j, err);
       }
     }
   }
@@ -327,9 +379,9 @@ export class HistoryService {
       return again(units.filter((u) => !err.sessionIds.has(u.sessionId)));
     }
     if (err instanceof FenceRefused) {
-      // Only the owner's writes to that session are refused; a client's writes need no lease.
-      const refused = (u: SessionUnit) => u.fenced && u.sessionId === err.sessionId;
-      units.filter(refused).forEach((u) => u.reject(err.cause));
+      // Only the owner's writes to those sessions are refused; a client's writes need no lease.
+      const refused = (u: SessionUnit) => u.fenced && err.refused.has(u.sessionId);
+      units.filter(refused).forEach((u) => u.reject(err.refused.get(u.sessionId)));
       return again(units.filter((u) => !refused(u)));
     }
     const cause = err instanceof MergedFailed || err instanceof UnitFailed ? err.cause : err;

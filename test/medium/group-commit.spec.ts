@@ -231,6 +231,27 @@ describe('group commit of session writes', () => {
       expect(await events(sessionId)).toEqual(['a:1', 'b:2', 'c:4', 'a:3', 'n:5', 'd:6']);
     });
 
+    it('runs the writes of a kind of several sessions as one statement, each session in its own order', async () => {
+      const [s1, s2] = [await newSession(), await newSession()];
+      const slow = slowWrite(s1);
+      await slow.inside;
+      const calls: number[][] = [];
+      const writes = [
+        mergeable(s1, 'a', 1, calls),
+        mergeable(s2, 'a', 5, calls), // the same agent id in another session: merges
+        mergeable(s1, 'b', 2, calls),
+        write(s1, 3), // a barrier in s1 only
+        mergeable(s2, 'a', 6, calls), // a's second in s2: the next statement
+        mergeable(s1, 'c', 4, calls),
+      ];
+      slow.open();
+      await slow.done;
+      await expect(Promise.all(writes)).resolves.toEqual([1, 5, 2, { i: 3, tx: expect.any(String) }, 6, 4]);
+      expect(calls).toEqual([[1, 2, 5], [6], [4]]);
+      expect(await events(s1)).toEqual(['a:1', 'b:2', 'n:3', 'c:4']);
+      expect(await events(s2)).toEqual(['a:5', 'a:6']);
+    });
+
     it('runs the batch again write by write when one write fails, so that only that write fails', async () => {
       const sessionId = await newSession();
       const slow = slowWrite(sessionId);

@@ -602,7 +602,6 @@ describe(WorkItemRepository.name, () => {
       const many = await db.transaction((tx) =>
         sut.enqueueMany(
           tx,
-          now,
           calls.map(({ item, maxQueued }) => ({ item: { ...item, sessionId: now }, maxQueued })),
         ),
       );
@@ -743,14 +742,51 @@ describe(WorkItemRepository.name, () => {
     it('does nothing for an empty list, or for agents of another session', async () => {
       const sessionId = await givenQueues();
       const rows = await rowsOf(sessionId);
-      await expect(db.transaction((tx) => sut.enqueueMany(tx, sessionId, []))).resolves.toEqual([]);
+      await expect(db.transaction((tx) => sut.enqueueMany(tx, []))).resolves.toEqual([]);
       const elsewhere = newSessionId();
       await expect(
         db.transaction((tx) =>
-          sut.enqueueMany(tx, elsewhere, [{ item: { ...item('a'), sessionId: elsewhere }, maxQueued: null }]),
+          sut.enqueueMany(tx, [{ item: { ...item('a'), sessionId: elsewhere }, maxQueued: null }]),
         ),
       ).resolves.toEqual([{ agentExists: false, queued: 0 }]);
       await expect(rowsOf(sessionId)).resolves.toEqual(rows);
+    });
+
+    it('queues for agents of several sessions (the same agent ids) in one statement, as per session', async () => {
+      const calls: Call[] = [
+        { item: item('a', { idempotencyKey: 'used' }), maxQueued: null },
+        { item: item('b'), maxQueued: 10 },
+        { item: item('d', { priority: 'urgent' }), maxQueued: 0 },
+        { item: item('c'), maxQueued: null },
+        { item: item('nobody'), maxQueued: null },
+      ];
+      const perSession = [await givenQueues(), await givenQueues()];
+      const alone = await db.transaction(async (tx) => {
+        const out: Enqueued[][] = [];
+        for (const sessionId of perSession) {
+          out.push(
+            await sut.enqueueMany(
+              tx,
+              calls.map(({ item, maxQueued }) => ({ item: { ...item, sessionId }, maxQueued })),
+            ),
+          );
+        }
+        return out;
+      });
+      const together = [await givenQueues(), await givenQueues()];
+      // Interleaved: a of the first session, a of the second, b of the first…
+      const interleaved = calls.flatMap(({ item, maxQueued }) =>
+        together.map((sessionId) => ({ item: { ...item, sessionId }, maxQueued })),
+      );
+      const many = await db.transaction((tx) => sut.enqueueMany(tx, interleaved));
+      for (const [s, sessionId] of together.entries()) {
+        const mine = many.filter((_, i) => i % together.length === s);
+        expect(mine.map(strip)).toEqual(alone[s].map(strip));
+        expect(mine.every((r) => [r.inserted, r.earlier].every((w) => !w || w.sessionId === sessionId))).toBe(
+          true,
+        );
+        await expect(rowsOf(sessionId)).resolves.toEqual(await rowsOf(perSession[s]));
+      }
     });
   });
 

@@ -1,7 +1,7 @@
 import { AgentRepository } from 'src/agents/agent.repository';
 import { Agent, AgentState } from 'src/agents/agent.types';
 import { ConversationRepository } from 'src/agents/conversation.repository';
-import { WorkStepRepository } from 'src/agents/runtime/work-step.repository';
+import { CompletedStep, WorkStepRepository } from 'src/agents/runtime/work-step.repository';
 import { Priority } from 'src/common/names';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { query } from 'src/database/sql';
@@ -88,6 +88,24 @@ describe(WorkStepRepository.name, () => {
     return (await find(sessionId, item.taskId))!;
   }
 
+  /** The multi-row statements for agents of one session. */
+  const claimManyIn = (tx: Tx, sessionId: string, agentIds: string[], at: string) =>
+    sut.claimMany(
+      tx,
+      agentIds.map((agentId) => ({ sessionId, agentId })),
+      at,
+    );
+  const completeManyIn = (
+    tx: Tx,
+    sessionId: string,
+    steps: Array<Omit<CompletedStep, 'sessionId'>>,
+    at: string,
+  ) =>
+    sut.completeMany(
+      tx,
+      steps.map((step) => ({ ...step, sessionId })),
+      at,
+    );
   const claim = (sessionId: string, agentId: string, at = LATER) =>
     db.transaction((tx) => sut.claim(tx, sessionId, agentId, at));
   const complete = (step: Step) => db.transaction((tx) => sut.complete(tx, step));
@@ -662,7 +680,7 @@ describe(WorkStepRepository.name, () => {
         return out;
       });
       const oldRows = await rowsOf(old.sessionId);
-      const many = await db.transaction((tx) => sut.claimMany(tx, now.sessionId, agentIds, LATER));
+      const many = await db.transaction((tx) => claimManyIn(tx, now.sessionId, agentIds, LATER));
       expect(many).toHaveLength(agentIds.length);
       expect(many.map(strip)).toEqual(alone.map(strip));
       await expect(rowsOf(now.sessionId)).resolves.toEqual(oldRows);
@@ -777,7 +795,7 @@ describe(WorkStepRepository.name, () => {
         await setState(sessionId, 'b', 'idle');
       }
       const alone = await claim(old.sessionId, 'b', DONE_AT);
-      const [many] = await db.transaction((tx) => sut.claimMany(tx, now.sessionId, ['b'], DONE_AT));
+      const [many] = await db.transaction((tx) => claimManyIn(tx, now.sessionId, ['b'], DONE_AT));
       expect(many!.item).toMatchObject({ attempts: 2, startedAt: DONE_AT });
       expect(strip(many)).toEqual(strip(alone));
       await expect(rowsOf(now.sessionId)).resolves.toEqual(await rowsOf(old.sessionId));
@@ -789,8 +807,8 @@ describe(WorkStepRepository.name, () => {
       const second = await insert(newItem(sessionId, 'a', { prompt: 'a: second' }));
       await insert(newItem(sessionId, 'b', { prompt: 'b: first' }));
       const [one, two] = await db.transaction(async (tx) => [
-        await sut.claimMany(tx, sessionId, ['a', 'b'], LATER),
-        await sut.claimMany(tx, sessionId, ['a', 'b'], LATER),
+        await claimManyIn(tx, sessionId, ['a', 'b'], LATER),
+        await claimManyIn(tx, sessionId, ['a', 'b'], LATER),
       ]);
       expect(one.map((c) => c?.item.prompt)).toEqual(['a: first', 'b: first']);
       expect(two).toEqual([undefined, undefined]);
@@ -801,8 +819,8 @@ describe(WorkStepRepository.name, () => {
       const world: World = { agents: { a: 'idle' }, items: [['a: 1', 'a', 'queued']] };
       const { sessionId } = await givenWorld(world);
       const rows = await rowsOf(sessionId);
-      await expect(db.transaction((tx) => sut.claimMany(tx, sessionId, [], LATER))).resolves.toEqual([]);
-      await expect(db.transaction((tx) => sut.claimMany(tx, newSessionId(), ['a'], LATER))).resolves.toEqual([
+      await expect(db.transaction((tx) => claimManyIn(tx, sessionId, [], LATER))).resolves.toEqual([]);
+      await expect(db.transaction((tx) => claimManyIn(tx, newSessionId(), ['a'], LATER))).resolves.toEqual([
         undefined,
       ]);
       await expect(rowsOf(sessionId)).resolves.toEqual(rows);
@@ -845,7 +863,7 @@ describe(WorkStepRepository.name, () => {
       });
       const oldRows = await rowsOf(old.sessionId);
       const many = await db.transaction((tx) =>
-        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+        completeManyIn(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
       );
       expect(many).toEqual(alone);
       await expect(rowsOf(now.sessionId)).resolves.toEqual(oldRows);
@@ -958,7 +976,7 @@ describe(WorkStepRepository.name, () => {
       ];
       await completeManyAsComplete(world, specs);
       const now = await givenWorld(world);
-      await db.transaction((tx) => sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT));
+      await db.transaction((tx) => completeManyIn(tx, now.sessionId, stepsIn(now, specs), DONE_AT));
       await expect(session(now.sessionId)).resolves.toMatchObject({ tokensUsed: 150 });
       const tokens = await db.read((tx) => agents.listBySession(tx, now.sessionId));
       expect(tokens.map((a) => [a.agentId, a.tokensUsed])).toEqual([
@@ -988,7 +1006,7 @@ describe(WorkStepRepository.name, () => {
       const now = await givenWorld(world);
       const version = await sessionVersion(now.sessionId);
       const many = await db.transaction((tx) =>
-        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+        completeManyIn(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
       );
       expect(many.map((e) => e.done)).toEqual(itemState === 'running' ? [true, true] : [false, false]);
       await expect(session(now.sessionId)).resolves.toMatchObject({ tokensUsed: 0 });
@@ -1007,9 +1025,9 @@ describe(WorkStepRepository.name, () => {
         { agentId: 'a', item: 'a: it' },
         { agentId: 'b', item: 'b: it' },
       ]);
-      await db.transaction((tx) => sut.completeMany(tx, sessionId, specs, DONE_AT));
+      await db.transaction((tx) => completeManyIn(tx, sessionId, specs, DONE_AT));
       const rows = await rowsOf(sessionId);
-      await expect(db.transaction((tx) => sut.completeMany(tx, sessionId, specs, LATER))).resolves.toEqual([
+      await expect(db.transaction((tx) => completeManyIn(tx, sessionId, specs, LATER))).resolves.toEqual([
         { done: false, previous: 'idle', state: 'idle', moreQueued: false },
         { done: false, previous: 'idle', state: 'idle', moreQueued: false },
       ]);
@@ -1021,7 +1039,7 @@ describe(WorkStepRepository.name, () => {
       const { sessionId } = await givenWorld({ agents: { a: 'active' }, items: [['a: it', 'a', 'running']] });
       const rows = await rowsOf(sessionId);
       const version = await sessionVersion(sessionId);
-      await expect(db.transaction((tx) => sut.completeMany(tx, sessionId, [], DONE_AT))).resolves.toEqual([]);
+      await expect(db.transaction((tx) => completeManyIn(tx, sessionId, [], DONE_AT))).resolves.toEqual([]);
       await expect(rowsOf(sessionId)).resolves.toEqual(rows);
       await expect(sessionVersion(sessionId)).resolves.toBe(version);
     });
@@ -1052,13 +1070,231 @@ describe(WorkStepRepository.name, () => {
         return out;
       });
       const many = await db.transaction((tx) =>
-        sut.completeMany(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
+        completeManyIn(tx, now.sessionId, stepsIn(now, specs), DONE_AT),
       );
       const ended = { done: true, previous: 'active', state: 'idle', moreQueued: false };
       expect(alone).toEqual([ended, { done: false, previous: null, state: null, moreQueued: false }, ended]);
       expect(many).toEqual(alone);
       // The rows are alike all the same.
       await expect(rowsOf(now.sessionId)).resolves.toEqual(await rowsOf(old.sessionId));
+    });
+  });
+
+  describe('several sessions in one statement: each as its own statement would', () => {
+    type Ended = Awaited<ReturnType<WorkStepRepository['complete']>>;
+    const stepsIn = (
+      world: { items: Record<string, WorkItem> },
+      specs: Array<{ agentId: string; item: string; usage?: Usage }>,
+    ) =>
+      specs.map((s) => ({
+        agentId: s.agentId,
+        taskId: world.items[s.item].taskId,
+        final: `the end of ${s.item}`,
+        usage: s.usage ?? USAGE,
+        turns: TURNS,
+      }));
+    /** Two worlds alike; the same agent ids in both. */
+    const WORLD: World = {
+      agents: { a: 'active', b: 'idle', c: 'active', d: 'sleeping' },
+      items: [
+        ['a: it', 'a', 'running'],
+        ['a: next', 'a', 'queued'],
+        ['b: 1', 'b', 'queued'],
+        ['b: 2', 'b', 'queued', { priority: 'urgent' }],
+        ['c: it', 'c', 'running'],
+        ['d: 1', 'd', 'queued'],
+      ],
+    };
+
+    it('claimMany', async () => {
+      const agentIds = ['b', 'a', 'd', 'nobody'];
+      const apart = [await givenWorld(WORLD), await givenWorld(WORLD)];
+      const alone = await db.transaction(async (tx) =>
+        Promise.all(apart.map((w) => claimManyIn(tx, w.sessionId, agentIds, LATER))),
+      );
+      const together = [await givenWorld(WORLD), await givenWorld(WORLD)];
+      const many = await db.transaction((tx) =>
+        sut.claimMany(
+          tx,
+          agentIds.flatMap((agentId) => together.map(({ sessionId }) => ({ sessionId, agentId }))),
+          LATER,
+        ),
+      );
+      for (const [w, world] of together.entries()) {
+        const mine = many.filter((_, i) => i % together.length === w);
+        const strip = (c: (typeof mine)[number]) =>
+          c && {
+            item: { ...c.item, taskId: undefined, sessionId: undefined },
+            agent: { ...c.agent, sessionId: undefined },
+          };
+        expect(mine.map(strip)).toEqual(alone[w].map(strip));
+        expect(
+          mine.every(
+            (c) => !c || (c.item.sessionId === world.sessionId && c.agent.sessionId === world.sessionId),
+          ),
+        ).toBe(true);
+        await expect(rowsOf(world.sessionId)).resolves.toEqual(await rowsOf(apart[w].sessionId));
+      }
+    });
+
+    it('completeMany, with the tokens charged to each session', async () => {
+      const specs = (w: { items: Record<string, WorkItem> }) =>
+        stepsIn(w, [
+          { agentId: 'a', item: 'a: it' },
+          { agentId: 'c', item: 'c: it', usage: { promptTokens: 5, completionTokens: 1 } },
+        ]).map((step, i) => ({ ...step, claimNext: i === 0 }));
+      const apart = [await givenWorld(WORLD), await givenWorld(WORLD)];
+      const alone = await db.transaction(async (tx) =>
+        Promise.all(apart.map((w) => completeManyIn(tx, w.sessionId, specs(w), DONE_AT))),
+      );
+      const together = [await givenWorld(WORLD), await givenWorld(WORLD)];
+      const many = await db.transaction((tx) =>
+        sut.completeMany(
+          tx,
+          together.flatMap((w) => specs(w).map((step) => ({ ...step, sessionId: w.sessionId }))),
+          DONE_AT,
+        ),
+      );
+      const strip = (e: Ended) => ({
+        ...e,
+        ...(e.next
+          ? {
+              next: {
+                item: { ...e.next.item, taskId: undefined, sessionId: undefined },
+                agent: { ...e.next.agent, sessionId: undefined },
+              },
+            }
+          : {}),
+      });
+      expect(alone[0][0].next?.item.prompt).toBe('a: next');
+      for (const [w, world] of together.entries()) {
+        const mine = many.slice(w * 2, w * 2 + 2);
+        expect(mine.map(strip)).toEqual(alone[w].map(strip));
+        expect(mine[0].next?.item.sessionId).toBe(world.sessionId);
+        await expect(rowsOf(world.sessionId)).resolves.toEqual(await rowsOf(apart[w].sessionId));
+        await expect(session(world.sessionId)).resolves.toMatchObject({ tokensUsed: 42 + 6 });
+      }
+    });
+  });
+
+  describe('complete with claimNext: the completion, then what claim would do, in one statement', () => {
+    type Ended = Awaited<ReturnType<WorkStepRepository['complete']>>;
+    type Claimed = Awaited<ReturnType<WorkStepRepository['claim']>>;
+    const strip = (c: Claimed) =>
+      c && {
+        item: { ...c.item, taskId: undefined, sessionId: undefined },
+        agent: { ...c.agent, sessionId: undefined },
+      };
+
+    /**
+     * In one world, complete (without claimNext) and then, if that made the agent idle, claim; in its twin, complete with
+     * claimNext. Expects the same rows, the step's end alike, and `next` the claim's result.
+     */
+    async function asCompleteThenClaim(world: World, item: string): Promise<Ended> {
+      const old = await givenWorld(world);
+      const now = await givenWorld(world);
+      const [ended, claimed] = await db.transaction(async (tx) => {
+        const end = await sut.complete(tx, stepFor(old.items[item], { sessionId: old.sessionId }));
+        // Only an agent the step makes idle (it was working) claims on.
+        const madeIdle = end.previous === 'active' && end.state === 'idle';
+        const next = madeIdle ? await sut.claim(tx, old.sessionId, 'a', DONE_AT) : undefined;
+        return [end, next] as const;
+      });
+      const both = await db.transaction((tx) =>
+        sut.complete(tx, stepFor(now.items[item], { sessionId: now.sessionId, claimNext: true })),
+      );
+      expect(strip(both.next)).toEqual(strip(claimed));
+      expect({ ...both, next: undefined, state: undefined }).toEqual({
+        ...ended,
+        next: undefined,
+        state: undefined,
+      });
+      expect(both.state).toBe(claimed ? 'active' : ended.state);
+      await expect(rowsOf(now.sessionId)).resolves.toEqual(await rowsOf(old.sessionId));
+      return both;
+    }
+
+    it('claims the next item in claim order (switch first, then priority, then first in)', async () => {
+      const end = await asCompleteThenClaim(
+        {
+          agents: { a: 'active', b: 'idle' },
+          items: [
+            ['a: it', 'a', 'running'],
+            ['a: low', 'a', 'queued', { priority: 'low' }],
+            ['a: high', 'a', 'queued', { priority: 'high' }],
+            ['a: switch', 'a', 'queued', { isSwitch: true }],
+            ['b: urgent', 'b', 'queued', { priority: 'urgent', isSwitch: true }],
+          ],
+        },
+        'a: it',
+      );
+      expect(end).toMatchObject({ done: true, previous: 'active', state: 'active', moreQueued: true });
+      expect(end.next!.item).toMatchObject({
+        prompt: 'a: switch',
+        state: 'running',
+        attempts: 1,
+        startedAt: DONE_AT,
+      });
+      expect(end.next!.agent).toMatchObject({
+        agentId: 'a',
+        state: 'active',
+        lastActiveAt: DONE_AT,
+        tokensUsed: 42,
+      });
+    });
+
+    it('claims nothing when the item was the last queued one, or none is', async () => {
+      const end = await asCompleteThenClaim(
+        { agents: { a: 'active' }, items: [['a: it', 'a', 'queued']] },
+        'a: it',
+      );
+      expect(end).toEqual({ done: true, previous: 'active', state: 'idle', moreQueued: false });
+      await asCompleteThenClaim({ agents: { a: 'active' }, items: [['a: it', 'a', 'running']] }, 'a: it');
+    });
+
+    it('claims the next item even when the one in hand had ended meanwhile (cancelled)', async () => {
+      const end = await asCompleteThenClaim(
+        {
+          agents: { a: 'active' },
+          items: [
+            ['a: it', 'a', 'cancelled'],
+            ['a: next', 'a', 'queued'],
+          ],
+        },
+        'a: it',
+      );
+      expect(end).toMatchObject({ done: false, state: 'active', next: { item: { prompt: 'a: next' } } });
+    });
+
+    it.each<AgentState>(['idle', 'sleeping', 'stopped', 'waiting'])(
+      'claims nothing for an agent that was %s (not working)',
+      async (state) => {
+        const end = await asCompleteThenClaim(
+          {
+            agents: { a: state },
+            items: [
+              ['a: it', 'a', 'running'],
+              ['a: next', 'a', 'queued'],
+            ],
+          },
+          'a: it',
+        );
+        expect(end.next).toBeUndefined();
+        expect(end.state).toBe(state);
+      },
+    );
+
+    it('claims nothing without claimNext', async () => {
+      const { sessionId, items: named } = await givenWorld({
+        agents: { a: 'active' },
+        items: [
+          ['a: it', 'a', 'running'],
+          ['a: next', 'a', 'queued'],
+        ],
+      });
+      const end = await complete(stepFor(named['a: it'], { sessionId }));
+      expect(end).toEqual({ done: true, previous: 'active', state: 'idle', moreQueued: true });
+      await expect(find(sessionId, named['a: next'].taskId)).resolves.toEqual(named['a: next']);
     });
   });
 });

@@ -3,9 +3,11 @@ import { defer, exhaustMap, Subject, Subscription } from 'rxjs';
 
 /**
  * One step of an agent's work: claim and run one item. Resolves false when there was nothing to
- * take, or when the item's end showed the queue empty; work queued after that signals the loop.
+ * take, or when the item's end showed the queue empty (work queued after that signals the loop);
+ * `'next'` when the item's end already claimed the agent's next item: the loop calls it again in
+ * any case, even when closing (the item is then abandoned at once, back to the queue).
  */
-export type RunOne = (signal: AbortSignal, onClaim: (taskId: string) => void) => Promise<boolean>;
+export type RunOne = (signal: AbortSignal, onClaim: (taskId: string) => void) => Promise<boolean | 'next'>;
 
 /**
  * An agent's own loop: a stream of wake-up signals drained by `exhaustMap`, so the agent works on
@@ -96,12 +98,13 @@ export class AgentLoop {
   private async drainAll(): Promise<void> {
     while (this.dirty && !this.closed) {
       this.dirty = false;
+      let holding = false;
       for (;;) {
-        if (this.closed) {
+        if (this.closed && !holding) {
           return;
         }
         const controller = new AbortController();
-        let worked: boolean;
+        let worked: boolean | 'next';
         this.running = true;
         try {
           worked = await this.runOne(controller.signal, (taskId) => this.claimed(taskId, controller));
@@ -114,6 +117,7 @@ export class AgentLoop {
           this.running = false;
           this.pendingAbort = undefined;
         }
+        holding = worked === 'next';
         if (!worked) {
           break;
         }

@@ -22,6 +22,7 @@ import { HistoryService } from 'src/sessions/history.service';
 import { detached, inWorkItemSpan } from 'src/telemetry/tracing';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
 import { AgentRepository } from '../agent.repository';
+import { ClaimedWork } from './use-cases/work-values';
 import { AgentLoop } from './agent-loop';
 import { AgentWorker } from './agent-worker.service';
 
@@ -181,6 +182,7 @@ export class AgentRuntimeService
     const k = key(sessionId, agentId);
     let loop = this.loops.get(k);
     if (!loop) {
+      let next: ClaimedWork | undefined;
       loop = new AgentLoop(
         `${sessionId}/${agentId}`,
         // Detached: the loop runs in the async context of the signal that woke it, not of its sender.
@@ -188,16 +190,23 @@ export class AgentRuntimeService
         (signal, onClaim) =>
           detached(() =>
             this.owner.run(sessionId, async () => {
+              const held = next;
+              next = undefined;
               if (!this.leases.isServing(sessionId)) {
-                return false;
+                return false; // an item held stays running: the session's next owner puts it back
               }
-              const claimed = await this.worker.claim(sessionId, agentId);
+              const claimed = held ?? (await this.worker.claim(sessionId, agentId));
               if (!claimed) {
                 return false;
               }
               onClaim(claimed.item.taskId);
+              const after = await inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
+              if (typeof after === 'object') {
+                next = after; // claimed by the statement that completed this item
+                return 'next';
+              }
               // False when the agent's queue is known to be empty: no claim that would find nothing.
-              return inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
+              return after;
             }),
           ),
         this.logger,

@@ -7,7 +7,7 @@ import { ClaimWork } from './use-cases/claim-work';
 import { CompleteWork } from './use-cases/complete-work';
 import { FailWork } from './use-cases/fail-work';
 import { Think } from './use-cases/think';
-import { ClaimedWork, noUsage, Thought } from './use-cases/work-values';
+import { ClaimedWork, NextWork, noUsage, Thought } from './use-cases/work-values';
 
 /**
  * Takes one work item through its steps, each a use case passing plain values on: claim, think
@@ -29,10 +29,11 @@ export class AgentWorker {
   }
 
   /**
-   * Runs a claimed item to its end: done, failed, or (when aborted) back in the queue. Resolves
+   * Runs a claimed item to its end: done, failed, or (when aborted) back in the queue. Resolves the
+   * agent's next item when its completion claimed it too (one statement, no claim of its own); else
    * false when the agent surely has nothing more queued (so its loop need not look).
    */
-  async process(work: ClaimedWork, signal: AbortSignal): Promise<boolean> {
+  async process(work: ClaimedWork, signal: AbortSignal): Promise<NextWork> {
     const { item } = work;
     // Tokens are spent even when the item fails; they count against budgets all the same.
     const usage = noUsage();
@@ -53,7 +54,8 @@ export class AgentWorker {
         return true;
       }
       try {
-        return await this.completeWork.run(work, thought, usage);
+        // An aborted loop (closing, or the item cancelled) takes nothing more.
+        return await this.completeWork.run(work, thought, usage, !signal.aborted);
       } catch (err) {
         if (isDatabaseAway(err)) {
           throw err; // the item stays running and is put back when the database returns

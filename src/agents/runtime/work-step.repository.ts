@@ -26,37 +26,42 @@ export class WorkStepRepository {
     agentId: string,
     at: string,
   ): Promise<{ agent: Agent; item: WorkItem } | undefined> {
-    return (await this.claimMany(tx, sessionId, [agentId], at))[0];
+    return (await this.claimMany(tx, [{ sessionId, agentId }], at))[0];
   }
 
-  /** {@link claim} for several agents of one session in one statement; one result per agent, in order. */
+  /**
+   * {@link claim} for several agents (of one session or of several, each at most once) in one
+   * statement; one result per agent, in order.
+   */
   async claimMany(
     tx: Tx,
-    sessionId: string,
-    agentIds: string[],
+    agents: AgentKey[],
     at: string,
   ): Promise<Array<{ agent: Agent; item: WorkItem } | undefined>> {
     const rows = await query<{ item: WorkItemRow | null; agent: AgentRow | null }>(
       tx,
-      `WITH input AS (SELECT x.agent_id, x.n FROM unnest($2::text[]) WITH ORDINALITY AS x(agent_id, n)),
+      `WITH input AS (
+         SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
        next AS (
-         SELECT i.agent_id, nx.id FROM input i
-         JOIN agent a ON a.session_id = $1 AND a.id = i.agent_id AND a.state = 'idle'
+         SELECT i.session_id, i.agent_id, nx.id FROM input i
+         JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'idle'
          CROSS JOIN LATERAL (
            SELECT w.id FROM work_item w
-           WHERE w.session_id = $1 AND w.agent_id = i.agent_id AND w.state = 'queued'
+           WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
            ORDER BY w.is_switch DESC, w.priority DESC, w.seq
            LIMIT 1 FOR UPDATE SKIP LOCKED) nx),
        claimed AS (
-         UPDATE work_item w SET state = 'running', started_at = $3::timestamptz, attempts = w.attempts + 1
+         UPDATE work_item w SET state = 'running', started_at = $2::timestamptz, attempts = w.attempts + 1
          FROM next WHERE w.id = next.id RETURNING w.*),
        active AS (
-         UPDATE agent a SET state = 'active', last_active_at = $3::timestamptz
-         FROM next WHERE a.session_id = $1 AND a.id = next.agent_id RETURNING a.*)
-       SELECT (SELECT row_to_json(c) FROM claimed c WHERE c.agent_id = i.agent_id) AS item,
-         (SELECT row_to_json(a) FROM active a WHERE a.id = i.agent_id) AS agent
+         UPDATE agent a SET state = 'active', last_active_at = $2::timestamptz
+         FROM next WHERE a.session_id = next.session_id AND a.id = next.agent_id RETURNING a.*)
+       SELECT (SELECT row_to_json(c) FROM claimed c
+               WHERE c.session_id = i.session_id AND c.agent_id = i.agent_id) AS item,
+         (SELECT row_to_json(a) FROM active a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS agent
        FROM input i ORDER BY i.n`,
-      [sessionId, agentIds, at],
+      [json(agents.map((a) => ({ session_id: a.sessionId, agent_id: a.agentId }))), at],
     );
     return rows.map((row) =>
       row.item && row.agent ? { item: toItem(row.item), agent: toAgent(row.agent) } : undefined,
@@ -67,67 +72,93 @@ export class WorkStepRepository {
    * Completes a running (or still queued) item: its result and usage, the turns appended to the
    * agent's conversation, the tokens added to the agent's and the session's totals, and an
    * `active` agent made `idle`. When the item had already ended (cancelled meanwhile) only the
-   * agent is made idle. Also says whether the agent has more work queued. (Every data-modifying
-   * part runs whether the final SELECT reads it or not.)
+   * agent is made idle. With `claimNext`, an agent made idle that has more queued claims its next
+   * item at once, as {@link claim} would (so the agent is `active` again, and the step's end says
+   * which item it took); otherwise the end says whether the agent has more work queued. (Every
+   * data-modifying part runs whether the final SELECT reads it or not.)
    */
-  async complete(
-    tx: Tx,
-    step: {
-      sessionId: string;
-      agentId: string;
-      taskId: string;
-      final: string;
-      usage: Usage;
-      turns: ChatMessage[];
-      at: string;
-    },
-  ): Promise<StepEnd> {
-    const { sessionId, at, ...one } = step;
-    return (await this.completeMany(tx, sessionId, [one], at))[0];
+  async complete(tx: Tx, step: CompletedStep & { at: string }): Promise<StepEnd> {
+    const { at, ...one } = step;
+    return (await this.completeMany(tx, [one], at))[0];
   }
 
-  /** {@link complete} for several agents' items of one session in one statement; one result per step, in order. */
-  async completeMany(tx: Tx, sessionId: string, steps: CompletedStep[], at: string): Promise<StepEnd[]> {
+  /**
+   * {@link complete} for several agents' items (of one session or of several, each agent at most
+   * once) in one statement; one result per step, in order.
+   */
+  async completeMany(tx: Tx, steps: CompletedStep[], at: string): Promise<StepEnd[]> {
     const input = steps.map((s) => ({
+      session_id: s.sessionId,
       agent_id: s.agentId,
       task_id: s.taskId,
       result: { final: s.final },
       usage: s.usage,
       turns: s.turns,
       tokens: s.usage.promptTokens + s.usage.completionTokens,
+      claim_next: s.claimNext ?? false,
     }));
     const rows = await query<StepEndRow>(
       tx,
       `WITH input AS (
-         SELECT x.n, x.e->>'agent_id' AS agent_id, (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result,
-           x.e->'usage' AS usage, x.e->'turns' AS turns, (x.e->>'tokens')::bigint AS tokens
-         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, n)),
+         SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
+           (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result, x.e->'usage' AS usage,
+           x.e->'turns' AS turns, (x.e->>'tokens')::bigint AS tokens, (x.e->>'claim_next')::boolean AS claim_next
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
        done AS (
-         UPDATE work_item w SET state = 'done', result = i.result, usage = i.usage, finished_at = $3::timestamptz
-         FROM input i WHERE w.id = i.task_id AND w.state IN ('queued', 'running') RETURNING w.id),
+         UPDATE work_item w SET state = 'done', result = i.result, usage = i.usage, finished_at = $2::timestamptz
+         FROM input i WHERE w.id = i.task_id AND w.session_id = i.session_id AND w.state IN ('queued', 'running')
+         RETURNING w.id),
        turns AS (
          INSERT INTO conversation_turn (session_id, agent_id, message, created_at)
-         SELECT $1, i.agent_id, m.value, $3::timestamptz
+         SELECT i.session_id, i.agent_id, m.value, $2::timestamptz
          FROM input i CROSS JOIN LATERAL jsonb_array_elements(i.turns) WITH ORDINALITY AS m(value, k)
          WHERE i.task_id IN (SELECT id FROM done) ORDER BY i.n, m.k),
-       before AS (SELECT a.id, a.state FROM agent a JOIN input i ON a.session_id = $1 AND a.id = i.agent_id),
+       before AS (
+         SELECT a.session_id, a.id, a.state FROM agent a
+         JOIN input i ON a.session_id = i.session_id AND a.id = i.agent_id),
+       -- An agent the step makes idle takes its next item in claim order (the item it completes excluded:
+       -- the statement's snapshot is from before its updates).
+       next AS (
+         SELECT i.session_id, i.agent_id, nx.id FROM input i
+         JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id AND b.state = 'active'
+         CROSS JOIN LATERAL (
+           SELECT w.id FROM work_item w
+           WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
+             AND w.id <> i.task_id
+           ORDER BY w.is_switch DESC, w.priority DESC, w.seq
+           LIMIT 1 FOR UPDATE SKIP LOCKED) nx
+         WHERE i.claim_next),
+       claimed AS (
+         UPDATE work_item w SET state = 'running', started_at = $2::timestamptz, attempts = w.attempts + 1
+         FROM next WHERE w.id = next.id RETURNING w.*),
        me AS (
          UPDATE agent a SET
            tokens_used = a.tokens_used + CASE WHEN i.task_id IN (SELECT id FROM done) THEN i.tokens ELSE 0 END,
-           state = CASE WHEN a.state = 'active' THEN 'idle' ELSE a.state END
-         FROM input i WHERE a.session_id = $1 AND a.id = i.agent_id RETURNING a.id, a.state),
-       spent AS (SELECT coalesce(sum(i.tokens), 0) AS t FROM input i WHERE i.task_id IN (SELECT id FROM done)),
+           state = CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
+                          THEN 'active'
+                        WHEN a.state = 'active' THEN 'idle' ELSE a.state END,
+           last_active_at = CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
+                                   THEN $2::timestamptz ELSE a.last_active_at END
+         FROM input i WHERE a.session_id = i.session_id AND a.id = i.agent_id RETURNING a.*),
+       spent AS (
+         SELECT i.session_id, sum(i.tokens) AS t FROM input i
+         WHERE i.task_id IN (SELECT id FROM done) GROUP BY i.session_id),
        charged AS (
-         UPDATE session SET tokens_used = tokens_used + (SELECT t FROM spent)
-         WHERE id = $1 AND (SELECT t FROM spent) > 0 RETURNING id)
+         UPDATE session s SET tokens_used = s.tokens_used + sp.t
+         FROM spent sp WHERE s.id = sp.session_id AND sp.t > 0 RETURNING s.id)
        SELECT i.task_id IN (SELECT id FROM done) AS done, b.state AS previous, m.state AS state,
-         -- The statement's snapshot is from before its updates: the item it completes may still look queued.
+         (SELECT row_to_json(c) FROM claimed c
+          WHERE c.session_id = i.session_id AND c.agent_id = i.agent_id) AS next_item,
+         CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
+           THEN row_to_json(m) END AS next_agent,
          EXISTS (SELECT 1 FROM work_item w
-                 WHERE w.session_id = $1 AND w.agent_id = i.agent_id AND w.state = 'queued'
+                 WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
                    AND w.id <> i.task_id) AS more_queued
-       FROM input i LEFT JOIN before b ON b.id = i.agent_id LEFT JOIN me m ON m.id = i.agent_id
+       FROM input i
+       LEFT JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id
+       LEFT JOIN me m ON m.session_id = i.session_id AND m.id = i.agent_id
        ORDER BY i.n`,
-      [sessionId, json(input), at],
+      [json(input), at],
     );
     return rows.map(toStepEnd);
   }
@@ -137,6 +168,8 @@ interface StepEndRow {
   done: boolean;
   previous: AgentState;
   state: AgentState;
+  next_item: WorkItemRow | null;
+  next_agent: AgentRow | null;
   more_queued: boolean;
 }
 
@@ -145,21 +178,38 @@ const toStepEnd = (row: StepEndRow): StepEnd => ({
   previous: row.previous,
   state: row.state,
   moreQueued: Boolean(row.more_queued),
+  ...(row.next_item && row.next_agent
+    ? { next: { item: toItem(row.next_item), agent: toAgent(row.next_agent) } }
+    : {}),
 });
+
+/** An agent of a session. */
+export interface AgentKey {
+  sessionId: string;
+  agentId: string;
+}
 
 /** An item's end as {@link WorkStepRepository.completeMany} takes it. */
 export interface CompletedStep {
+  sessionId: string;
   agentId: string;
   taskId: string;
   final: string;
   usage: Usage;
   turns: ChatMessage[];
+  /** Claim the agent's next item in the same statement when the step makes it idle. */
+  claimNext?: boolean;
 }
 
-/** What completing an item did: whether it was still open, the agent's state before and after, and whether more is queued. */
+/**
+ * What completing an item did: whether it was still open, the agent's state before and after, and
+ * whether more is queued (the item claimed next included); with `next`, the item the agent claimed
+ * in the same statement and the agent as it became `active` again (`state` is then `active`).
+ */
 export interface StepEnd {
   done: boolean;
   previous: AgentState;
   state: AgentState;
   moreQueued: boolean;
+  next?: { agent: Agent; item: WorkItem };
 }

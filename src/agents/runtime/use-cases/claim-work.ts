@@ -6,7 +6,7 @@ import { HistoryService } from 'src/sessions/history.service';
 import { Session } from 'src/sessions/session.types';
 import { AgentLifecycleService } from '../../agent-lifecycle.service';
 import { Agent } from '../../agent.types';
-import { WorkStepRepository } from '../work-step.repository';
+import { AgentKey, WorkStepRepository } from '../work-step.repository';
 import { ClaimedWork } from './work-values';
 
 /** Takes an idle agent's next item in protocol order and makes the agent `active`, in one statement. */
@@ -25,20 +25,22 @@ export class ClaimWork {
     return this.history.inSessionMerged(
       sessionId,
       async (tx, session) =>
-        this.started(tx, await this.steps.claim(tx, sessionId, agentId, this.lifecycle.now()), session),
+        this.recordClaim(tx, await this.steps.claim(tx, sessionId, agentId, this.lifecycle.now()), session),
       {
         kind: 'claim',
         agentId,
-        args: agentId,
-        runMany: (tx, agentIds: string[]) =>
-          this.steps.claimMany(tx, sessionId, agentIds, this.lifecycle.now()),
-        then: (tx, claimed, session) => this.started(tx, claimed, session),
+        args: { sessionId, agentId },
+        runMany: (tx, agents: AgentKey[]) => this.steps.claimMany(tx, agents, this.lifecycle.now()),
+        then: (tx, claimed, session) => this.recordClaim(tx, claimed, session),
       },
     );
   }
 
-  /** What a claim records: the agent's change to `active`, its mail read, `task.started`. */
-  private async started(
+  /**
+   * What a claim records: the agent's change to `active`, its mail read, `task.started` (also for
+   * an item claimed by the statement that completed the one before, see CompleteWork).
+   */
+  async recordClaim(
     tx: Tx,
     claimed: { agent: Agent; item: WorkItem } | undefined,
     session: Session,

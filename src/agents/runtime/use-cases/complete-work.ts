@@ -12,7 +12,8 @@ import { CompletedStep, StepEnd, WorkStepRepository } from '../work-step.reposit
 import { HotConversations } from '../hot-conversations';
 import { AnswerSwitch } from './answer-switch';
 import { TokenCharges } from './token-charges';
-import { ClaimedWork, Thought } from './work-values';
+import { ClaimWork } from './claim-work';
+import { ClaimedWork, NextWork, Thought } from './work-values';
 
 /**
  * Commits a thought-through item in one transaction: its result, the conversation turns, the
@@ -32,12 +33,17 @@ export class CompleteWork {
     private readonly switches: AnswerSwitch,
     private readonly steps: WorkStepRepository,
     private readonly conversations: HotConversations,
+    private readonly claims: ClaimWork,
   ) {}
 
-  /** Resolves whether the agent may have more work queued (false only when it surely has none). */
-  run(work: ClaimedWork, thought: Thought, usage: Usage): Promise<boolean> {
+  /**
+   * Resolves the agent's next item when `claimNext` and the completion could claim it in the same
+   * statement (a plain completion); else whether the agent may have more work queued.
+   */
+  run(work: ClaimedWork, thought: Thought, usage: Usage, claimNext: boolean): Promise<NextWork> {
     const { sessionId, agentId } = work.agent;
-    const alone = (tx: Tx, session: Session) => this.completeOne(tx, session, work, thought, usage);
+    const alone = (tx: Tx, session: Session) =>
+      this.completeOne(tx, session, work, thought, usage, claimNext);
     if (!this.isPlain(work, thought, work.session)) {
       return this.history.inSession(sessionId, alone);
     }
@@ -45,10 +51,17 @@ export class CompleteWork {
     return this.history.inSessionMerged(sessionId, alone, {
       kind: 'complete',
       agentId,
-      args: { agentId, taskId: work.item.taskId, final: thought.final, usage, turns: thought.turns },
-      runMany: (tx, steps: CompletedStep[]) =>
-        this.steps.completeMany(tx, sessionId, steps, this.lifecycle.now()),
-      then: (tx, end) => this.recordPlain(tx, work, thought, usage, end),
+      args: {
+        sessionId,
+        agentId,
+        taskId: work.item.taskId,
+        final: thought.final,
+        usage,
+        turns: thought.turns,
+        claimNext,
+      },
+      runMany: (tx, steps: CompletedStep[]) => this.steps.completeMany(tx, steps, this.lifecycle.now()),
+      then: (tx, end, session) => this.recordPlain(tx, work, thought, usage, end, session),
     });
   }
 
@@ -69,7 +82,8 @@ export class CompleteWork {
     work: ClaimedWork,
     thought: Thought,
     usage: Usage,
-  ): Promise<boolean> {
+    claimNext: boolean,
+  ): Promise<NextWork> {
     if (!this.isPlain(work, thought, session)) {
       await this.complete(tx, session, work, thought, usage);
       return true;
@@ -82,19 +96,24 @@ export class CompleteWork {
       final: thought.final,
       usage,
       turns: thought.turns,
+      claimNext,
       at: this.lifecycle.now(),
     });
-    return this.recordPlain(tx, work, thought, usage, end);
+    return this.recordPlain(tx, work, thought, usage, end, session);
   }
 
-  /** What a plain item's end records: `task.completed` (unless it had ended already) and the agent's change to `idle`. */
+  /**
+   * What a plain item's end records: `task.completed` (unless it had ended already), the agent's
+   * change to `idle` and, when the statement claimed the next item, what that claim records.
+   */
   private async recordPlain(
     tx: Tx,
     { agent, item }: ClaimedWork,
     thought: Thought,
     usage: Usage,
     end: StepEnd,
-  ): Promise<boolean> {
+    session: Session,
+  ): Promise<NextWork> {
     if (end.done) {
       this.conversations.appendAfterCommit(tx, agent.sessionId, agent.agentId, thought.turns);
       await this.history.record(tx, agent.sessionId, 'async.task.completed', {
@@ -104,13 +123,12 @@ export class CompleteWork {
         usage,
       });
     }
-    await this.lifecycle.changed(
-      tx,
-      agent,
-      end.previous,
-      end.state,
-      end.done ? 'task_done' : 'task_cancelled',
-    );
+    const reason = end.done ? 'task_done' : 'task_cancelled';
+    if (end.next) {
+      await this.lifecycle.changed(tx, agent, end.previous, 'idle', reason);
+      return (await this.claims.recordClaim(tx, end.next, session))!;
+    }
+    await this.lifecycle.changed(tx, agent, end.previous, end.state, reason);
     return end.moreQueued || end.state !== 'idle';
   }
 

@@ -15,6 +15,12 @@ export interface ClaimedWork {
   session?: Pick<Session, 'limits' | 'tokensUsed'>;
 }
 
+/**
+ * What an item's end leaves its agent with: the next item, when the completion claimed it in the
+ * same statement; else whether more work may be queued (false only when surely none is).
+ */
+export type NextWork = ClaimedWork | boolean;
+
 /** What the model made of an item: its final answer, the turns to keep, and a sleep it asked for. */
 export interface Thought {
   final: string;
