@@ -8,7 +8,17 @@ let commits = 0;
 
 function count(text: unknown): void {
   statements += 1;
-  if (typeof text === 'string' && /^\s*COMMIT\b/i.test(text)) {
+  if (typeof text !== 'string') {
+    return;
+  }
+  // Mailroom's fused transactions send `BEGIN; …` and `…; COMMIT` as one query: two statements each.
+  if (/^\s*BEGIN;/i.test(text)) {
+    statements += 1;
+  }
+  if (/;\s*COMMIT\s*$/i.test(text)) {
+    statements += 1;
+    commits += 1;
+  } else if (/^\s*COMMIT\b/i.test(text)) {
     commits += 1;
   }
 }

@@ -1,5 +1,17 @@
-import { Client } from 'pg';
-import { sql, Tx } from './database.service';
+import { Client, QueryResult } from 'pg';
+import type { EntityManager } from 'typeorm';
+import type { Tx } from './database.service';
+import { fusedTxs, inline } from './fused';
+
+// What DatabaseService's `sql` does; not imported from there, which imports this file.
+const manager = (tx: Tx) => tx as unknown as EntityManager;
+
+/** A statement with its parameters, and what its rows mean. */
+export interface Statement<R> {
+  text: string;
+  params: unknown[];
+  result(rows: unknown[]): R;
+}
 
 /** Statements prepared by name on the connections they run on; bounded, since some texts are built. */
 const PREPARED_MAX = 500;
@@ -22,13 +34,17 @@ function preparedName(text: string): string | undefined {
  * with `rows`; repositories should not care.
  */
 export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
-  const runner = sql(tx).queryRunner as { databaseConnection?: unknown; isReleased: boolean } | undefined;
+  const phase = fusedTxs.get(tx)?.phase;
+  if (phase === 'committing' || phase === 'committed') {
+    throw new Error('a statement after the commit of its transaction');
+  }
+  const runner = manager(tx).queryRunner as { databaseConnection?: unknown; isReleased: boolean } | undefined;
   const client = runner?.databaseConnection;
   if (client instanceof Client && !runner!.isReleased) {
     const result = await client.query<T & object>({ name: preparedName(text), text, values: params });
     return result.rows;
   }
-  const result: unknown = await sql(tx).query(text, params);
+  const result: unknown = await manager(tx).query(text, params);
   if (
     Array.isArray(result) &&
     result.length === 2 &&
@@ -38,6 +54,29 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
     return result[0] as T[];
   }
   return result as T[];
+}
+
+/**
+ * Runs the last statement of a transaction; in a fused transaction (DatabaseService.transactionFused)
+ * with the `COMMIT` in the same round trip, as a simple query (see `inline`: no `$` in `text` but its
+ * placeholders). When the statement fails, the `COMMIT` is not run and the transaction rolls back.
+ * Elsewhere a plain statement, committed when the transaction ends. Nothing may follow it.
+ */
+export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
+  const fused = fusedTxs.get(tx);
+  if (!fused) {
+    return query<T>(tx, text, params);
+  }
+  if (fused.phase !== 'open') {
+    throw new Error('a statement after the commit of its transaction');
+  }
+  fused.phase = 'committing';
+  const results = (await fused.client.query(`${inline(text, params, fused.client)}; COMMIT`)) as unknown as [
+    QueryResult<T & object>,
+    QueryResult,
+  ];
+  fused.phase = 'committed';
+  return results[0].rows;
 }
 
 export async function queryOne<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T | undefined> {

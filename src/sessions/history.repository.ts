@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, query, queryOne } from 'src/database/sql';
+import { iso, json, query, queryAndCommit, queryOne } from 'src/database/sql';
 import { HistoryRecord, NotificationType } from './session.types';
 
 interface HistoryRow {
@@ -27,6 +27,13 @@ export interface SessionClosing {
   fence?: { nodeId: string; epoch: number };
   /** The NOTIFY payload telling other nodes what changed. */
   notice?: string;
+}
+
+/** The sessions a closing statement's refusal names (see the fence-refusal migration), if it is one. */
+function fenceRefusal(err: unknown): string[] | undefined {
+  const e = err as { code?: unknown; detail?: unknown; driverError?: { code?: unknown; detail?: unknown } };
+  const { code, detail } = e.driverError ?? e;
+  return code === 'MRF01' && typeof detail === 'string' ? (JSON.parse(detail) as string[]) : undefined;
 }
 
 @Injectable()
@@ -64,7 +71,9 @@ export class HistoryRepository {
    * checks the lease fence of an owner's writes (`session_lease` held by `fence`'s node at its epoch
    * and not run out, share-locked until commit, so a takeover waits for this commit;
    * LeaseRepository.holds is the same check) and sends its NOTIFY on `channel`, all in one round
-   * trip. Returns the sessions whose fence does not hold: then the caller must roll back.
+   * trip; in a fused transaction the `COMMIT` goes with it (see sql.ts `queryAndCommit`): nothing may
+   * follow it. When a fence does not hold, the statement fails (so no `COMMIT` runs) and this returns
+   * the refused sessions: the transaction has failed and must roll back.
    */
   async close(tx: Tx, closings: SessionClosing[], channel: string): Promise<string[]> {
     const input = closings.map(({ sessionId, records, fence, notice }) => ({
@@ -75,9 +84,10 @@ export class HistoryRepository {
       epoch: fence?.epoch ?? null,
       notice: notice ?? null,
     }));
-    const rows = await query<{ session_id: string; held: boolean }>(
-      tx,
-      `WITH closing AS (
+    try {
+      await queryAndCommit(
+        tx,
+        `WITH closing AS (
          SELECT x.e->>'session_id' AS session_id, (x.e->>'seq')::int AS seq, x.e->'records' AS records,
            x.e->>'node' AS node, (x.e->>'epoch')::bigint AS epoch, x.e->>'notice' AS notice
          FROM jsonb_array_elements($1::jsonb) AS x(e)),
@@ -91,13 +101,23 @@ export class HistoryRepository {
        written AS (
          INSERT INTO history (session_id, seq, at, type, payload)
          SELECT c.session_id, (r->>'seq')::int, (r->>'at')::timestamptz, r->>'type', r->'payload'
-         FROM closing c CROSS JOIN LATERAL jsonb_array_elements(c.records) AS r)
-       SELECT c.session_id, (c.node IS NULL OR c.session_id IN (SELECT session_id FROM fence)) AS held,
-         CASE WHEN c.notice IS NOT NULL THEN pg_notify($2, c.notice) END AS notified
-       FROM closing c`,
-      [json(input), channel],
-    );
-    return rows.filter((r) => !r.held).map((r) => r.session_id);
+         FROM closing c CROSS JOIN LATERAL jsonb_array_elements(c.records) AS r),
+       refused AS (
+         SELECT array_agg(c.session_id) AS ids FROM closing c
+         WHERE c.node IS NOT NULL AND c.session_id NOT IN (SELECT session_id FROM fence))
+       SELECT CASE WHEN r.ids IS NOT NULL THEN mailroom_fence_refused(r.ids) END AS refused,
+         (SELECT count(pg_notify($2, c.notice)::text) FROM closing c WHERE c.notice IS NOT NULL) AS notified
+       FROM refused r`,
+        [json(input), channel],
+      );
+    } catch (err) {
+      const refused = fenceRefusal(err);
+      if (refused) {
+        return refused;
+      }
+      throw err;
+    }
+    return [];
   }
 
   async page(tx: Tx, sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {

@@ -212,24 +212,27 @@ export class HistoryService {
         bySession.set(u.sessionId, [i]);
       }
     });
-    return this.db.transaction(async (tx) => {
-      const locked = await this.sessions.lockAll(tx, [...bySession.keys()]);
-      const missing = new Set([...bySession.keys()].filter((id) => !locked.has(id)));
-      if (missing.size > 0) {
-        throw new SessionsMissing(missing);
-      }
-      const batches = new Map<string, HistoryBatch>();
-      for (const [sessionId, { historySeq }] of locked) {
-        batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
-      }
-      this.batches.set(tx, batches);
-      const out: unknown[] = new Array(units.length);
-      const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
-      await this.runUnits(tx, units, [...bySession.values()], sessionOf, out);
-      this.batches.delete(tx);
-      await this.closeSessions(tx, bySession, batches, units);
-      return out;
-    });
+    // BEGIN goes with the lock, COMMIT with the closing statement (on a Postgres server).
+    return this.db.transactionFused(
+      this.sessions.lockAllStatement([...bySession.keys()]),
+      async (tx, locked) => {
+        const missing = new Set([...bySession.keys()].filter((id) => !locked.has(id)));
+        if (missing.size > 0) {
+          throw new SessionsMissing(missing);
+        }
+        const batches = new Map<string, HistoryBatch>();
+        for (const [sessionId, { historySeq }] of locked) {
+          batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
+        }
+        this.batches.set(tx, batches);
+        const out: unknown[] = new Array(units.length);
+        const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
+        await this.runUnits(tx, units, [...bySession.values()], sessionOf, out);
+        this.batches.delete(tx);
+        await this.closeSessions(tx, bySession, batches, units);
+        return out;
+      },
+    );
   }
 
   /**

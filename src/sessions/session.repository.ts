@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { iso, json, num, query, queryOne, Statement } from 'src/database/sql';
 import { Session } from './session.types';
 
 interface SessionRow {
@@ -11,6 +11,12 @@ interface SessionRow {
   tokens_used: number | string;
   created_at: Date | string;
   stopped_at: Date | string | null;
+}
+
+/** A session row locked by {@link SessionRepository.lockAll}, with its history's last `seq`. */
+export interface LockedSession {
+  session: Session;
+  historySeq: number;
 }
 
 const toSession = (r: SessionRow): Session => ({
@@ -58,16 +64,24 @@ export class SessionRepository {
    * Locks the rows of these sessions for the transaction, in id order (the one lock order of every
    * node, so two batches never deadlock); each with its history's last `seq`. Missing ones are absent.
    */
-  async lockAll(
-    tx: Tx,
-    sessionIds: string[],
-  ): Promise<Map<string, { session: Session; historySeq: number }>> {
-    const rows = await query<SessionRow & { history_seq: number | string }>(
-      tx,
-      `SELECT * FROM session WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
-      [sessionIds],
-    );
-    return new Map(rows.map((r) => [r.id, { session: toSession(r), historySeq: num(r.history_seq) }]));
+  async lockAll(tx: Tx, sessionIds: string[]): Promise<Map<string, LockedSession>> {
+    const statement = this.lockAllStatement(sessionIds);
+    return statement.result(await query(tx, statement.text, statement.params));
+  }
+
+  /** {@link lockAll} as a statement, for a transaction that opens with it (DatabaseService.transactionFused). */
+  lockAllStatement(sessionIds: string[]): Statement<Map<string, LockedSession>> {
+    return {
+      text: `SELECT * FROM session WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+      params: [sessionIds],
+      result: (rows) =>
+        new Map(
+          (rows as Array<SessionRow & { history_seq: number | string }>).map((r) => [
+            r.id,
+            { session: toSession(r), historySeq: num(r.history_seq) },
+          ]),
+        ),
+    };
   }
 
   /** Every session `visibleTo` may see (all of them when undefined). */

@@ -2,6 +2,7 @@ import { InitialSchema1764064800000 } from './1764064800000-initial-schema';
 import { Schedules1764151200000 } from './1764151200000-schedules';
 import { HopsAndToolEffects1764800000000 } from './1764800000000-hops-and-tool-effects';
 import { Ownership1764900000000 } from './1764900000000-ownership';
+import { FenceRefusal1765000000000 } from './1765000000000-fence-refusal';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
 export const MIGRATIONS = [
@@ -9,4 +10,5 @@ export const MIGRATIONS = [
   Schedules1764151200000,
   HopsAndToolEffects1764800000000,
   Ownership1764900000000,
+  FenceRefusal1765000000000,
 ];

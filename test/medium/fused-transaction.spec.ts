@@ -1,0 +1,108 @@
+import { DatabaseService } from 'src/database/database.service';
+import { query, queryAndCommit, Statement } from 'src/database/sql';
+import { openTestDatabase } from '../support/test-app';
+
+/**
+ * DatabaseService.transactionFused: `BEGIN` sent with the first statement and `COMMIT` with the
+ * last (on a Postgres server; a plain transaction on PGlite). Whatever the path, it is one
+ * transaction: all of it commits, or none, and the connection is fit for the next one.
+ */
+describe('fused transactions', () => {
+  let db: DatabaseService;
+  let closeDb: () => Promise<void>;
+
+  beforeAll(async () => {
+    ({ db, close: closeDb } = await openTestDatabase());
+    await db.transaction((tx) => query(tx, `CREATE TABLE fused_spec (k text PRIMARY KEY, v int NOT NULL)`));
+  });
+
+  afterAll(() => closeDb());
+
+  /** Opens with the values of `$1` (text) and `$2` (text[]) read back by the database. */
+  const echo = (text: string, list: string[]): Statement<{ t: string; l: string[] }> => ({
+    text: `SELECT $1::text AS t, $2::text[] AS l`,
+    params: [text, list],
+    result: (rows) => rows[0] as { t: string; l: string[] },
+  });
+  const put = (k: string, v: number) => ({
+    text: `INSERT INTO fused_spec (k, v) VALUES ($1, $2)`,
+    params: [k, v],
+  });
+  const get = async (k: string) =>
+    (await db.read((tx) => query<{ v: number }>(tx, `SELECT v FROM fused_spec WHERE k = $1`, [k])))[0]?.v;
+
+  it('gives the first statement’s rows, and commits with the last statement', async () => {
+    const opened = await db.transactionFused(echo('a', ['x']), async (tx, first) => {
+      await query(tx, put('one', 1).text, put('one', 1).params);
+      await queryAndCommit(tx, put('two', -2).text, put('two', -2).params);
+      return first;
+    });
+    expect(opened).toEqual({ t: 'a', l: ['x'] });
+    expect([await get('one'), await get('two')]).toEqual([1, -2]);
+  });
+
+  it('commits at the end when no statement took the commit along', async () => {
+    await db.transactionFused(echo('a', []), (tx) => query(tx, put('three', 3).text, put('three', 3).params));
+    expect(await get('three')).toBe(3);
+  });
+
+  it('commits nothing when the last statement fails, and the connection serves the next transaction', async () => {
+    await expect(
+      db.transactionFused(echo('a', []), async (tx) => {
+        await query(tx, put('four', 4).text, put('four', 4).params);
+        await queryAndCommit(tx, put('one', 5).text, put('one', 5).params); // a duplicate key
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    expect(await get('four')).toBeUndefined();
+    // Every pooled connection (ten) is fit: the failed one went back rolled back, or was dropped.
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        db.transactionFused(echo('a', []), (tx) =>
+          queryAndCommit(tx, put(`after-${i}`, i).text, put(`after-${i}`, i).params),
+        ),
+      ),
+    );
+    expect(await get('after-11')).toBe(11);
+  });
+
+  it('commits nothing when the work fails after the first statement, or the first statement does', async () => {
+    await expect(
+      db.transactionFused(echo('a', []), async (tx) => {
+        await query(tx, put('five', 5).text, put('five', 5).params);
+        throw new Error('the work failed');
+      }),
+    ).rejects.toThrow('the work failed');
+    expect(await get('five')).toBeUndefined();
+    await expect(
+      db.transactionFused({ ...echo('a', []), text: 'SELECT * FROM no_such_table' }, () => Promise.resolve()),
+    ).rejects.toThrow(/no_such_table/);
+    await db.transactionFused(echo('a', []), (tx) => query(tx, put('six', 6).text, put('six', 6).params));
+    expect(await get('six')).toBe(6);
+  });
+
+  it('refuses a statement after the one that took the commit along (a Postgres server only)', async () => {
+    const run = db.transactionFused(echo('a', []), async (tx) => {
+      await queryAndCommit(tx, put('seven', 7).text, put('seven', 7).params);
+      await query(tx, put('eight', 8).text, put('eight', 8).params);
+    });
+    if (db.embedded) {
+      await run; // a plain transaction: the last statement is any statement
+    } else {
+      await expect(run).rejects.toThrow('a statement after the commit of its transaction');
+      expect(await get('eight')).toBeUndefined();
+    }
+    expect(await get('seven')).toBe(7);
+  });
+
+  it.each([
+    ["it's", ['a "quoted" one', 'back\\slash', "it's", '{braces,comma}', '']],
+    ["back\\slash \\' $1 $$ ${x}", ['NULL', 'null', 'ünïcødé ✓']],
+  ])('passes %j and its list through unchanged', async (text, list) => {
+    await expect(
+      db.transactionFused(echo(text, list), (_tx, first) => Promise.resolve(first)),
+    ).resolves.toEqual({
+      t: text,
+      l: list,
+    });
+  });
+});
