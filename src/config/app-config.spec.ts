@@ -27,7 +27,7 @@ describe(loadConfig.name, () => {
       leaseTtlMs: 10_000,
       shutdownGraceMs: 0,
       nodeId: undefined,
-      commit: { maxBatch: 64, maxPending: 10_000, lanes: 4 },
+      commit: { maxBatch: 64, maxPending: 10_000, lanes: 2 },
     });
   });
 
@@ -104,11 +104,11 @@ describe(loadConfig.name, () => {
     });
     expect(() => loadConfig({ LEASE_TTL_MS: '10' })).toThrow(/LEASE_TTL_MS: /);
     expect(
-      loadConfig({ COMMIT_BATCH_MAX: '8', COMMIT_PENDING_MAX: '100', COMMIT_LANES: '2' }).commit,
+      loadConfig({ COMMIT_BATCH_MAX: '8', COMMIT_PENDING_MAX: '100', COMMIT_LANES: '3' }).commit,
     ).toEqual({
       maxBatch: 8,
       maxPending: 100,
-      lanes: 2,
+      lanes: 3,
     });
     expect(() => loadConfig({ COMMIT_BATCH_MAX: '0' })).toThrow(/COMMIT_BATCH_MAX: /);
     expect(() => loadConfig({ NODE_ID: 'a b' })).toThrow(/NODE_ID: /);

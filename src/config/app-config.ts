@@ -58,7 +58,7 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: intFromEnv(0, 0, 600_000),
   COMMIT_BATCH_MAX: intFromEnv(64, 1, 10_000),
   COMMIT_PENDING_MAX: intFromEnv(10_000, 1, 1_000_000),
-  COMMIT_LANES: intFromEnv(4, 1, 64),
+  COMMIT_LANES: intFromEnv(2, 1, 64),
   NODE_ID: z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.:-]')

@@ -236,7 +236,9 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   afterCommit(tx: Tx, fn: () => void): void {
     const hooks = this.hooks.get(sql(tx));
     if (hooks) {
-      hooks.push(AsyncResource.bind(fn));
+      // What AsyncResource.bind does, without the deprecated property it defines on every bound function.
+      const context = new AsyncResource('mailroom.after-commit');
+      hooks.push(() => context.runInAsyncScope(fn));
     } else {
       fn();
     }

@@ -12,7 +12,8 @@ export interface PendingUnit<R = unknown> {
  * A unit that arrives while its key has no batch in flight starts one at once, alone: an idle system
  * pays no waiting. Units that arrive while a batch is in flight wait for it and then go together
  * in the next one (at most `maxBatch`), so under load one commit carries many units and the batch
- * size follows the load. Units of a key are committed, and settled, in the order they arrived.
+ * size follows the load. Between two batches the lane lets one turn of the event loop pass, so that
+ * the writes the settled units lead to go together too. Units of a key are committed, and settled, in the order they arrived.
  *
  * Backpressure: when `maxPending` units of a key already wait (the database is slower than the
  * callers), a new one is refused with `unavailable` (safe to retry) instead of queueing without bound.
@@ -60,6 +61,10 @@ export class GroupCommit<K, U extends PendingUnit> {
       } catch (err) {
         batch.forEach((u) => u.reject(err)); // a bug in `commit`; the next batch still runs
       }
+      // The settled callers' next writes (their continuations run in the promise jobs the settling
+      // queued) and what the event loop has received meanwhile join the next batch, instead of the
+      // first of them committing alone.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const queue = this.waiting.get(key)!;
       if (queue.length === 0) {
         this.waiting.delete(key);
