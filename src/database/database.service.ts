@@ -14,6 +14,7 @@ import { Metrics } from 'src/telemetry/metrics';
 import { stopwatch } from 'src/telemetry/stopwatch';
 import { inChildSpan } from 'src/telemetry/tracing';
 import { DataDirLock } from './data-dir-lock';
+import { EmbeddedStatements, embeddedStatements } from './embedded-statements';
 import { FusedTx, fusedTxs, inline } from './fused';
 import { query, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
@@ -78,6 +79,9 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     this.embedded = !config.databaseUrl;
     this.databaseUrl = config.databaseUrl;
     this.dataSource = new DataSource(dataSourceOptions(config));
+    if (this.embedded) {
+      embeddedStatements.set(this.dataSource, new EmbeddedStatements());
+    }
   }
 
   async onModuleInit(): Promise<void> {

@@ -1,6 +1,7 @@
 import { Client, QueryResult } from 'pg';
 import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
+import { embeddedStatements } from './embedded-statements';
 import { fusedTxs, inline } from './fused';
 
 // What DatabaseService's `sql` does; not imported from there, which imports this file.
@@ -29,7 +30,8 @@ function preparedName(text: string): string | undefined {
 /**
  * Runs one statement and returns its rows. Inside a transaction on a Postgres server it goes straight
  * to the connection as a named prepared statement: parsed and planned once per connection instead of
- * on every call (the hot path's statements run thousands of times a second). Otherwise through
+ * on every call (the hot path's statements run thousands of times a second); on the embedded
+ * database, prepared with PREPARE and run with EXECUTE (EmbeddedStatements). Otherwise through
  * TypeORM, whose postgres driver answers UPDATE/DELETE with `[rows, count]` and everything else
  * with `rows`; repositories should not care.
  */
@@ -44,7 +46,10 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
     const result = await client.query<T & object>({ name: preparedName(text), text, values: params });
     return result.rows;
   }
-  const result: unknown = await manager(tx).query(text, params);
+  const embedded = embeddedStatements.get(manager(tx).connection);
+  const result: unknown = embedded
+    ? await embedded.query(manager(tx), text, params)
+    : await manager(tx).query(text, params);
   if (
     Array.isArray(result) &&
     result.length === 2 &&
