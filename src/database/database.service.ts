@@ -19,6 +19,9 @@ import { FusedTx, fusedTxs, inline } from './fused';
 import { query, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
+/** The results of a list of statements, in its order. */
+type ResultsOf<S extends Array<Statement<unknown>>> = { [K in keyof S]: S[K] extends Statement<infer R> ? R : never };
+
 declare const txBrand: unique symbol;
 /**
  * A handle on an open transaction (or, from {@link DatabaseService.read}, on a plain connection).
@@ -122,21 +125,30 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * {@link transaction} that opens with `first` and gives its rows to `fn`. On a Postgres server the
-   * `BEGIN` travels with `first`, and `COMMIT` with the statement `fn` runs last through
-   * `queryAndCommit` (sql.ts), as one simple query each: a short transaction of a few statements
-   * pays two round trips fewer. `first` follows the rules of `inline` (sql.ts).
+   * {@link transaction} that opens with the `opening` statements and gives `fn` their results. On a
+   * Postgres server `BEGIN` travels with them, and `COMMIT` with the statement `fn` runs last through
+   * `queryAndCommit` (sql.ts), as one simple query each: a short transaction of a few statements pays
+   * far fewer round trips. The opening statements follow the rules of `inline` (sql.ts).
    */
-  transactionFused<R, T>(first: Statement<R>, fn: (tx: Tx, opened: R) => Promise<T>): Promise<T> {
+  transactionFused<S extends Array<Statement<unknown>>, T>(
+    opening: [...S],
+    fn: (tx: Tx, opened: ResultsOf<S>) => Promise<T>,
+  ): Promise<T> {
     if (this.embedded) {
-      return this.transaction(async (tx) => fn(tx, first.result(await query(tx, first.text, first.params))));
+      return this.transaction(async (tx) => {
+        const opened: unknown[] = [];
+        for (const statement of opening) {
+          opened.push(statement.result(await query(tx, statement.text, statement.params)));
+        }
+        return fn(tx, opened as ResultsOf<S>);
+      });
     }
-    return this.observed((begin) => this.fused(first, fn, begin));
+    return this.observed((begin) => this.fused(opening, fn, begin));
   }
 
-  private async fused<R, T>(
-    first: Statement<R>,
-    fn: (tx: Tx, opened: R) => Promise<T>,
+  private async fused<S extends Array<Statement<unknown>>, T>(
+    opening: S,
+    fn: (tx: Tx, opened: ResultsOf<S>) => Promise<T>,
     begin: (m: EntityManager) => Tx,
   ): Promise<T> {
     const runner = this.dataSource.createQueryRunner() as QueryRunner & {
@@ -147,11 +159,11 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     const state: FusedTx = { client, phase: 'open' };
     let broken: unknown;
     try {
-      const [, opened] = (await client.query(
-        `BEGIN; ${inline(first.text, first.params, client)}`,
-      )) as unknown as [QueryResult, QueryResult];
+      const text = ['BEGIN', ...opening.map((s) => inline(s.text, s.params, client))].join('; ');
+      const results = (await client.query(text)) as unknown as QueryResult[];
       fusedTxs.set(tx, state);
-      const value = await fn(tx, first.result(opened.rows));
+      const opened = opening.map((s, i) => s.result(results[i + 1].rows));
+      const value = await fn(tx, opened as ResultsOf<S>);
       if (state.phase === 'open') {
         await client.query('COMMIT');
         state.phase = 'committed';

@@ -14,6 +14,11 @@ export interface Statement<R> {
   result(rows: unknown[]): R;
 }
 
+/** Runs a statement built elsewhere (a repository's) and gives its result. */
+export async function run<R>(tx: Tx, statement: Statement<R>): Promise<R> {
+  return statement.result(await query(tx, statement.text, statement.params));
+}
+
 /** Statements prepared by name on the connections they run on; bounded, since some texts are built. */
 const PREPARED_MAX = 500;
 const preparedNames = new Map<string, string>();

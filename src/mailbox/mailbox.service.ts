@@ -8,7 +8,7 @@ import { activeTraceparent } from 'src/telemetry/tracing';
 import { AgentSignals } from './agent-signals';
 import { MailRepository, NewMail } from './mail.repository';
 import { Mail, USER, WorkItem } from './mailbox.types';
-import { NewWorkItem, WorkItemRepository } from './work-item.repository';
+import { NewWorkItem, QueueOutcome, ToEnqueue, WorkItemRepository } from './work-item.repository';
 
 /**
  * Durable enqueue and delivery. Everything here runs inside the caller's transaction, so a work
@@ -21,7 +21,6 @@ export interface Enqueued {
   queueSize: number;
 }
 
-type QueueRow = Awaited<ReturnType<WorkItemRepository['enqueue']>>;
 
 /** Work queued for an agent the session does not have (the caller knows how to say so). */
 export class MissingAgent extends RpcError {
@@ -58,12 +57,12 @@ export class MailboxService {
     item: NewWorkItem,
     then: (tx: Tx, queued: Enqueued) => Promise<T>,
     opts: { force?: boolean } = {},
-  ): MergeableWrite<{ item: NewWorkItem; maxQueued: number | null }, QueueRow, T> {
+  ): MergeableWrite<ToEnqueue, QueueOutcome, T> {
     return {
       kind: 'enqueue',
       agentId: item.agentId,
       args: this.toEnqueue(item, opts),
-      runMany: (tx, args) => this.items.enqueueMany(tx, args),
+      statement: (args) => this.items.enqueueManyStatement(args),
       then: async (tx, row) => then(tx, await this.settleEnqueue(tx, item, row)),
     };
   }
@@ -77,7 +76,7 @@ export class MailboxService {
     };
   }
 
-  private async settleEnqueue(tx: Tx, item: NewWorkItem, queued: QueueRow): Promise<Enqueued> {
+  private async settleEnqueue(tx: Tx, item: NewWorkItem, queued: QueueOutcome): Promise<Enqueued> {
     if (queued.earlier) {
       return { item: queued.earlier, created: false, queueSize: queued.queued };
     }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { isUuid, Priority, PRIORITY_RANK } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
-import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { iso, json, num, query, queryOne, run, Statement } from 'src/database/sql';
 import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
 
 export interface WorkItemRow {
@@ -79,6 +79,27 @@ const columnsOf = (item: NewWorkItem): unknown[] => [
   item.hops ?? 0,
 ];
 
+/** An item to queue, with its agent's queue limit (none: null). */
+export interface ToEnqueue {
+  item: NewWorkItem;
+  maxQueued: number | null;
+}
+
+/** What queueing an item found and did (see WorkItemRepository.enqueue). */
+export interface QueueOutcome {
+  agentExists: boolean;
+  queued: number;
+  earlier?: WorkItem;
+  inserted?: WorkItem;
+}
+
+interface QueueRow {
+  agent_exists: boolean;
+  queued: number | string;
+  earlier: WorkItemRow | null;
+  inserted: WorkItemRow | null;
+}
+
 @Injectable()
 export class WorkItemRepository {
   /**
@@ -114,7 +135,7 @@ export class WorkItemRepository {
     tx: Tx,
     item: NewWorkItem,
     maxQueued: number | null,
-  ): Promise<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }> {
+  ): Promise<QueueOutcome> {
     return (await this.enqueueMany(tx, [{ item, maxQueued }]))[0];
   }
 
@@ -122,10 +143,12 @@ export class WorkItemRepository {
    * {@link enqueue} for several items (of one session or of several, each for a different agent)
    * in one statement; one result per item, in order (a segment of a group commit, see HistoryService).
    */
-  async enqueueMany(
-    tx: Tx,
-    items: Array<{ item: NewWorkItem; maxQueued: number | null }>,
-  ): Promise<Array<{ agentExists: boolean; queued: number; earlier?: WorkItem; inserted?: WorkItem }>> {
+  enqueueMany(tx: Tx, items: ToEnqueue[]): Promise<QueueOutcome[]> {
+    return run(tx, this.enqueueManyStatement(items));
+  }
+
+  /** {@link enqueueMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
+  enqueueManyStatement(items: ToEnqueue[]): Statement<QueueOutcome[]> {
     const input = items.map(({ item, maxQueued }) => ({
       session_id: item.sessionId,
       agent_id: item.agentId,
@@ -139,14 +162,8 @@ export class WorkItemRepository {
       hops: item.hops ?? 0,
       max_queued: maxQueued,
     }));
-    const rows = await query<{
-      agent_exists: boolean;
-      queued: number;
-      earlier: WorkItemRow | null;
-      inserted: WorkItemRow | null;
-    }>(
-      tx,
-      `WITH input AS (
+    return {
+      text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id, x.e->>'kind' AS kind,
            (x.e->>'priority')::int AS priority, (x.e->>'is_switch')::boolean AS is_switch,
            x.e->>'idempotency_key' AS idempotency_key, x.e->>'prompt' AS prompt, x.e->'payload' AS payload,
@@ -176,14 +193,15 @@ export class WorkItemRepository {
           WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id) AS inserted
        FROM input i JOIN queued q ON q.n = i.n LEFT JOIN earlier e ON e.n = i.n
        ORDER BY i.n`,
-      [json(input)],
-    );
-    return rows.map((row) => ({
-      agentExists: Boolean(row.agent_exists),
-      queued: num(row.queued),
-      ...(row.earlier ? { earlier: toItem(row.earlier) } : {}),
-      ...(row.inserted ? { inserted: toItem(row.inserted) } : {}),
-    }));
+      params: [json(input)],
+      result: (rows) =>
+        (rows as QueueRow[]).map((row) => ({
+          agentExists: Boolean(row.agent_exists),
+          queued: num(row.queued),
+          ...(row.earlier ? { earlier: toItem(row.earlier) } : {}),
+          ...(row.inserted ? { inserted: toItem(row.inserted) } : {}),
+        })),
+    };
   }
 
   async findByIdempotencyKey(

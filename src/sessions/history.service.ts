@@ -9,7 +9,7 @@ import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
-import { json } from 'src/database/sql';
+import { json, run, Statement } from 'src/database/sql';
 import { GroupCommit, PendingUnit } from './group-commit';
 import { HistoryRepository, SessionClosing } from './history.repository';
 import { PushFanout } from './push-fanout.service';
@@ -38,21 +38,35 @@ interface SessionUnit extends PendingUnit {
 /**
  * A write that can share one statement with writes of the same `kind` to other agents, of its
  * session or of the other sessions in its batch (the steps every item takes: queueing, claiming,
- * completing). In a batch, such writes to distinct agents run as one multi-row statement
- * (`runMany`), then each write's `then` in turn.
+ * completing). In a batch, such writes to distinct agents run as one multi-row statement, then each
+ * write's `then` in turn. The statement is given either as a {@link Statement} (which a batch on a
+ * Postgres server may send together with its lock) or as a function that runs it (`runMany`). The
+ * args may be of several sessions (each arg says its own): writes of one kind must build
+ * interchangeable statements, since the batch uses the first write's for all.
  */
-export interface MergeableWrite<A = unknown, R = unknown, T = unknown> {
+export type MergeableWrite<A = unknown, R = unknown, T = unknown> = {
   kind: string;
   agentId: string;
   args: A;
-  /**
-   * One statement for the writes of a segment, in their order; one row per write. The args may be
-   * of several sessions (each arg says its own): writes of one kind must have interchangeable
-   * `runMany`s, since the batch runs one of them for all.
-   */
-  runMany(tx: Tx, args: A[]): Promise<R[]>;
   /** The rest of the write, given its row: history records, hooks; its value settles the caller. */
   then(tx: Tx, row: R, session: Session): Promise<T>;
+} & (
+  | {
+      /** One statement for the writes of a segment, in their order; one row per write. */
+      statement(args: A[]): Statement<R[]>;
+      runMany?: never;
+    }
+  | {
+      /** Runs one statement for the writes of a segment, in their order; one row per write. */
+      runMany(tx: Tx, args: A[]): Promise<R[]>;
+      statement?: never;
+    }
+);
+
+/** One round of a batch: the writes that run alone (in session order), then one segment per kind. */
+interface Round {
+  alone: number[];
+  segments: number[][];
 }
 
 /** A multi-row statement failed: the batch is run again write by write, so each fails alone. */
@@ -202,7 +216,7 @@ export class HistoryService {
     units.forEach((unit, i) => unit.resolve(results[i]));
   }
 
-  private transactBatch(units: SessionUnit[]): Promise<unknown[]> {
+  private async transactBatch(units: SessionUnit[]): Promise<unknown[]> {
     const bySession = new Map<string, number[]>();
     units.forEach((u, i) => {
       const indices = bySession.get(u.sessionId);
@@ -212,27 +226,44 @@ export class HistoryService {
         bySession.set(u.sessionId, [i]);
       }
     });
-    // BEGIN goes with the lock, COMMIT with the closing statement (on a Postgres server).
-    return this.db.transactionFused(
-      this.sessions.lockAllStatement([...bySession.keys()]),
-      async (tx, locked) => {
-        const missing = new Set([...bySession.keys()].filter((id) => !locked.has(id)));
-        if (missing.size > 0) {
-          throw new SessionsMissing(missing);
-        }
-        const batches = new Map<string, HistoryBatch>();
-        for (const [sessionId, { historySeq }] of locked) {
-          batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
-        }
-        this.batches.set(tx, batches);
-        const out: unknown[] = new Array(units.length);
-        const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
-        await this.runUnits(tx, units, [...bySession.values()], sessionOf, out);
-        this.batches.delete(tx);
-        await this.closeSessions(tx, bySession, batches, units);
-        return out;
-      },
-    );
+    const perSession = [...bySession.values()];
+    // The first round's merged statements need nothing but the lock: they go with it (and, on a
+    // Postgres server, BEGIN too: one round trip); COMMIT goes with the closing statement.
+    const first = this.planRound(units, perSession, new Set());
+    const sent = (first?.segments ?? []).filter((segment) => segment.every((j) => units[j].merge?.statement));
+    const statements = sent.map((segment) => this.statementOf(units, segment));
+    let opened = false;
+    try {
+      return await this.db.transactionFused(
+        [this.sessions.lockAllStatement([...bySession.keys()]), ...statements],
+        async (tx, [locked, ...rows]) => {
+          opened = true;
+          const missing = new Set([...bySession.keys()].filter((id) => !locked.has(id)));
+          if (missing.size > 0) {
+            throw new SessionsMissing(missing);
+          }
+          const batches = new Map<string, HistoryBatch>();
+          for (const [sessionId, { historySeq }] of locked) {
+            batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
+          }
+          this.batches.set(tx, batches);
+          const out: unknown[] = new Array(units.length);
+          const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
+          const prefetched = new Map(sent.map((segment, k) => [segment, rows[k] as unknown[]]));
+          await this.runUnits(tx, units, perSession, sessionOf, out, first, prefetched);
+          this.batches.delete(tx);
+          await this.closeSessions(tx, bySession, batches, units);
+          return out;
+        },
+      );
+    } catch (err) {
+      // The lock or a merged statement sent with it failed: run the batch again write by write.
+      throw !opened && sent.length > 0 ? new MergedFailed(err) : err;
+    }
+  }
+
+  private statementOf(units: SessionUnit[], segment: number[]): Statement<unknown[]> {
+    return units[segment[0]].merge!.statement!(segment.map((j) => units[j].merge!.args));
   }
 
   /**
@@ -277,10 +308,9 @@ export class HistoryService {
 
   /**
    * Runs the batch's writes, each session's (`perSession`: indices in arrival order) in its order,
-   * in rounds: in each, every session takes its next step, either a write that cannot merge, run
-   * alone, or a segment of mergeable writes of one kind (from its next write up to the next write
-   * that cannot merge, never past an earlier write of the same agent); the segments of one kind,
-   * of every session, then run as one statement. Puts each value at its index.
+   * in rounds (see {@link planRound}): in each, the writes that cannot merge, one by one, then each
+   * kind's segment as one statement (its rows `prefetched` when it went with the lock). Puts each
+   * value at its index.
    */
   private async runUnits(
     tx: Tx,
@@ -288,43 +318,52 @@ export class HistoryService {
     perSession: number[][],
     sessionOf: (index: number) => Session,
     out: unknown[],
+    first: Round | undefined,
+    prefetched: Map<number[], unknown[]>,
   ): Promise<void> {
     const done = new Set<number>();
-    const cursors = perSession.map(() => 0);
-    for (;;) {
-      const segments = new Map<string, number[]>(); // by kind, in session order
-      let more = false;
-      for (const [s, indices] of perSession.entries()) {
-        while (cursors[s] < indices.length && done.has(indices[cursors[s]])) {
-          cursors[s]++;
-        }
-        if (cursors[s] === indices.length) {
-          continue;
-        }
-        more = true;
-        const index = indices[cursors[s]];
+    for (let round = first; round; round = this.planRound(units, perSession, done)) {
+      for (const index of round.alone) {
         const unit = units[index];
-        if (!unit.merge) {
-          try {
-            out[index] = await unit.context.runInAsyncScope(() => unit.run(tx, sessionOf(index)));
-          } catch (err) {
-            throw new UnitFailed(index, err);
-          }
-          done.add(index);
-          continue;
+        try {
+          out[index] = await unit.context.runInAsyncScope(() => unit.run(tx, sessionOf(index)));
+        } catch (err) {
+          throw new UnitFailed(index, err);
         }
-        const segment = segments.get(unit.merge.kind) ?? [];
-        segments.set(unit.merge.kind, segment);
-        segment.push(...this.segmentOf(units, indices.slice(cursors[s]), done));
+        done.add(index);
       }
-      if (!more) {
-        return;
-      }
-      for (const segment of segments.values()) {
-        await this.runSegment(tx, units, segment, sessionOf, out);
+      for (const segment of round.segments) {
+        await this.runSegment(tx, units, segment, sessionOf, out, prefetched.get(segment));
         segment.forEach((j) => done.add(j));
       }
     }
+  }
+
+  /**
+   * The next round of a batch, once the writes in `done` have run: every session takes its next
+   * step, either a write that cannot merge (`alone`) or a segment of mergeable writes of one kind
+   * (from its next write up to the next write that cannot merge, never past an earlier write of the
+   * same agent); the segments of one kind, of every session, are one statement. Undefined when every
+   * write has run.
+   */
+  private planRound(units: SessionUnit[], perSession: number[][], done: Set<number>): Round | undefined {
+    const alone: number[] = [];
+    const byKind = new Map<string, number[]>(); // in session order
+    for (const indices of perSession) {
+      const at = indices.findIndex((i) => !done.has(i));
+      if (at === -1) {
+        continue;
+      }
+      const merge = units[indices[at]].merge;
+      if (!merge) {
+        alone.push(indices[at]);
+        continue;
+      }
+      const segment = byKind.get(merge.kind) ?? [];
+      byKind.set(merge.kind, segment);
+      segment.push(...this.segmentOf(units, indices.slice(at), done));
+    }
+    return alone.length > 0 || byKind.size > 0 ? { alone, segments: [...byKind.values()] } : undefined;
   }
 
   /** The writes (`rest[0]` and later ones) that merge with `rest[0]`: its kind, other agents, no barrier between. */
@@ -354,19 +393,29 @@ export class HistoryService {
     segment: number[],
     sessionOf: (index: number) => Session,
     out: unknown[],
+    prefetched: unknown[] | undefined,
   ): Promise<void> {
     const first = units[segment[0]];
-    let rows: unknown[];
-    try {
-      const args = segment.map((j) => units[j].merge!.args);
-      rows = await first.context.runInAsyncScope(() => first.merge!.runMany(tx, args));
-    } catch (err) {
-      throw new MergedFailed(err);
+    let rows = prefetched;
+    if (!rows) {
+      try {
+        const merge = first.merge!;
+        rows = await first.context.runInAsyncScope(() =>
+          merge.statement
+            ? run(tx, this.statementOf(units, segment))
+            : merge.runMany(
+                tx,
+                segment.map((j) => units[j].merge!.args),
+              ),
+        );
+      } catch (err) {
+        throw new MergedFailed(err);
+      }
     }
     for (const [k, j] of segment.entries()) {
       const write = units[j];
       try {
-        out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows[k], sessionOf(j)));
+        out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows![k], sessionOf(j)));
       } catch (err) {
         throw new UnitFailed(j, err);
       }

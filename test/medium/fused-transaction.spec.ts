@@ -32,7 +32,7 @@ describe('fused transactions', () => {
     (await db.read((tx) => query<{ v: number }>(tx, `SELECT v FROM fused_spec WHERE k = $1`, [k])))[0]?.v;
 
   it('gives the first statement’s rows, and commits with the last statement', async () => {
-    const opened = await db.transactionFused(echo('a', ['x']), async (tx, first) => {
+    const opened = await db.transactionFused([echo('a', ['x'])], async (tx, [first]) => {
       await query(tx, put('one', 1).text, put('one', 1).params);
       await queryAndCommit(tx, put('two', -2).text, put('two', -2).params);
       return first;
@@ -41,14 +41,28 @@ describe('fused transactions', () => {
     expect([await get('one'), await get('two')]).toEqual([1, -2]);
   });
 
+  it('opens with several statements, each with its rows, in order', async () => {
+    const count = {
+      text: `SELECT count(*)::int AS n FROM fused_spec WHERE k = ANY($1::text[])`,
+      params: [['one', 'two', 'nine']],
+      result: (rows: unknown[]) => (rows[0] as { n: number }).n,
+    };
+    const opened = await db.transactionFused([echo('b', ['y', 'z']), count, echo('c', [])], (_tx, all) =>
+      Promise.resolve(all),
+    );
+    expect(opened).toEqual([{ t: 'b', l: ['y', 'z'] }, 2, { t: 'c', l: [] }]);
+  });
+
   it('commits at the end when no statement took the commit along', async () => {
-    await db.transactionFused(echo('a', []), (tx) => query(tx, put('three', 3).text, put('three', 3).params));
+    await db.transactionFused([echo('a', [])], (tx) =>
+      query(tx, put('three', 3).text, put('three', 3).params),
+    );
     expect(await get('three')).toBe(3);
   });
 
   it('commits nothing when the last statement fails, and the connection serves the next transaction', async () => {
     await expect(
-      db.transactionFused(echo('a', []), async (tx) => {
+      db.transactionFused([echo('a', [])], async (tx) => {
         await query(tx, put('four', 4).text, put('four', 4).params);
         await queryAndCommit(tx, put('one', 5).text, put('one', 5).params); // a duplicate key
       }),
@@ -57,7 +71,7 @@ describe('fused transactions', () => {
     // Every pooled connection (ten) is fit: the failed one went back rolled back, or was dropped.
     await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        db.transactionFused(echo('a', []), (tx) =>
+        db.transactionFused([echo('a', [])], (tx) =>
           queryAndCommit(tx, put(`after-${i}`, i).text, put(`after-${i}`, i).params),
         ),
       ),
@@ -67,21 +81,23 @@ describe('fused transactions', () => {
 
   it('commits nothing when the work fails after the first statement, or the first statement does', async () => {
     await expect(
-      db.transactionFused(echo('a', []), async (tx) => {
+      db.transactionFused([echo('a', [])], async (tx) => {
         await query(tx, put('five', 5).text, put('five', 5).params);
         throw new Error('the work failed');
       }),
     ).rejects.toThrow('the work failed');
     expect(await get('five')).toBeUndefined();
     await expect(
-      db.transactionFused({ ...echo('a', []), text: 'SELECT * FROM no_such_table' }, () => Promise.resolve()),
+      db.transactionFused([{ ...echo('a', []), text: 'SELECT * FROM no_such_table' }], () =>
+        Promise.resolve(),
+      ),
     ).rejects.toThrow(/no_such_table/);
-    await db.transactionFused(echo('a', []), (tx) => query(tx, put('six', 6).text, put('six', 6).params));
+    await db.transactionFused([echo('a', [])], (tx) => query(tx, put('six', 6).text, put('six', 6).params));
     expect(await get('six')).toBe(6);
   });
 
   it('refuses a statement after the one that took the commit along (a Postgres server only)', async () => {
-    const run = db.transactionFused(echo('a', []), async (tx) => {
+    const run = db.transactionFused([echo('a', [])], async (tx) => {
       await queryAndCommit(tx, put('seven', 7).text, put('seven', 7).params);
       await query(tx, put('eight', 8).text, put('eight', 8).params);
     });
@@ -99,7 +115,7 @@ describe('fused transactions', () => {
     ["back\\slash \\' $1 $$ ${x}", ['NULL', 'null', 'ünïcødé ✓']],
   ])('passes %j and its list through unchanged', async (text, list) => {
     await expect(
-      db.transactionFused(echo(text, list), (_tx, first) => Promise.resolve(first)),
+      db.transactionFused([echo(text, list)], (_tx, [first]) => Promise.resolve(first)),
     ).resolves.toEqual({
       t: text,
       l: list,

@@ -252,6 +252,74 @@ describe('group commit of session writes', () => {
       expect(await events(s2)).toEqual(['a:5', 'a:6']);
     });
 
+    /**
+     * {@link mergeable} with its statement given as a Statement (sent with the batch's lock when it
+     * is in the first round); the statement fails when it holds the value 13.
+     */
+    function mergeableStatement(sessionId: string, agentId: string, n: number, built: number[][]) {
+      const echo = (args: number[]) => ({
+        text: `SELECT (x.v::int / CASE WHEN x.v::int = 13 THEN 0 ELSE 1 END) AS v FROM jsonb_array_elements_text($1::jsonb) AS x(v)`,
+        params: [JSON.stringify(args)],
+        result: (rows: unknown[]) => (rows as Array<{ v: number }>).map((r) => r.v),
+      });
+      const record = async (tx: Tx, v: number) => {
+        await history.record(tx, sessionId, 'async.event.broadcast', { event: agentId, data: v, woke: [] });
+        return v;
+      };
+      return history.inSessionMerged(
+        sessionId,
+        async (tx) =>
+          record(tx, (await sql(tx).query<Array<{ v: number }>>(echo([n]).text, echo([n]).params))[0].v),
+        {
+          kind: 'echo',
+          agentId,
+          args: n,
+          statement: (args: number[]) => {
+            built.push(args);
+            return echo(args);
+          },
+          then: (tx, v: number) => record(tx, v),
+        },
+      );
+    }
+
+    it('runs statements given as such like the others, the first round’s with the lock', async () => {
+      const [s1, s2] = [await newSession(), await newSession()];
+      const slow = slowWrite(s1);
+      await slow.inside;
+      const built: number[][] = [];
+      const writes = [
+        mergeableStatement(s1, 'a', 1, built),
+        mergeableStatement(s2, 'a', 2, built),
+        mergeableStatement(s1, 'a', 3, built), // a's second in s1: the second round
+        mergeableStatement(s2, 'b', 4, built),
+      ];
+      slow.open();
+      await slow.done;
+      await expect(Promise.all(writes)).resolves.toEqual([1, 2, 3, 4]);
+      expect(built).toEqual([[1, 2, 4], [3]]);
+      expect(await events(s1)).toEqual(['a:1', 'a:3']);
+      expect(await events(s2)).toEqual(['a:2', 'b:4']);
+    });
+
+    it('fails only its own write when a statement sent with the lock fails', async () => {
+      const [s1, s2] = [await newSession(), await newSession()];
+      const slow = slowWrite(s1);
+      await slow.inside;
+      const built: number[][] = [];
+      const writes = [
+        mergeableStatement(s1, 'a', 1, built),
+        mergeableStatement(s2, 'a', 13, built),
+        mergeableStatement(s2, 'b', 3, built),
+      ].map((p) => p.catch((err: Error) => (/division by zero/.test(err.message) ? 'failed' : err.message)));
+      slow.open();
+      await slow.done;
+      expect(await Promise.all(writes)).toEqual([1, 'failed', 3]);
+      expect(built[0]).toEqual([1, 13, 3]); // the merged attempt; then write by write
+      expect(await events(s1)).toEqual(['a:1']);
+      expect(await events(s2)).toEqual(['b:3']);
+    });
+
     it('runs the batch again write by write when one write fails, so that only that write fails', async () => {
       const sessionId = await newSession();
       const slow = slowWrite(sessionId);

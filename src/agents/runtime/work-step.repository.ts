@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { json, query } from 'src/database/sql';
+import { json, run, Statement } from 'src/database/sql';
 import { ChatMessage } from 'src/llm/model-provider';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
 import { toItem, WorkItemRow } from 'src/mailbox/work-item.repository';
@@ -33,14 +33,14 @@ export class WorkStepRepository {
    * {@link claim} for several agents (of one session or of several, each at most once) in one
    * statement; one result per agent, in order.
    */
-  async claimMany(
-    tx: Tx,
-    agents: AgentKey[],
-    at: string,
-  ): Promise<Array<{ agent: Agent; item: WorkItem } | undefined>> {
-    const rows = await query<{ item: WorkItemRow | null; agent: AgentRow | null }>(
-      tx,
-      `WITH input AS (
+  claimMany(tx: Tx, agents: AgentKey[], at: string): Promise<Array<Claimed | undefined>> {
+    return run(tx, this.claimManyStatement(agents, at));
+  }
+
+  /** {@link claimMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
+  claimManyStatement(agents: AgentKey[], at: string): Statement<Array<Claimed | undefined>> {
+    return {
+      text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id
          FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
        next AS (
@@ -61,11 +61,12 @@ export class WorkStepRepository {
                WHERE c.session_id = i.session_id AND c.agent_id = i.agent_id) AS item,
          (SELECT row_to_json(a) FROM active a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS agent
        FROM input i ORDER BY i.n`,
-      [json(agents.map((a) => ({ session_id: a.sessionId, agent_id: a.agentId }))), at],
-    );
-    return rows.map((row) =>
-      row.item && row.agent ? { item: toItem(row.item), agent: toAgent(row.agent) } : undefined,
-    );
+      params: [json(agents.map((a) => ({ session_id: a.sessionId, agent_id: a.agentId }))), at],
+      result: (rows) =>
+        (rows as Array<{ item: WorkItemRow | null; agent: AgentRow | null }>).map((row) =>
+          row.item && row.agent ? { item: toItem(row.item), agent: toAgent(row.agent) } : undefined,
+        ),
+    };
   }
 
   /**
@@ -86,7 +87,12 @@ export class WorkStepRepository {
    * {@link complete} for several agents' items (of one session or of several, each agent at most
    * once) in one statement; one result per step, in order.
    */
-  async completeMany(tx: Tx, steps: CompletedStep[], at: string): Promise<StepEnd[]> {
+  completeMany(tx: Tx, steps: CompletedStep[], at: string): Promise<StepEnd[]> {
+    return run(tx, this.completeManyStatement(steps, at));
+  }
+
+  /** {@link completeMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
+  completeManyStatement(steps: CompletedStep[], at: string): Statement<StepEnd[]> {
     const input = steps.map((s) => ({
       session_id: s.sessionId,
       agent_id: s.agentId,
@@ -97,9 +103,8 @@ export class WorkStepRepository {
       tokens: s.usage.promptTokens + s.usage.completionTokens,
       claim_next: s.claimNext ?? false,
     }));
-    const rows = await query<StepEndRow>(
-      tx,
-      `WITH input AS (
+    return {
+      text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
            (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result, x.e->'usage' AS usage,
            x.e->'turns' AS turns, (x.e->>'tokens')::bigint AS tokens, (x.e->>'claim_next')::boolean AS claim_next
@@ -158,9 +163,9 @@ export class WorkStepRepository {
        LEFT JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id
        LEFT JOIN me m ON m.session_id = i.session_id AND m.id = i.agent_id
        ORDER BY i.n`,
-      [json(input), at],
-    );
-    return rows.map(toStepEnd);
+      params: [json(input), at],
+      result: (rows) => (rows as StepEndRow[]).map(toStepEnd),
+    };
   }
 }
 
@@ -182,6 +187,12 @@ const toStepEnd = (row: StepEndRow): StepEnd => ({
     ? { next: { item: toItem(row.next_item), agent: toAgent(row.next_agent) } }
     : {}),
 });
+
+/** An item claimed, with its agent as it became `active`. */
+export interface Claimed {
+  agent: Agent;
+  item: WorkItem;
+}
 
 /** An agent of a session. */
 export interface AgentKey {

@@ -30,7 +30,7 @@ export class ClaimWork {
         kind: 'claim',
         agentId,
         args: { sessionId, agentId },
-        runMany: (tx, agents: AgentKey[]) => this.steps.claimMany(tx, agents, this.lifecycle.now()),
+        statement: (agents: AgentKey[]) => this.steps.claimManyStatement(agents, this.lifecycle.now()),
         then: (tx, claimed, session) => this.recordClaim(tx, claimed, session),
       },
     );

@@ -60,7 +60,7 @@ export class CompleteWork {
         turns: thought.turns,
         claimNext,
       },
-      runMany: (tx, steps: CompletedStep[]) => this.steps.completeMany(tx, steps, this.lifecycle.now()),
+      statement: (steps: CompletedStep[]) => this.steps.completeManyStatement(steps, this.lifecycle.now()),
       then: (tx, end, session) => this.recordPlain(tx, work, thought, usage, end, session),
     });
   }
