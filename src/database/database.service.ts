@@ -20,7 +20,9 @@ import { query, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
 /** The results of a list of statements, in its order. */
-type ResultsOf<S extends Array<Statement<unknown>>> = { [K in keyof S]: S[K] extends Statement<infer R> ? R : never };
+type ResultsOf<S extends Array<Statement<unknown>>> = {
+  [K in keyof S]: S[K] extends Statement<infer R> ? R : never;
+};
 
 declare const txBrand: unique symbol;
 /**

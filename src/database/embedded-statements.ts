@@ -23,7 +23,9 @@ export class EmbeddedStatements {
     if (name === null) {
       return m.query(text, params);
     }
-    return m.query(params.length > 0 ? `EXECUTE ${name}(${params.map(literal).join(', ')})` : `EXECUTE ${name}`);
+    return m.query(
+      params.length > 0 ? `EXECUTE ${name}(${params.map(literal).join(', ')})` : `EXECUTE ${name}`,
+    );
   }
 
   private async prepare(m: EntityManager, text: string): Promise<string | null> {

@@ -21,7 +21,6 @@ export interface Enqueued {
   queueSize: number;
 }
 
-
 /** Work queued for an agent the session does not have (the caller knows how to say so). */
 export class MissingAgent extends RpcError {
   constructor(sessionId: string, agentId: string) {

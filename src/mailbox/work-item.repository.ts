@@ -131,11 +131,7 @@ export class WorkItemRepository {
    * exists, how many items were queued before, and the earlier item of a repeated idempotency key.
    * Nothing is inserted when the agent is missing, the key was used, or `maxQueued` items already wait.
    */
-  async enqueue(
-    tx: Tx,
-    item: NewWorkItem,
-    maxQueued: number | null,
-  ): Promise<QueueOutcome> {
+  async enqueue(tx: Tx, item: NewWorkItem, maxQueued: number | null): Promise<QueueOutcome> {
     return (await this.enqueueMany(tx, [{ item, maxQueued }]))[0];
   }
 

@@ -230,7 +230,7 @@ export class HistoryService {
     // The first round's merged statements need nothing but the lock: they go with it (and, on a
     // Postgres server, BEGIN too: one round trip); COMMIT goes with the closing statement.
     const first = this.planRound(units, perSession, new Set());
-    const sent = (first?.segments ?? []).filter((segment) => segment.every((j) => units[j].merge?.statement));
+    const sent = (first?.segments ?? []).filter((segment) => segment.every((j) => units[j].merge?.statement !== undefined));
     const statements = sent.map((segment) => this.statementOf(units, segment));
     let opened = false;
     try {
@@ -249,7 +249,7 @@ export class HistoryService {
           this.batches.set(tx, batches);
           const out: unknown[] = new Array(units.length);
           const sessionOf = (i: number) => locked.get(units[i].sessionId)!.session;
-          const prefetched = new Map(sent.map((segment, k) => [segment, rows[k] as unknown[]]));
+          const prefetched = new Map(sent.map((segment, k) => [segment, rows[k]]));
           await this.runUnits(tx, units, perSession, sessionOf, out, first, prefetched);
           this.batches.delete(tx);
           await this.closeSessions(tx, bySession, batches, units);
@@ -415,7 +415,7 @@ export class HistoryService {
     for (const [k, j] of segment.entries()) {
       const write = units[j];
       try {
-        out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows![k], sessionOf(j)));
+        out[j] = await write.context.runInAsyncScope(() => write.merge!.then(tx, rows[k], sessionOf(j)));
       } catch (err) {
         throw new UnitFailed(j, err);
       }
