@@ -230,7 +230,9 @@ export class HistoryService {
     // The first round's merged statements need nothing but the lock: they go with it (and, on a
     // Postgres server, BEGIN too: one round trip); COMMIT goes with the closing statement.
     const first = this.planRound(units, perSession, new Set());
-    const sent = (first?.segments ?? []).filter((segment) => segment.every((j) => units[j].merge?.statement !== undefined));
+    const sent = (first?.segments ?? []).filter((segment) =>
+      segment.every((j) => units[j].merge?.statement !== undefined),
+    );
     const statements = sent.map((segment) => this.statementOf(units, segment));
     let opened = false;
     try {
