@@ -65,11 +65,13 @@ export class CompleteWork {
     });
   }
 
-  /** No sleep asked for, no switch to answer, no budget to watch: the item's end is one statement. */
+  /**
+   * No sleep asked for, no budget to watch: the item's end is one statement (and, for switch mail,
+   * the answer's own writes after it).
+   */
   private isPlain(work: ClaimedWork, thought: Thought, session?: Pick<Session, 'limits'>): boolean {
     return (
       thought.sleep === undefined &&
-      !work.item.isSwitch &&
       work.agent.config.limits.maxTokens === undefined &&
       session !== undefined &&
       session.limits.maxTokens === undefined
@@ -103,8 +105,9 @@ export class CompleteWork {
   }
 
   /**
-   * What a plain item's end records: `task.completed` (unless it had ended already), the agent's
-   * change to `idle` and, when the statement claimed the next item, what that claim records.
+   * What a plain item's end records: `task.completed` (unless it had ended already) and a switch
+   * mail's answer, the agent's change to `idle` and, when the statement claimed the next item, what
+   * that claim records.
    */
   private async recordPlain(
     tx: Tx,
@@ -122,6 +125,9 @@ export class CompleteWork {
         result: { final: thought.final },
         usage,
       });
+      if (item.isSwitch && item.payload.messageId) {
+        await this.switches.answer(tx, item, thought.final);
+      }
     }
     const reason = end.done ? 'task_done' : 'task_cancelled';
     if (end.next) {
