@@ -179,30 +179,53 @@ describe('group commit of session writes', () => {
   });
 
   describe('writes that share a statement (inSessionMerged)', () => {
-    /** A mergeable write for `agentId`: its statement echoes the args; each write records what it got. */
-    function mergeable(sessionId: string, agentId: string, n: number, calls: number[][], failThen = false) {
+    /** A statement that echoes the values; it fails when one of them is 13. */
+    const echo = (args: number[]) => ({
+      text: `SELECT (x.v::int / CASE WHEN x.v::int = 13 THEN 0 ELSE 1 END) AS v FROM jsonb_array_elements_text($1::jsonb) AS x(v)`,
+      params: [JSON.stringify(args)],
+      result: (rows: unknown[]) => (rows as Array<{ v: number }>).map((r) => r.v),
+    });
+
+    /**
+     * A mergeable write for `agentId`: its statement echoes the args (run by the write, or given as
+     * a Statement with `asStatement`, which the first round sends with the batch's lock), and each
+     * write records what it got. `calls` gets the args of each merged statement.
+     */
+    function mergeable(
+      sessionId: string,
+      agentId: string,
+      n: number,
+      calls: number[][],
+      opts: { failThen?: boolean; asStatement?: boolean } = {},
+    ) {
       const record = async (tx: Tx, v: number) => {
-        if (failThen) {
+        if (opts.failThen) {
           throw new RpcError('conflict', `write ${n} refuses`);
         }
         await history.record(tx, sessionId, 'async.event.broadcast', { event: agentId, data: v, woke: [] });
         return v;
       };
+      const runEcho = async (tx: Tx, args: number[]) =>
+        echo(args).result(await sql(tx).query(echo(args).text, echo(args).params));
+      const write = { kind: 'echo', agentId, args: n, then: (tx: Tx, v: number) => record(tx, v) };
       return history.inSessionMerged(
         sessionId,
-        async (tx) =>
-          record(tx, (await sql(tx).query<Array<{ v: number }>>('SELECT $1::int AS v', [n]))[0].v),
-        {
-          kind: 'echo',
-          agentId,
-          args: n,
-          runMany: async (tx, args: number[]) => {
-            calls.push(args);
-            const rows = await sql(tx).query<Array<{ v: number }>>('SELECT unnest($1::int[]) AS v', [args]);
-            return rows.map((r) => r.v);
-          },
-          then: (tx, v: number) => record(tx, v),
-        },
+        async (tx) => record(tx, (await runEcho(tx, [n]))[0]),
+        opts.asStatement
+          ? {
+              ...write,
+              statement: (args: number[]) => {
+                calls.push(args);
+                return echo(args);
+              },
+            }
+          : {
+              ...write,
+              runMany: (tx: Tx, args: number[]) => {
+                calls.push(args);
+                return runEcho(tx, args);
+              },
+            },
       );
     }
 
@@ -252,47 +275,16 @@ describe('group commit of session writes', () => {
       expect(await events(s2)).toEqual(['a:5', 'a:6']);
     });
 
-    /**
-     * {@link mergeable} with its statement given as a Statement (sent with the batch's lock when it
-     * is in the first round); the statement fails when it holds the value 13.
-     */
-    function mergeableStatement(sessionId: string, agentId: string, n: number, built: number[][]) {
-      const echo = (args: number[]) => ({
-        text: `SELECT (x.v::int / CASE WHEN x.v::int = 13 THEN 0 ELSE 1 END) AS v FROM jsonb_array_elements_text($1::jsonb) AS x(v)`,
-        params: [JSON.stringify(args)],
-        result: (rows: unknown[]) => (rows as Array<{ v: number }>).map((r) => r.v),
-      });
-      const record = async (tx: Tx, v: number) => {
-        await history.record(tx, sessionId, 'async.event.broadcast', { event: agentId, data: v, woke: [] });
-        return v;
-      };
-      return history.inSessionMerged(
-        sessionId,
-        async (tx) =>
-          record(tx, (await sql(tx).query<Array<{ v: number }>>(echo([n]).text, echo([n]).params))[0].v),
-        {
-          kind: 'echo',
-          agentId,
-          args: n,
-          statement: (args: number[]) => {
-            built.push(args);
-            return echo(args);
-          },
-          then: (tx, v: number) => record(tx, v),
-        },
-      );
-    }
-
     it('runs statements given as such like the others, the first round’s with the lock', async () => {
       const [s1, s2] = [await newSession(), await newSession()];
       const slow = slowWrite(s1);
       await slow.inside;
       const built: number[][] = [];
       const writes = [
-        mergeableStatement(s1, 'a', 1, built),
-        mergeableStatement(s2, 'a', 2, built),
-        mergeableStatement(s1, 'a', 3, built), // a's second in s1: the second round
-        mergeableStatement(s2, 'b', 4, built),
+        mergeable(s1, 'a', 1, built, { asStatement: true }),
+        mergeable(s2, 'a', 2, built, { asStatement: true }),
+        mergeable(s1, 'a', 3, built, { asStatement: true }), // a's second in s1: the second round
+        mergeable(s2, 'b', 4, built, { asStatement: true }),
       ];
       slow.open();
       await slow.done;
@@ -308,9 +300,9 @@ describe('group commit of session writes', () => {
       await slow.inside;
       const built: number[][] = [];
       const writes = [
-        mergeableStatement(s1, 'a', 1, built),
-        mergeableStatement(s2, 'a', 13, built),
-        mergeableStatement(s2, 'b', 3, built),
+        mergeable(s1, 'a', 1, built, { asStatement: true }),
+        mergeable(s2, 'a', 13, built, { asStatement: true }),
+        mergeable(s2, 'b', 3, built, { asStatement: true }),
       ].map((p) => p.catch((err: Error) => (/division by zero/.test(err.message) ? 'failed' : err.message)));
       slow.open();
       await slow.done;
@@ -327,7 +319,7 @@ describe('group commit of session writes', () => {
       const calls: number[][] = [];
       const writes = [
         mergeable(sessionId, 'a', 1, calls),
-        mergeable(sessionId, 'b', 2, calls, true),
+        mergeable(sessionId, 'b', 2, calls, { failThen: true }),
         mergeable(sessionId, 'c', 3, calls),
       ].map((p) => p.catch((err: RpcError) => err.message));
       slow.open();

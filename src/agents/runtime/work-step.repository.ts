@@ -14,6 +14,16 @@ import { Agent, AgentState } from '../agent.types';
  * than in one of those tables' repositories. The history records they stand for are made by the
  * use cases (ClaimWork, CompleteWork).
  */
+/**
+ * The next queued item of input row `i`'s agent in claim order (sync-switch mail first, then
+ * priority, then first in, first out), locked; `also` is a further condition on it (`w`).
+ */
+const nextQueued = (also: string) => `
+  SELECT w.id FROM work_item w
+  WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued' AND ${also}
+  ORDER BY w.is_switch DESC, w.priority DESC, w.seq
+  LIMIT 1 FOR UPDATE SKIP LOCKED`;
+
 @Injectable()
 export class WorkStepRepository {
   /**
@@ -46,11 +56,7 @@ export class WorkStepRepository {
        next AS (
          SELECT i.session_id, i.agent_id, nx.id FROM input i
          JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'idle'
-         CROSS JOIN LATERAL (
-           SELECT w.id FROM work_item w
-           WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
-           ORDER BY w.is_switch DESC, w.priority DESC, w.seq
-           LIMIT 1 FOR UPDATE SKIP LOCKED) nx),
+         CROSS JOIN LATERAL (${nextQueued('TRUE')}) nx),
        claimed AS (
          UPDATE work_item w SET state = 'running', started_at = $2::timestamptz, attempts = w.attempts + 1
          FROM next WHERE w.id = next.id RETURNING w.*),
@@ -126,12 +132,7 @@ export class WorkStepRepository {
        next AS (
          SELECT i.session_id, i.agent_id, nx.id FROM input i
          JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id AND b.state = 'active'
-         CROSS JOIN LATERAL (
-           SELECT w.id FROM work_item w
-           WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
-             AND w.id <> i.task_id
-           ORDER BY w.is_switch DESC, w.priority DESC, w.seq
-           LIMIT 1 FOR UPDATE SKIP LOCKED) nx
+         CROSS JOIN LATERAL (${nextQueued('w.id <> i.task_id')}) nx
          WHERE i.claim_next),
        claimed AS (
          UPDATE work_item w SET state = 'running', started_at = $2::timestamptz, attempts = w.attempts + 1
