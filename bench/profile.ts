@@ -9,7 +9,7 @@ interface ProfileNode {
   hitCount?: number;
 }
 
-interface Profile {
+export interface Profile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -28,7 +28,7 @@ export async function profiled<T>(file: string, fn: () => Promise<T>): Promise<{
 }
 
 /** The `count` functions with the most self time, as "share% name (file:line)", shares of the busy time (idle left out). */
-function summarise(profile: Profile, count: number): string[] {
+export function summarise(profile: Profile, count: number): string[] {
   const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
   let total = 0;
