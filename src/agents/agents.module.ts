@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { MailboxModule } from 'src/mailbox/mailbox.module';
 import { SessionsModule } from 'src/sessions/sessions.module';
 import { AgentLifecycleService } from './agent-lifecycle.service';
+import { AgentWrites } from './agent-writes.repository';
 import { AgentRepository } from './agent.repository';
 import { AgentsService } from './agents.service';
 import { ConversationRepository } from './conversation.repository';
@@ -13,6 +14,7 @@ import { TemplatesService } from './templates.service';
 
 const PROVIDERS = [
   AgentRepository,
+  AgentWrites,
   ConversationRepository,
   AgentLifecycleService,
   AgentsService,

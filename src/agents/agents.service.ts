@@ -1,11 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { RpcError } from 'src/common/rpc-error';
+import { Tx } from 'src/database/database.service';
 import { USER } from 'src/mailbox/mailbox.types';
 import { HistoryService } from 'src/sessions/history.service';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { AgentLifecycleService } from './agent-lifecycle.service';
+import { AgentWrites } from './agent-writes.repository';
 import { AgentRepository } from './agent.repository';
-import { AgentConfigOverrides, AgentState, AgentStateSnapshot, Template } from './agent.types';
+import { Agent, AgentConfigOverrides, AgentState, AgentStateSnapshot, Template } from './agent.types';
 import { TemplatesService } from './templates.service';
 
 /** Agent records and lifecycle as the client sees them: create, start, stop, look. */
@@ -15,6 +17,7 @@ export class AgentsService {
     private readonly history: HistoryService,
     private readonly sessions: SessionRepository,
     private readonly agents: AgentRepository,
+    private readonly writes: AgentWrites,
     private readonly lifecycle: AgentLifecycleService,
     private readonly templates: TemplatesService,
   ) {}
@@ -33,39 +36,58 @@ export class AgentsService {
     }
     const template = this.templates.resolve(input.agentId, input.template);
     const { config, wakeEvents } = this.templates.effectiveConfig(template, input.config);
-    return this.history.inSession(input.sessionId, async (tx) => {
-      const state: AgentState = input.autoStart ? 'idle' : 'stopped';
-      const agent = await this.agents.insert(tx, {
-        sessionId: input.sessionId,
-        agentId: input.agentId,
-        template: template.name,
-        config,
-        state,
-        stopReason: input.autoStart ? null : 'created_stopped',
-        waitingOn: null,
-        wakeEvents,
-        sleepingUntil: null,
-        errorCount: 0,
-        lastError: null,
-        lastActiveAt: null,
-        tokensUsed: 0,
-        createdAt: this.lifecycle.now(),
-      });
-      if (!agent) {
-        throw new RpcError(
-          'conflict',
-          `Agent '${input.agentId}' already exists in session '${input.sessionId}'`,
-        );
-      }
-      await this.history.record(tx, input.sessionId, 'async.agent.stateChanged', {
+    const agent: Agent = {
+      sessionId: input.sessionId,
+      agentId: input.agentId,
+      template: template.name,
+      config,
+      state: input.autoStart ? 'idle' : 'stopped',
+      stopReason: input.autoStart ? null : 'created_stopped',
+      waitingOn: null,
+      wakeEvents,
+      sleepingUntil: null,
+      errorCount: 0,
+      lastError: null,
+      lastActiveAt: null,
+      tokensUsed: 0,
+      createdAt: this.lifecycle.now(),
+    };
+    // Agents created at about the same time (a client making thousands) are inserted by one statement.
+    return this.history.inSessionMerged(
+      input.sessionId,
+      async (tx) => this.created(tx, agent, await this.agents.insert(tx, agent)),
+      {
+        kind: 'createAgent',
         agentId: agent.agentId,
-        state,
-        previous: null,
-        reason: 'created',
-      });
-      this.lifecycle.signalAfterCommit(tx, agent);
-      return { agentId: agent.agentId, state: agent.state, template: agent.template };
+        args: agent,
+        runMany: (tx, agents: Agent[]) => this.writes.insertMany(tx, agents),
+        then: (tx, inserted) => this.created(tx, agent, inserted),
+      },
+    );
+  }
+
+  /** What creating records, given the inserted row (undefined: the id was taken). */
+  private async created(
+    tx: Tx,
+    wanted: Agent,
+    agent: Agent | undefined,
+  ): Promise<{ agentId: string; state: AgentState; template: string }> {
+    if (!agent) {
+      throw new RpcError(
+        'conflict',
+        `Agent '${wanted.agentId}' already exists in session '${wanted.sessionId}'`,
+      );
+    }
+    await this.history.record(tx, agent.sessionId, 'async.agent.stateChanged', {
+      agentId: agent.agentId,
+      state: agent.state,
+      previous: null,
+      reason: 'created',
     });
+    // No signal to its loop: a new agent has nothing queued (work can only be queued for an agent
+    // that exists, and whatever queues it signals then), so a claim now would find nothing; for
+    // thousands of agents created at once those futile claims were most of the cost.
+    return { agentId: agent.agentId, state: agent.state, template: agent.template };
   }
 
   start(sessionId: string, agentId: string): Promise<{ agentId: string; state: AgentState }> {

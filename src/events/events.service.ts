@@ -3,6 +3,7 @@ import { RpcError } from 'src/common/rpc-error';
 import { Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
+import { AgentWrites, SleepRow } from 'src/agents/agent-writes.repository';
 import { Agent, AgentState } from 'src/agents/agent.types';
 import { MailboxService } from 'src/mailbox/mailbox.service';
 import { HistoryService } from 'src/sessions/history.service';
@@ -16,43 +17,76 @@ export interface SleepRequest {
   until?: string;
 }
 
+/** What putting an agent to sleep answers. */
+export interface Slept {
+  agentId: string;
+  state: AgentState;
+  sleepingUntil: string | null;
+  wakeEvents: string[];
+}
+
+const stoppedConflict = (agentId: string) =>
+  new RpcError('conflict', `Agent '${agentId}' is stopped; start it before putting it to sleep`);
+
 /** Sleep, wake and broadcast: what makes agents wait for time or for each other. */
 @Injectable()
 export class EventsService {
   constructor(
     private readonly history: HistoryService,
     private readonly agents: AgentRepository,
+    private readonly writes: AgentWrites,
     private readonly lifecycle: AgentLifecycleService,
     private readonly mailbox: MailboxService,
     private readonly timers: SleepTimerService,
   ) {}
 
-  sleepAgent(sessionId: string, agentId: string, request: SleepRequest) {
-    return this.history.inSession(sessionId, async (tx) =>
-      this.sleep(tx, await this.lifecycle.get(tx, sessionId, agentId), request, 'sleep'),
+  sleepAgent(sessionId: string, agentId: string, request: SleepRequest): Promise<Slept> {
+    // Agents put to sleep at about the same time (a client putting thousands to sleep) are one statement.
+    return this.history.inSessionMerged(
+      sessionId,
+      async (tx) => this.sleep(tx, await this.lifecycle.get(tx, sessionId, agentId), request, 'sleep'),
+      {
+        kind: 'sleepAgent',
+        agentId,
+        args: { sessionId, agentId, request },
+        runMany: (tx, args: Array<{ sessionId: string; agentId: string; request: SleepRequest }>) =>
+          this.writes.sleepMany(
+            tx,
+            args.map((a) => ({
+              sessionId: a.sessionId,
+              agentId: a.agentId,
+              until: this.deadline(a.request),
+              wakeEvents: a.request.wakeEvents,
+            })),
+          ),
+        then: (tx, row) => this.slept(tx, sessionId, agentId, row),
+      },
     );
   }
 
-  /** Puts an agent to sleep in the caller's transaction. A step in progress finishes first (the loop claims nothing while asleep). */
-  async sleep(
-    tx: Tx,
-    agent: Agent,
-    request: SleepRequest,
-    reason: string,
-  ): Promise<{ agentId: string; state: AgentState; sleepingUntil: string | null; wakeEvents: string[] }> {
-    if (agent.state === 'stopped') {
-      throw new RpcError(
-        'conflict',
-        `Agent '${agent.agentId}' is stopped; start it before putting it to sleep`,
-      );
+  /** What putting to sleep records, given the row of AgentWrites.sleepMany: as {@link sleep} does. */
+  private async slept(tx: Tx, sessionId: string, agentId: string, row: SleepRow): Promise<Slept> {
+    if (row.previous === null) {
+      await this.lifecycle.get(tx, sessionId, agentId); // throws agent_not_found, naming the agents it has
     }
-    const until =
-      request.until ??
-      (request.durationSeconds === undefined
-        ? null
-        : new Date(Date.parse(this.lifecycle.now()) + request.durationSeconds * 1000).toISOString());
+    if (!row.slept) {
+      throw stoppedConflict(agentId);
+    }
+    if (row.previous !== 'sleeping') {
+      await this.lifecycle.changed(tx, { sessionId, agentId }, row.previous!, 'sleeping', 'sleep');
+    }
+    const { sleepingUntil, wakeEvents } = row.slept;
+    this.afterCommitArm(tx, { sessionId, agentId, sleepingUntil });
+    return { agentId, state: 'sleeping', sleepingUntil, wakeEvents };
+  }
+
+  /** Puts an agent to sleep in the caller's transaction. A step in progress finishes first (the loop claims nothing while asleep). */
+  async sleep(tx: Tx, agent: Agent, request: SleepRequest, reason: string): Promise<Slept> {
+    if (agent.state === 'stopped') {
+      throw stoppedConflict(agent.agentId);
+    }
     const slept = await this.lifecycle.transition(tx, agent, 'sleeping', reason, {
-      sleepingUntil: until,
+      sleepingUntil: this.deadline(request),
       wakeEvents: request.wakeEvents ?? agent.wakeEvents,
     });
     this.afterCommitArm(tx, slept);
@@ -62,6 +96,16 @@ export class EventsService {
       sleepingUntil: slept.sleepingUntil,
       wakeEvents: slept.wakeEvents,
     };
+  }
+
+  /** The deadline a request asks for; null: until an event. */
+  private deadline(request: SleepRequest): string | null {
+    return (
+      request.until ??
+      (request.durationSeconds === undefined
+        ? null
+        : new Date(Date.parse(this.lifecycle.now()) + request.durationSeconds * 1000).toISOString())
+    );
   }
 
   wakeAgent(sessionId: string, agentId: string, reason?: string) {
@@ -107,7 +151,7 @@ export class EventsService {
     return { event, delivered, woke };
   }
 
-  private afterCommitArm(tx: Tx, agent: Agent): void {
+  private afterCommitArm(tx: Tx, agent: Pick<Agent, 'sessionId' | 'agentId' | 'sleepingUntil'>): void {
     this.timers.armAfterCommit(tx, agent);
   }
 }

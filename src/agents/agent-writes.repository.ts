@@ -1,0 +1,116 @@
+import { Injectable } from '@nestjs/common';
+import { Tx } from 'src/database/database.service';
+import { iso, json, query } from 'src/database/sql';
+import { AgentRow, toAgent } from './agent.repository';
+import { Agent, AgentState } from './agent.types';
+
+/** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
+export interface SleepWrite {
+  sessionId: string;
+  agentId: string;
+  until: string | null;
+  wakeEvents?: string[];
+}
+
+/** What {@link AgentWrites.sleepMany} did to one agent. */
+export interface SleepRow {
+  /** The agent's state before; null when there is no such agent. */
+  previous: AgentState | null;
+  /** Its deadline and wake events after, when it was put to sleep (not stopped, not missing). */
+  slept?: { sleepingUntil: string | null; wakeEvents: string[] };
+}
+
+/**
+ * The multi-row statements behind `async.createAgent` and `async.sleepAgent`: the writes of a group
+ * commit's segment (HistoryService.inSessionMerged) in one statement each, whatever their number,
+ * so that creating or putting to sleep thousands of agents costs a statement per batch, not one or
+ * two per agent. Each row carries its own session: a segment may hold writes of several sessions.
+ * Rows are keyed by (session_id, agent_id); a segment never holds two writes of one agent.
+ */
+@Injectable()
+export class AgentWrites {
+  /**
+   * AgentRepository.insert for each agent, in one statement: the new agent, or undefined when its id
+   * was taken in its session (also by an earlier agent of the same call: the first one wins).
+   */
+  async insertMany(tx: Tx, agents: Agent[]): Promise<Array<Agent | undefined>> {
+    if (agents.length === 0) {
+      return [];
+    }
+    const input = agents.map((a) => ({
+      session_id: a.sessionId,
+      id: a.agentId,
+      template: a.template,
+      config: a.config,
+      state: a.state,
+      stop_reason: a.stopReason,
+      wake_events: a.wakeEvents,
+      created_at: a.createdAt,
+    }));
+    const rows = await query<AgentRow>(
+      tx,
+      `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
+       SELECT x.e->>'session_id', x.e->>'id', x.e->>'template', x.e->'config', x.e->>'state',
+         x.e->>'stop_reason', x.e->'wake_events', (x.e->>'created_at')::timestamptz
+       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY x.n
+       ON CONFLICT (session_id, id) DO NOTHING RETURNING *`,
+      [json(input)],
+    );
+    const inserted = new Map(rows.map((r) => [key(r.session_id, r.id), r]));
+    return agents.map((a) => {
+      const k = key(a.sessionId, a.agentId);
+      const row = inserted.get(k);
+      inserted.delete(k); // a second agent with the same id met the first one's row: a conflict
+      return row && toAgent(row);
+    });
+  }
+
+  /**
+   * Puts each agent to sleep, as AgentLifecycleService.transition to `sleeping` does one by one (its
+   * deadline set or cleared, its wake events replaced when given), unless it is stopped. One row per
+   * write, in order, with the state each agent had before (from the statement's snapshot).
+   */
+  async sleepMany(tx: Tx, writes: SleepWrite[]): Promise<SleepRow[]> {
+    if (writes.length === 0) {
+      return [];
+    }
+    const input = writes.map((w) => ({
+      session_id: w.sessionId,
+      agent_id: w.agentId,
+      until: w.until,
+      wake_events: w.wakeEvents ?? null,
+    }));
+    const rows = await query<{
+      previous: AgentState | null;
+      slept: boolean;
+      sleeping_until: Date | string | null;
+      wake_events: string[] | null;
+    }>(
+      tx,
+      `WITH input AS (
+         SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
+           (x.e->>'until')::timestamptz AS until, NULLIF(x.e->'wake_events', 'null'::jsonb) AS wake_events
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+       before AS (
+         SELECT i.n, a.state FROM input i JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
+       slept AS (
+         UPDATE agent a SET state = 'sleeping', sleeping_until = i.until,
+           wake_events = coalesce(i.wake_events, a.wake_events)
+         FROM input i WHERE a.session_id = i.session_id AND a.id = i.agent_id AND a.state <> 'stopped'
+         RETURNING a.session_id, a.id, a.sleeping_until, a.wake_events)
+       SELECT b.state AS previous, s.id IS NOT NULL AS slept, s.sleeping_until, s.wake_events
+       FROM input i LEFT JOIN before b ON b.n = i.n
+         LEFT JOIN slept s ON s.session_id = i.session_id AND s.id = i.agent_id
+       ORDER BY i.n`,
+      [json(input)],
+    );
+    return rows.map((r) => ({
+      previous: r.previous,
+      ...(r.slept
+        ? { slept: { sleepingUntil: iso(r.sleeping_until), wakeEvents: r.wake_events ?? [] } }
+        : {}),
+    }));
+  }
+}
+
+const key = (sessionId: string, agentId: string) => `${sessionId}\u0000${agentId}`;
