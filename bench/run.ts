@@ -12,6 +12,7 @@ import { langGraphPeer } from './peers/langgraph';
 import { openAiAgentsPeer } from './peers/openai-agents';
 import { measurePeer, RuntimeResult, SEQUENTIAL, SHAPES } from './peers/shapes';
 import { profiled } from './profile';
+import { measureScale, scaleOptionsFromEnv, scaleTable } from './scale';
 import { measureWakeups, wakeupsTable } from './wakeups';
 
 const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/test';
@@ -96,6 +97,9 @@ async function main(): Promise<void> {
     ? await measureWakeups(server, quick ? { large: 500, small: 50, timers: 500 } : undefined)
     : undefined;
 
+  // Scale of one node on Postgres: many agents created and put to sleep, the server in its own process.
+  const scale = pgMailroom ? await measureScale(server, scaleOptionsFromEnv(quick)) : undefined;
+
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Node ${process.version}`;
   const pgRow = mailroom.find((r) => r.runtime === 'Mailroom, Postgres, 1 session');
   const text = [
@@ -129,6 +133,20 @@ async function main(): Promise<void> {
       : 'Not measured: Postgres was not reachable.',
     '',
     ...(wakeups ? [wakeupsTable(wakeups), ''] : []),
+    '## Scale of one node (Mailroom, Postgres)',
+    '',
+    scale
+      ? [
+          `The server alone (\`node dist/main.js\` in a child process, its memory read from \`/proc/<pid>/status\` and`,
+          '`process.memoryUsage()` after a forced GC; the bench process holds only the socket.io clients). Agents are',
+          'created with `async.createAgent` and put to sleep with `async.sleepAgent`, with bounded concurrency, nobody',
+          'subscribed to the session; RSS per agent is the growth over the server before any agent. `SCALE_AGENTS`,',
+          '`SCALE_SESSIONS`, `SCALE_IN_FLIGHT`, `SCALE_SOCKETS` change the shape; `node -r @swc-node/register bench/scale.ts`',
+          'runs it alone (`SCALE_PROFILE=1`: CPU profiles of the server for both phases).',
+        ].join('\n')
+      : 'Not measured: Postgres was not reachable.',
+    '',
+    ...(scale ? [scaleTable(scale), ''] : []),
     '## Where the time goes',
     '',
     pgMailroom

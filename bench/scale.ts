@@ -2,12 +2,12 @@
 // server holds for them. The server runs alone as `node dist/main.js` in a child process on a fresh
 // Postgres database (so its RSS is its own, read from /proc/<pid>/status), preloaded with
 // bench/server-probe.mjs (forced GC, statement counts, CPU profile on request); the socket.io
-// clients are this process. Build first (`npm run build`).
+// clients are this process. It builds first when dist is stale (as `npm start` does).
 // Alone: `node -r @swc-node/register bench/scale.ts` with SCALE_AGENTS (100000), SCALE_SESSIONS (1),
 // SCALE_IN_FLIGHT (calls under way at once), SCALE_SOCKETS, SCALE_PROFILE=1 (CPU profiles of both phases
 // into bench/scale-*.cpuprofile), BENCH_DATABASE_URL (the server, default the local one).
-import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,8 +126,11 @@ class ServerProcess {
   }
 
   static async start(databaseUrl: string, dataDir: string): Promise<ServerProcess> {
-    if (!existsSync('dist/main.js')) {
-      throw new Error('dist/main.js is missing: run `npm run build` first');
+    // The server measured is the current source: `npm start`'s check builds when dist is missing or stale.
+    if (
+      spawnSync(process.execPath, ['scripts/build-stamp.mjs', 'check'], { stdio: 'inherit' }).status !== 0
+    ) {
+      throw new Error('the build failed');
     }
     const port = await freePort();
     const child = spawn(

@@ -52,12 +52,21 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
       (socket.data as { principal?: string }).principal = principal;
       next();
     });
-    this.subscription = this.bus.records$.subscribe((r) =>
-      server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r)),
-    );
-    this.ephemeral = this.bus.ephemeral$.subscribe((p) =>
-      server.to(sessionRoom(p.sessionId)).emit(p.type, { ...p.payload, sessionId: p.sessionId }),
-    );
+    // A push to a session nobody here follows is skipped before it is built and encoded (socket.io
+    // encodes a broadcast even for an empty room): creating 100,000 agents records 100,000 pushes.
+    // Rooms are this node's own (every node pushes its own clients, see PushFanout).
+    const followed = (sessionId: string) =>
+      (server.of('/').adapter.rooms.get(sessionRoom(sessionId))?.size ?? 0) > 0;
+    this.subscription = this.bus.records$.subscribe((r) => {
+      if (followed(r.sessionId)) {
+        server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r));
+      }
+    });
+    this.ephemeral = this.bus.ephemeral$.subscribe((p) => {
+      if (followed(p.sessionId)) {
+        server.to(sessionRoom(p.sessionId)).emit(p.type, { ...p.payload, sessionId: p.sessionId });
+      }
+    });
   }
 
   handleConnection(socket: Socket): void {
