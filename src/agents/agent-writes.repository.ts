@@ -1,8 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
 import { iso, json, query } from 'src/database/sql';
-import { AgentRow, toAgent } from './agent.repository';
-import { Agent, AgentState } from './agent.types';
+import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
 
 /** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
 export interface SleepWrite {
@@ -47,21 +46,24 @@ export class AgentWrites {
       wake_events: a.wakeEvents,
       created_at: a.createdAt,
     }));
-    const rows = await query<AgentRow>(
+    // Only the keys come back: an inserted row is the agent as given (the other columns start empty),
+    // so its config is not sent back and parsed again for every agent.
+    const rows = await query<{ session_id: string; id: string }>(
       tx,
       `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
        SELECT x.e->>'session_id', x.e->>'id', x.e->>'template', x.e->'config', x.e->>'state',
          x.e->>'stop_reason', x.e->'wake_events', (x.e->>'created_at')::timestamptz
        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY x.n
-       ON CONFLICT (session_id, id) DO NOTHING RETURNING *`,
+       ON CONFLICT (session_id, id) DO NOTHING RETURNING session_id, id`,
       [json(input)],
     );
-    const inserted = new Map(rows.map((r) => [key(r.session_id, r.id), r]));
+    const inserted = new Set(rows.map((r) => key(r.session_id, r.id)));
     return agents.map((a) => {
       const k = key(a.sessionId, a.agentId);
-      const row = inserted.get(k);
-      inserted.delete(k); // a second agent with the same id met the first one's row: a conflict
-      return row && toAgent(row);
+      if (!inserted.delete(k)) {
+        return undefined; // taken, also by an earlier agent of this call (its row is the one inserted)
+      }
+      return { ...a, config: { ...a.config, limits: { ...DEFAULT_LIMITS, ...a.config.limits } } };
     });
   }
 
