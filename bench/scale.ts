@@ -31,6 +31,8 @@ interface Probe {
   heapUsed: number;
   statements: number;
   commits: number;
+  /** Queries sent (a fused transaction's several statements are one). */
+  roundTrips: number;
 }
 
 export interface ScaleResult {
@@ -40,8 +42,10 @@ export interface ScaleResult {
   /** Statements and commits the server sent to Postgres, per call. */
   createStatements: number;
   createCommits: number;
+  createRoundTrips: number;
   sleepStatements: number;
   sleepCommits: number;
+  sleepRoundTrips: number;
   /** The server after boot, and with every agent asleep (after a forced GC when `gc`). */
   idle: Probe;
   asleep: Probe;
@@ -281,8 +285,10 @@ export async function measureScale(server: string, options: ScaleOptions): Promi
       sleepSeconds,
       createStatements: (created.statements - idle.statements) / options.agents,
       createCommits: (created.commits - idle.commits) / options.agents,
+      createRoundTrips: (created.roundTrips - idle.roundTrips) / options.agents,
       sleepStatements: (slept.statements - created.statements) / options.agents,
       sleepCommits: (slept.commits - created.commits) / options.agents,
+      sleepRoundTrips: (slept.roundTrips - created.roundTrips) / options.agents,
       idle,
       asleep,
       peakRss: app.status('VmHWM'),
@@ -310,8 +316,8 @@ export function scaleTable(r: ScaleResult): string {
     '| measurement | result |',
     '|---|---|',
     `| agents, sessions | ${n0(agents)} in ${sessions} session${sessions === 1 ? '' : 's'} (${inFlight} calls in flight over ${sockets} socket.io connection${sockets === 1 ? '' : 's'}) |`,
-    `| create through the API (\`async.createAgent\`) | ${r.createSeconds.toFixed(1)} s, ${n0(agents / r.createSeconds)}/s; ${r.createStatements.toFixed(2)} statements, ${r.createCommits.toFixed(2)} commits per agent |`,
-    `| put to sleep through the API (\`async.sleepAgent\`, half with a deadline a day away) | ${r.sleepSeconds.toFixed(1)} s, ${n0(agents / r.sleepSeconds)}/s; ${r.sleepStatements.toFixed(2)} statements, ${r.sleepCommits.toFixed(2)} commits per agent |`,
+    `| create through the API (\`async.createAgent\`) | ${r.createSeconds.toFixed(1)} s, ${n0(agents / r.createSeconds)}/s; ${r.createStatements.toFixed(3)} statements, ${r.createRoundTrips.toFixed(3)} round trips, ${r.createCommits.toFixed(3)} commits per agent |`,
+    `| put to sleep through the API (\`async.sleepAgent\`, half with a deadline a day away) | ${r.sleepSeconds.toFixed(1)} s, ${n0(agents / r.sleepSeconds)}/s; ${r.sleepStatements.toFixed(3)} statements, ${r.sleepRoundTrips.toFixed(3)} round trips, ${r.sleepCommits.toFixed(3)} commits per agent |`,
     `| together | ${(r.createSeconds + r.sleepSeconds).toFixed(1)} s |`,
     `| server RSS, all asleep (${gc}) | ${mib(r.asleep.rss)} (${mib(r.idle.rss)} before any agent: ${((perAgent / 1024) * 1).toFixed(2)} KiB per agent); peak ${mib(r.peakRss)} |`,
     `| server heap used, all asleep | ${mib(r.asleep.heapUsed)} (${mib(r.idle.heapUsed)} before any agent) |`,

@@ -9,13 +9,24 @@ import pg from 'pg';
 
 let statements = 0;
 let commits = 0;
+let roundTrips = 0;
 const query = pg.Client.prototype.query;
 pg.Client.prototype.query = function (...args) {
   const first = args[0];
   const text = typeof first === 'string' ? first : first?.text;
+  roundTrips += 1;
   statements += 1;
-  if (typeof text === 'string' && /^\s*COMMIT\b/i.test(text)) {
-    commits += 1;
+  // Counted as bench/cost.ts counts: a fused transaction sends `BEGIN; …` and `…; COMMIT` as one query.
+  if (typeof text === 'string') {
+    if (/^\s*BEGIN;/i.test(text)) {
+      statements += 1;
+    }
+    if (/;\s*COMMIT\s*$/i.test(text)) {
+      statements += 1;
+      commits += 1;
+    } else if (/^\s*COMMIT\b/i.test(text)) {
+      commits += 1;
+    }
   }
   return query.apply(this, args);
 };
@@ -66,6 +77,7 @@ process.on('message', (message) => {
     arrayBuffers,
     statements,
     commits,
+    roundTrips,
   });
 });
 // The channel must not keep the server alive once it has shut down on SIGTERM.

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, query } from 'src/database/sql';
+import { iso, json, run, Statement } from 'src/database/sql';
 import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
 
 /** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
@@ -33,9 +33,11 @@ export class AgentWrites {
    * was taken in its session (also by an earlier agent of the same call: the first one wins).
    */
   async insertMany(tx: Tx, agents: Agent[]): Promise<Array<Agent | undefined>> {
-    if (agents.length === 0) {
-      return [];
-    }
+    return agents.length === 0 ? [] : run(tx, this.insertManyStatement(agents));
+  }
+
+  /** {@link insertMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
+  insertManyStatement(agents: Agent[]): Statement<Array<Agent | undefined>> {
     const input = agents.map((a) => ({
       session_id: a.sessionId,
       id: a.agentId,
@@ -46,25 +48,27 @@ export class AgentWrites {
       wake_events: a.wakeEvents,
       created_at: a.createdAt,
     }));
-    // Only the keys come back: an inserted row is the agent as given (the other columns start empty),
-    // so its config is not sent back and parsed again for every agent.
-    const rows = await query<{ session_id: string; id: string }>(
-      tx,
-      `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
+    return {
+      // Only the keys come back: an inserted row is the agent as given (the other columns start
+      // empty), so its config is not sent back and parsed again for every agent.
+      text: `INSERT INTO agent (session_id, id, template, config, state, stop_reason, wake_events, created_at)
        SELECT x.e->>'session_id', x.e->>'id', x.e->>'template', x.e->'config', x.e->>'state',
          x.e->>'stop_reason', x.e->'wake_events', (x.e->>'created_at')::timestamptz
        FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY x.n
        ON CONFLICT (session_id, id) DO NOTHING RETURNING session_id, id`,
-      [json(input)],
-    );
-    const inserted = new Set(rows.map((r) => key(r.session_id, r.id)));
-    return agents.map((a) => {
-      const k = key(a.sessionId, a.agentId);
-      if (!inserted.delete(k)) {
-        return undefined; // taken, also by an earlier agent of this call (its row is the one inserted)
-      }
-      return { ...a, config: { ...a.config, limits: { ...DEFAULT_LIMITS, ...a.config.limits } } };
-    });
+      params: [json(input)],
+      result: (rows) => {
+        const inserted = new Set(
+          (rows as Array<{ session_id: string; id: string }>).map((r) => key(r.session_id, r.id)),
+        );
+        return agents.map((a) => {
+          if (!inserted.delete(key(a.sessionId, a.agentId))) {
+            return undefined; // taken, also by an earlier agent of this call (its row is the one inserted)
+          }
+          return { ...a, config: { ...a.config, limits: { ...DEFAULT_LIMITS, ...a.config.limits } } };
+        });
+      },
+    };
   }
 
   /**
@@ -73,23 +77,19 @@ export class AgentWrites {
    * write, in order, with the state each agent had before (from the statement's snapshot).
    */
   async sleepMany(tx: Tx, writes: SleepWrite[]): Promise<SleepRow[]> {
-    if (writes.length === 0) {
-      return [];
-    }
+    return writes.length === 0 ? [] : run(tx, this.sleepManyStatement(writes));
+  }
+
+  /** {@link sleepMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
+  sleepManyStatement(writes: SleepWrite[]): Statement<SleepRow[]> {
     const input = writes.map((w) => ({
       session_id: w.sessionId,
       agent_id: w.agentId,
       until: w.until,
       wake_events: w.wakeEvents ?? null,
     }));
-    const rows = await query<{
-      previous: AgentState | null;
-      slept: boolean;
-      sleeping_until: Date | string | null;
-      wake_events: string[] | null;
-    }>(
-      tx,
-      `WITH input AS (
+    return {
+      text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
            (x.e->>'until')::timestamptz AS until, NULLIF(x.e->'wake_events', 'null'::jsonb) AS wake_events
          FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
@@ -104,15 +104,23 @@ export class AgentWrites {
        FROM input i LEFT JOIN before b ON b.n = i.n
          LEFT JOIN slept s ON s.session_id = i.session_id AND s.id = i.agent_id
        ORDER BY i.n`,
-      [json(input)],
-    );
-    return rows.map((r) => ({
-      previous: r.previous,
-      ...(r.slept
-        ? { slept: { sleepingUntil: iso(r.sleeping_until), wakeEvents: r.wake_events ?? [] } }
-        : {}),
-    }));
+      params: [json(input)],
+      result: (rows) =>
+        (rows as SleepResultRow[]).map((r) => ({
+          previous: r.previous,
+          ...(r.slept
+            ? { slept: { sleepingUntil: iso(r.sleeping_until), wakeEvents: r.wake_events ?? [] } }
+            : {}),
+        })),
+    };
   }
+}
+
+interface SleepResultRow {
+  previous: AgentState | null;
+  slept: boolean;
+  sleeping_until: Date | string | null;
+  wake_events: string[] | null;
 }
 
 const key = (sessionId: string, agentId: string) => `${sessionId}\u0000${agentId}`;

@@ -60,7 +60,7 @@ export class AgentsService {
         kind: 'createAgent',
         agentId: agent.agentId,
         args: agent,
-        runMany: (tx, agents: Agent[]) => this.writes.insertMany(tx, agents),
+        statement: (agents: Agent[]) => this.writes.insertManyStatement(agents),
         then: (tx, inserted) => this.created(tx, agent, inserted),
       },
     );

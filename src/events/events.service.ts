@@ -49,9 +49,8 @@ export class EventsService {
         kind: 'sleepAgent',
         agentId,
         args: { sessionId, agentId, request },
-        runMany: (tx, args: Array<{ sessionId: string; agentId: string; request: SleepRequest }>) =>
-          this.writes.sleepMany(
-            tx,
+        statement: (args: Array<{ sessionId: string; agentId: string; request: SleepRequest }>) =>
+          this.writes.sleepManyStatement(
             args.map((a) => ({
               sessionId: a.sessionId,
               agentId: a.agentId,
