@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CLOCK, Clock } from 'src/common/clock';
-import { RpcError } from 'src/common/rpc-error';
+import { MAX_KNOWN_AGENTS, RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentSignals } from 'src/mailbox/agent-signals';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
@@ -142,8 +142,8 @@ export class AgentLifecycleService {
   async get(tx: Tx, sessionId: string, agentId: string): Promise<Agent> {
     const agent = await this.agents.find(tx, sessionId, agentId);
     if (!agent) {
-      const known = (await this.agents.listBySession(tx, sessionId)).map((a) => a.agentId);
-      throw RpcError.agentNotFound(sessionId, agentId, known);
+      const known = await this.agents.knownIds(tx, sessionId, MAX_KNOWN_AGENTS);
+      throw RpcError.agentNotFound(sessionId, agentId, known.ids, known.total);
     }
     return agent;
   }

@@ -98,6 +98,19 @@ export class AgentRepository {
   }
 
   /**
+   * The ids of the session's first `limit` agents (in its order) and how many it has: what an
+   * `agent_not_found` error names, read without loading every agent of a session of 100,000.
+   */
+  async knownIds(tx: Tx, sessionId: string, limit: number): Promise<{ ids: string[]; total: number }> {
+    const rows = await query<{ id: string; total: number | string }>(
+      tx,
+      `SELECT id, count(*) OVER () AS total FROM agent WHERE session_id = $1 ORDER BY created_at, id LIMIT $2`,
+      [sessionId, limit],
+    );
+    return { ids: rows.map((r) => r.id), total: num(rows[0]?.total) };
+  }
+
+  /**
    * Agents that have a loop to run (everything not stopped, across sessions): ids and state only,
    * since the runtime's backstop asks for them on every poll.
    */

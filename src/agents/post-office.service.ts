@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HIGH_PRIORITY_MAIL, MAIL_RECEIVED, Priority } from 'src/common/names';
-import { RpcError } from 'src/common/rpc-error';
+import { MAX_KNOWN_AGENTS, RpcError } from 'src/common/rpc-error';
 import { Tx } from 'src/database/database.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { MailboxService } from 'src/mailbox/mailbox.service';
@@ -44,8 +44,8 @@ export class PostOfficeService {
     const recipient =
       letter.to === USER ? undefined : await this.agents.find(tx, letter.sessionId, letter.to);
     if (letter.to !== USER && !recipient) {
-      const known = (await this.agents.listBySession(tx, letter.sessionId)).map((a) => a.agentId);
-      throw RpcError.agentNotFound(letter.sessionId, letter.to, known);
+      const known = await this.agents.knownIds(tx, letter.sessionId, MAX_KNOWN_AGENTS);
+      throw RpcError.agentNotFound(letter.sessionId, letter.to, known.ids, known.total);
     }
     let threadId: string | null = null;
     if (letter.replyTo) {

@@ -4,7 +4,7 @@ import { ERROR_CODES, type ErrorReason, type ParamIssue, type RpcErrorBody } fro
 export { ERROR_CODES };
 export type { ErrorReason, ParamIssue, RpcErrorBody };
 
-const MAX_KNOWN_AGENTS = 100;
+export const MAX_KNOWN_AGENTS = 100;
 
 /** A failure the client is told about. Anything else thrown is a bug and becomes `internal_error`. */
 export class RpcError extends Error {
@@ -42,9 +42,15 @@ export class RpcError extends Error {
    * `knownAgents`: the session's agent ids, so a typo is easy to see. `data.knownAgents` holds the
    * first {@link MAX_KNOWN_AGENTS} of them, the message the first ten.
    */
-  static agentNotFound(sessionId: string, agentId: string, knownAgents: string[]): RpcError {
+  static agentNotFound(
+    sessionId: string,
+    agentId: string,
+    knownAgents: string[],
+    /** How many agents the session has, when `knownAgents` is only the first of them. */
+    total = knownAgents.length,
+  ): RpcError {
     const shown = knownAgents.slice(0, 10).join(', ');
-    const more = knownAgents.length > 10 ? ` and ${knownAgents.length - 10} more` : '';
+    const more = total > 10 ? ` and ${total - 10} more` : '';
     const known = knownAgents.length ? `its agents: ${shown}${more}` : 'it has no agents yet';
     return new RpcError(
       'agent_not_found',

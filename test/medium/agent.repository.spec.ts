@@ -107,6 +107,28 @@ describe(AgentRepository.name, () => {
     });
   });
 
+  describe('knownIds', () => {
+    it('names the first agents in the session’s order and counts them all', async () => {
+      const sessionId = await givenAgents({
+        zeta: { state: 'idle' },
+        alpha: { state: 'stopped' },
+        mid: { state: 'sleeping' },
+      });
+      await expect(db.read((tx) => sut.knownIds(tx, sessionId, 2))).resolves.toEqual({
+        ids: ['zeta', 'alpha'],
+        total: 3,
+      });
+      await expect(db.read((tx) => sut.knownIds(tx, sessionId, 100))).resolves.toEqual({
+        ids: ['zeta', 'alpha', 'mid'],
+        total: 3,
+      });
+      await expect(db.read((tx) => sut.knownIds(tx, newSessionId(), 100))).resolves.toEqual({
+        ids: [],
+        total: 0,
+      });
+    });
+  });
+
   describe('wakeSleeping', () => {
     it('wakes only the sleepers asked for, to what their loop is doing, with their deadline cleared', async () => {
       const sessionId = await givenAgents({
