@@ -15,7 +15,7 @@ import { stopwatch } from 'src/telemetry/stopwatch';
 import { inChildSpan } from 'src/telemetry/tracing';
 import { DataDirLock } from './data-dir-lock';
 import { EmbeddedStatements, embeddedStatements } from './embedded-statements';
-import { FusedTx, fusedTxs, inline } from './fused';
+import { executable, FusedTx, fusedTxs, prepareFused } from './fused';
 import { query, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
@@ -130,7 +130,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
    * {@link transaction} that opens with the `opening` statements and gives `fn` their results. On a
    * Postgres server `BEGIN` travels with them, and `COMMIT` with the statement `fn` runs last through
    * `queryAndCommit` (sql.ts), as one simple query each: a short transaction of a few statements pays
-   * far fewer round trips. The opening statements follow the rules of `inline` (sql.ts).
+   * far fewer round trips. Each runs as `EXECUTE` of a copy prepared once per connection (fused.ts).
    */
   transactionFused<S extends Array<Statement<unknown>>, T>(
     opening: [...S],
@@ -161,7 +161,11 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     const state: FusedTx = { client, phase: 'open' };
     let broken: unknown;
     try {
-      const text = ['BEGIN', ...opening.map((s) => inline(s.text, s.params, client))].join('; ');
+      const prepared: Array<string | undefined> = [];
+      for (const s of opening) {
+        prepared.push(await prepareFused(client, s.text, false)); // before BEGIN: once per connection
+      }
+      const text = ['BEGIN', ...opening.map((s, i) => executable(s.text, s.params, prepared[i]))].join('; ');
       const results = (await client.query(text)) as unknown as QueryResult[];
       fusedTxs.set(tx, state);
       const opened = opening.map((s, i) => s.result(results[i + 1].rows));

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { literal } from './literals';
 
 /** Each embedded database's statements, by its DataSource (what a Tx's `connection` is). */
 export const embeddedStatements = new WeakMap<object, EmbeddedStatements>();
@@ -54,44 +55,4 @@ export class EmbeddedStatements {
       return null;
     }
   }
-}
-
-/**
- * A parameter as an `EXECUTE` argument: a quoted literal of unknown type, which the server takes as
- * the statement's parameter type (as it does with a bound parameter's text); NULL for null.
- */
-function literal(value: unknown): string {
-  if (value === null || value === undefined) {
-    return 'NULL';
-  }
-  return quote(text(value));
-}
-
-/** What the driver would send as the parameter's text. */
-function text(value: unknown): string {
-  if (typeof value === 'string') {
-    return value;
-  }
-  if (typeof value === 'number' || typeof value === 'bigint') {
-    return String(value);
-  }
-  if (typeof value === 'boolean') {
-    return value ? 't' : 'f';
-  }
-  if (value instanceof Date) {
-    return value.toISOString();
-  }
-  if (Array.isArray(value)) {
-    // Postgres's array text: elements double-quoted, backslashes and quotes escaped; NULL for null.
-    const elements = value.map((v: unknown) =>
-      v === null || v === undefined ? 'NULL' : `"${text(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`,
-    );
-    return `{${elements.join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** A standard SQL string literal (standard_conforming_strings is on: backslashes are plain). */
-function quote(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }

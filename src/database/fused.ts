@@ -1,9 +1,10 @@
 import { Client } from 'pg';
+import { literal } from './literals';
 
 /**
- * A transaction on a Postgres server whose `BEGIN` went with its first statement and whose
+ * A transaction on a Postgres server whose `BEGIN` went with its first statements and whose
  * `COMMIT` goes with its last (DatabaseService.transactionFused, `queryAndCommit` in sql.ts): each
- * is text in the same simple query, so a batch pays two round trips fewer.
+ * is text in the same simple query, so a short transaction pays two round trips fewer.
  */
 export interface FusedTx {
   client: Client;
@@ -13,35 +14,76 @@ export interface FusedTx {
 /** Open fused transactions, by their Tx (the query runner's EntityManager). */
 export const fusedTxs = new WeakMap<object, FusedTx>();
 
+/** Texts prepared for fused queries, by name; bounded, since some texts are built. */
+const PREPARED_MAX = 500;
+const names = new Map<string, string>();
+/** Texts the server would not prepare: written out in full each time. */
+const unpreparable = new Set<string>();
+/** The names prepared on each connection (a new connection prepares again). */
+const preparedOn = new WeakMap<Client, Set<string>>();
+
 /**
- * The statement with its `$n` placeholders replaced by literals, for the simple query protocol
- * (which takes no parameters). Only for statements whose text holds no `$` but its placeholders.
- * Strings go through the driver's escaping; a value of another kind is refused.
+ * Makes sure `text` is prepared on the connection (once per connection, with SQL `PREPARE`, under
+ * a name of its own: the driver's own named statements are kept apart) and gives its name;
+ * undefined when it cannot be. In a transaction the `PREPARE` is tried in a savepoint, so that a
+ * refusal does not fail the transaction.
  */
-export function inline(text: string, params: unknown[], client: Client): string {
-  return text.replace(/\$(\d+)/g, (_, n: string) => literal(params[Number(n) - 1], client));
+export async function prepareFused(
+  client: Client,
+  text: string,
+  inTransaction: boolean,
+): Promise<string | undefined> {
+  let name = names.get(text);
+  if (name === undefined) {
+    if (names.size >= PREPARED_MAX || unpreparable.has(text)) {
+      return undefined;
+    }
+    name = `mailroom_fused_${names.size}`;
+    names.set(text, name);
+  }
+  let prepared = preparedOn.get(client);
+  if (!prepared) {
+    prepared = new Set();
+    preparedOn.set(client, prepared);
+  }
+  if (prepared.has(name)) {
+    return name;
+  }
+  const prepare = `PREPARE ${name} AS ${text}`;
+  try {
+    await client.query(
+      inTransaction ? `SAVEPOINT mailroom_prepare; ${prepare}; RELEASE SAVEPOINT mailroom_prepare` : prepare,
+    );
+  } catch (err) {
+    if (inTransaction) {
+      await client.query('ROLLBACK TO SAVEPOINT mailroom_prepare; RELEASE SAVEPOINT mailroom_prepare');
+    }
+    if (isRefusal(err)) {
+      unpreparable.add(text);
+      return undefined;
+    }
+    throw err;
+  }
+  prepared.add(name);
+  return name;
 }
 
-function literal(value: unknown, client: Client): string {
-  if (value === null || value === undefined) {
-    return 'NULL';
+/**
+ * The statement as one statement of a simple query (which takes no parameters): `EXECUTE` of its
+ * prepared copy with the parameters as literals, or, when it has none, the text with its `$n`
+ * placeholders replaced by literals (only for texts holding no `$` but placeholders).
+ */
+export function executable(text: string, params: unknown[], prepared: string | undefined): string {
+  if (prepared !== undefined) {
+    return params.length > 0
+      ? `EXECUTE ${prepared}(${params.map(literal).join(', ')})`
+      : `EXECUTE ${prepared}`;
   }
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) {
-      throw new Error(`cannot inline the number ${value}`);
-    }
-    return `(${value})`;
-  }
-  if (typeof value === 'boolean') {
-    return value ? 'TRUE' : 'FALSE';
-  }
-  if (typeof value === 'string') {
-    return client.escapeLiteral(value);
-  }
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-    // Postgres's array text: each element double-quoted, its backslashes and quotes escaped.
-    const elements = value.map((v) => `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
-    return client.escapeLiteral(`{${elements.join(',')}}`);
-  }
-  throw new Error(`cannot inline a parameter of type ${typeof value}`);
+  return text.replace(/\$(\d+)/g, (_, n: string) => literal(params[Number(n) - 1]));
+}
+
+/** An error of the statement (SQLSTATE class 42: syntax, unknown types…), not of the connection. */
+function isRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('42');
 }

@@ -2,7 +2,7 @@ import { Client, QueryResult } from 'pg';
 import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
 import { embeddedStatements } from './embedded-statements';
-import { fusedTxs, inline } from './fused';
+import { executable, fusedTxs, prepareFused } from './fused';
 
 // What DatabaseService's `sql` does; not imported from there, which imports this file.
 const manager = (tx: Tx) => tx as unknown as EntityManager;
@@ -68,8 +68,8 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
 
 /**
  * Runs the last statement of a transaction; in a fused transaction (DatabaseService.transactionFused)
- * with the `COMMIT` in the same round trip, as a simple query (see `inline`: no `$` in `text` but its
- * placeholders). When the statement fails, the `COMMIT` is not run and the transaction rolls back.
+ * with the `COMMIT` in the same round trip, as a simple query (`EXECUTE` of its prepared copy, see
+ * fused.ts). When the statement fails, the `COMMIT` is not run and the transaction rolls back.
  * Elsewhere a plain statement, committed when the transaction ends. Nothing may follow it.
  */
 export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
@@ -80,8 +80,9 @@ export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] 
   if (fused.phase !== 'open') {
     throw new Error('a statement after the commit of its transaction');
   }
+  const prepared = await prepareFused(fused.client, text, true);
   fused.phase = 'committing';
-  const results = (await fused.client.query(`${inline(text, params, fused.client)}; COMMIT`)) as unknown as [
+  const results = (await fused.client.query(`${executable(text, params, prepared)}; COMMIT`)) as unknown as [
     QueryResult<T & object>,
     QueryResult,
   ];
