@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     '',
     ...profile.map((line) => `    ${line}`),
     '',
-    // The figures before the write path was batched, kept for comparison (not measured by this run).
+    // Earlier commits' figures (before this round-trip work, and before group commit), kept for comparison.
     readFileSync('bench/before-fast-path.md', 'utf8').trimEnd(),
     '',
   ].join('\n');
