@@ -49,11 +49,16 @@ export async function prepareFused(
   if (prepared.has(name)) {
     return name;
   }
-  const prepare = `PREPARE ${name} AS ${text}`;
+  // Each its own query: the server parses a whole query before running any of it, so a PREPARE it
+  // refuses to parse would fail a savepoint sent with it too (and the transaction with it).
+  if (inTransaction) {
+    await client.query('SAVEPOINT mailroom_prepare');
+  }
   try {
-    await client.query(
-      inTransaction ? `SAVEPOINT mailroom_prepare; ${prepare}; RELEASE SAVEPOINT mailroom_prepare` : prepare,
-    );
+    await client.query(`PREPARE ${name} AS ${text}`);
+    if (inTransaction) {
+      await client.query('RELEASE SAVEPOINT mailroom_prepare');
+    }
   } catch (err) {
     if (inTransaction) {
       await client.query('ROLLBACK TO SAVEPOINT mailroom_prepare; RELEASE SAVEPOINT mailroom_prepare');

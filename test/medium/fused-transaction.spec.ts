@@ -96,6 +96,19 @@ describe('fused transactions', () => {
     expect(await get('six')).toBe(6);
   });
 
+  it('takes the commit along with a statement the server will not prepare, in a transaction it keeps', async () => {
+    // DDL cannot be prepared: its PREPARE is refused inside the transaction (in a savepoint), and the
+    // statement is written out in full instead, the work before it kept.
+    await db.transactionFused([echo('a', [])], async (tx) => {
+      await query(tx, put('nine', 9).text, put('nine', 9).params);
+      await queryAndCommit(tx, `CREATE TABLE fused_spec_ddl (k text PRIMARY KEY)`);
+    });
+    expect(await get('nine')).toBe(9);
+    await expect(
+      db.read((tx) => query(tx, `SELECT count(*)::int AS n FROM fused_spec_ddl`)),
+    ).resolves.toEqual([{ n: 0 }]);
+  });
+
   it('refuses a statement after the one that took the commit along (a Postgres server only)', async () => {
     const run = db.transactionFused([echo('a', [])], async (tx) => {
       await queryAndCommit(tx, put('seven', 7).text, put('seven', 7).params);
