@@ -5,7 +5,6 @@
 import 'reflect-metadata';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
-import { Client } from 'pg';
 import { instrumentDrivers } from './cost';
 import { measureMailroom, MailroomResult } from './mailroom';
 import { langGraphPeer } from './peers/langgraph';
@@ -14,24 +13,18 @@ import { measurePeer, RuntimeResult, SEQUENTIAL, SHAPES } from './peers/shapes';
 import { profiled } from './profile';
 import { measureScale, scaleOptionsFromEnv, scaleTable } from './scale';
 import { measureWakeups, wakeupsTable } from './wakeups';
+import { freshDatabase } from './support/databases';
 
 const DEFAULT_SERVER = 'postgres://postgres@127.0.0.1:5432/test';
 
-async function freshDatabase(server: string, name: string): Promise<string | undefined> {
-  const c = new Client({ connectionString: server, connectionTimeoutMillis: 2000 });
+/** A fresh database on the server, or undefined (and a line saying so) when the server is not usable. */
+async function freshOrNone(server: string, name: string): Promise<string | undefined> {
   try {
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c.query(`CREATE DATABASE ${name}`);
+    return (await freshDatabase(server, name)).url;
   } catch (err) {
     console.error(`Postgres at ${server} is not usable (${String(err)}): its rows are left out.`);
     return undefined;
-  } finally {
-    await c.end().catch(() => undefined);
   }
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
@@ -73,19 +66,19 @@ async function main(): Promise<void> {
   let profile: string[] = [];
 
   mailroom.push(await measureMailroom('Mailroom, embedded PGlite, 1 session', undefined, false));
-  const pgMailroom = await freshDatabase(server, `mailroom_bench_${process.pid}`);
+  const pgMailroom = await freshOrNone(server, `mailroom_bench_${process.pid}`);
   if (pgMailroom) {
     const { value, top } = await profiled('bench/mailroom-postgres.cpuprofile', () =>
       measureMailroom('Mailroom, Postgres, 1 session', pgMailroom, false),
     );
     mailroom.push(value);
     profile = top;
-    const pgSpread = await freshDatabase(server, `mailroom_bench_spread_${process.pid}`);
+    const pgSpread = await freshOrNone(server, `mailroom_bench_spread_${process.pid}`);
     mailroom.push(await measureMailroom('Mailroom, Postgres, 1 session per agent', pgSpread, true));
   }
 
   const peers: RuntimeResult[] = [];
-  const pgLangGraph = await freshDatabase(server, `langgraph_bench_${process.pid}`);
+  const pgLangGraph = await freshOrNone(server, `langgraph_bench_${process.pid}`);
   if (pgLangGraph) {
     peers.push(await measurePeer(await langGraphPeer(pgLangGraph)));
   }

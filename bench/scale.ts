@@ -11,9 +11,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
 import { io, Socket } from 'socket.io-client';
 import { Profile, summarise } from './profile';
+import { freshDatabase } from './support/databases';
 
 export interface ScaleOptions {
   agents: number;
@@ -79,26 +79,6 @@ async function pooled(n: number, inFlight: number, fn: (i: number) => Promise<un
     }),
   );
   return (performance.now() - start) / 1000;
-}
-
-async function freshDatabase(
-  server: string,
-  name: string,
-): Promise<{ url: string; drop: () => Promise<void> }> {
-  const admin = async (text: string) => {
-    const c = new Client({ connectionString: server });
-    await c.connect();
-    try {
-      await c.query(text);
-    } finally {
-      await c.end();
-    }
-  };
-  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 function freePort(): Promise<number> {

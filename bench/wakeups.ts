@@ -7,11 +7,11 @@ import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
 import { io, Socket } from 'socket.io-client';
 import { createApp } from 'src/bootstrap';
 import { loadConfig } from 'src/config/app-config';
 import { percentile } from './stats';
+import { freshDatabase } from './support/databases';
 
 export interface BroadcastResult {
   sleepers: number;
@@ -202,26 +202,6 @@ async function timerJitter(socket: Socket, sessionId: string, n: number, armEsti
     p99: percentile(lateness, 99),
     max: Math.max(...lateness),
   };
-}
-
-async function freshDatabase(
-  server: string,
-  name: string,
-): Promise<{ url: string; drop: () => Promise<void> }> {
-  const admin = async (text: string) => {
-    const c = new Client({ connectionString: server });
-    await c.connect();
-    try {
-      await c.query(text);
-    } finally {
-      await c.end();
-    }
-  };
-  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 export async function measureWakeups(
