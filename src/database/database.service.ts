@@ -16,7 +16,7 @@ import { inChildSpan } from 'src/telemetry/tracing';
 import { DataDirLock } from './data-dir-lock';
 import { EmbeddedStatements, embeddedStatements } from './embedded-statements';
 import { executable, FusedTx, fusedTxs, prepareFused } from './fused';
-import { query, Statement } from './sql';
+import { run, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
 /** The results of a list of statements, in its order. */
@@ -140,7 +140,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       return this.transaction(async (tx) => {
         const opened: unknown[] = [];
         for (const statement of opening) {
-          opened.push(statement.result(await query(tx, statement.text, statement.params)));
+          opened.push(await run(tx, statement));
         }
         return fn(tx, opened as ResultsOf<S>);
       });

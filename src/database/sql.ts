@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
 import { embeddedStatements } from './embedded-statements';
 import { executable, fusedTxs, prepareFused } from './fused';
+import { PreparedTexts } from './prepared-texts';
 
 // What DatabaseService's `sql` does; not imported from there, which imports this file.
 const manager = (tx: Tx) => tx as unknown as EntityManager;
@@ -19,18 +20,8 @@ export async function run<R>(tx: Tx, statement: Statement<R>): Promise<R> {
   return statement.result(await query(tx, statement.text, statement.params));
 }
 
-/** Statements prepared by name on the connections they run on; bounded, since some texts are built. */
-const PREPARED_MAX = 500;
-const preparedNames = new Map<string, string>();
-
-function preparedName(text: string): string | undefined {
-  let name = preparedNames.get(text);
-  if (name === undefined && preparedNames.size < PREPARED_MAX) {
-    name = `mailroom_${preparedNames.size}`;
-    preparedNames.set(text, name);
-  }
-  return name;
-}
+/** Names of the driver's named statements (prepared on the connections they run on). */
+const driverNames = new PreparedTexts('mailroom_');
 
 /**
  * Runs one statement and returns its rows. Inside a transaction on a Postgres server it goes straight
@@ -48,7 +39,7 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
   const runner = manager(tx).queryRunner as { databaseConnection?: unknown; isReleased: boolean } | undefined;
   const client = runner?.databaseConnection;
   if (client instanceof Client && !runner!.isReleased) {
-    const result = await client.query<T & object>({ name: preparedName(text), text, values: params });
+    const result = await client.query<T & object>({ name: driverNames.nameOf(text), text, values: params });
     return result.rows;
   }
   const embedded = embeddedStatements.get(manager(tx).connection);

@@ -55,18 +55,16 @@ export class RpcGateway implements OnGatewayInit, OnGatewayConnection, OnModuleD
     // A push to a session nobody here follows is skipped before it is built and encoded (socket.io
     // encodes a broadcast even for an empty room): creating 100,000 agents records 100,000 pushes.
     // Rooms are this node's own (every node pushes its own clients, see PushFanout).
-    const followed = (sessionId: string) =>
-      (server.of('/').adapter.rooms.get(sessionRoom(sessionId))?.size ?? 0) > 0;
-    this.subscription = this.bus.records$.subscribe((r) => {
-      if (followed(r.sessionId)) {
-        server.to(sessionRoom(r.sessionId)).emit(r.type, toPush(r));
+    const push = (sessionId: string, type: string, payload: () => Record<string, unknown>) => {
+      const room = sessionRoom(sessionId);
+      if ((server.of('/').adapter.rooms.get(room)?.size ?? 0) > 0) {
+        server.to(room).emit(type, payload());
       }
-    });
-    this.ephemeral = this.bus.ephemeral$.subscribe((p) => {
-      if (followed(p.sessionId)) {
-        server.to(sessionRoom(p.sessionId)).emit(p.type, { ...p.payload, sessionId: p.sessionId });
-      }
-    });
+    };
+    this.subscription = this.bus.records$.subscribe((r) => push(r.sessionId, r.type, () => toPush(r)));
+    this.ephemeral = this.bus.ephemeral$.subscribe((p) =>
+      push(p.sessionId, p.type, () => ({ ...p.payload, sessionId: p.sessionId })),
+    );
   }
 
   handleConnection(socket: Socket): void {

@@ -62,13 +62,9 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
   onApplicationBootstrap(): void {
     this.server = this.adapterHost.httpAdapter.getHttpServer() as Server;
     this.server.on('upgrade', this.onUpgrade);
-    this.subscription = this.bus.records$.subscribe((r) => {
-      if (this.rooms.get(r.sessionId)?.size) {
-        this.send(r.sessionId, r.type, toPush(r));
-      }
-    });
+    this.subscription = this.bus.records$.subscribe((r) => this.send(r.sessionId, r.type, () => toPush(r)));
     this.ephemeral = this.bus.ephemeral$.subscribe((p) =>
-      this.send(p.sessionId, p.type, { ...p.payload, sessionId: p.sessionId }),
+      this.send(p.sessionId, p.type, () => ({ ...p.payload, sessionId: p.sessionId })),
     );
   }
 
@@ -82,12 +78,13 @@ export class WsGateway implements OnApplicationBootstrap, OnModuleDestroy {
     this.wss.close();
   }
 
-  private send(sessionId: string, method: string, params: Record<string, unknown>): void {
+  /** Pushes to the session's followers here; `params` is built only when there is one. */
+  private send(sessionId: string, method: string, params: () => Record<string, unknown>): void {
     const room = this.rooms.get(sessionId);
     if (!room || room.size === 0) {
-      return; // nobody follows the session here: not worth a JSON.stringify per record
+      return; // nobody follows the session here: not worth building and encoding the push
     }
-    const text = JSON.stringify({ jsonrpc: '2.0', method, params });
+    const text = JSON.stringify({ jsonrpc: '2.0', method, params: params() });
     for (const ws of room) {
       if (ws.readyState === WebSocket.OPEN) {
         ws.send(text);

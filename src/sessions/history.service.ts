@@ -38,30 +38,21 @@ interface SessionUnit extends PendingUnit {
 /**
  * A write that can share one statement with writes of the same `kind` to other agents, of its
  * session or of the other sessions in its batch (the steps every item takes: queueing, claiming,
- * completing). In a batch, such writes to distinct agents run as one multi-row statement, then each
- * write's `then` in turn. The statement is given either as a {@link Statement} (which a batch on a
- * Postgres server may send together with its lock) or as a function that runs it (`runMany`). The
- * args may be of several sessions (each arg says its own): writes of one kind must build
- * interchangeable statements, since the batch uses the first write's for all.
+ * completing; creating agents, putting them to sleep). In a batch, such writes to distinct agents run
+ * as one multi-row statement, which a batch on a Postgres server may send together with its lock,
+ * then each write's `then` in turn. The args may be of several sessions (each arg says its own):
+ * writes of one kind must build interchangeable statements, since the batch uses the first write's
+ * for all.
  */
-export type MergeableWrite<A = unknown, R = unknown, T = unknown> = {
+export interface MergeableWrite<A = unknown, R = unknown, T = unknown> {
   kind: string;
   agentId: string;
   args: A;
+  /** One statement for the writes of a segment, in their order; one row per write. */
+  statement(args: A[]): Statement<R[]>;
   /** The rest of the write, given its row: history records, hooks; its value settles the caller. */
   then(tx: Tx, row: R, session: Session): Promise<T>;
-} & (
-  | {
-      /** One statement for the writes of a segment, in their order; one row per write. */
-      statement(args: A[]): Statement<R[]>;
-      runMany?: never;
-    }
-  | {
-      /** Runs one statement for the writes of a segment, in their order; one row per write. */
-      runMany(tx: Tx, args: A[]): Promise<R[]>;
-      statement?: never;
-    }
-);
+}
 
 /** One round of a batch: the writes that run alone (in session order), then one segment per kind. */
 interface Round {
@@ -230,9 +221,7 @@ export class HistoryService {
     // The first round's merged statements need nothing but the lock: they go with it (and, on a
     // Postgres server, BEGIN too: one round trip); COMMIT goes with the closing statement.
     const first = this.planRound(units, perSession, new Set());
-    const sent = (first?.segments ?? []).filter((segment) =>
-      segment.every((j) => units[j].merge?.statement !== undefined),
-    );
+    const sent = first?.segments ?? [];
     const statements = sent.map((segment) => this.statementOf(units, segment));
     let opened = false;
     try {
@@ -265,7 +254,7 @@ export class HistoryService {
   }
 
   private statementOf(units: SessionUnit[], segment: number[]): Statement<unknown[]> {
-    return units[segment[0]].merge!.statement!(segment.map((j) => units[j].merge!.args));
+    return units[segment[0]].merge!.statement(segment.map((j) => units[j].merge!.args));
   }
 
   /**
@@ -401,15 +390,7 @@ export class HistoryService {
     let rows = prefetched;
     if (!rows) {
       try {
-        const merge = first.merge!;
-        rows = await first.context.runInAsyncScope(() =>
-          merge.statement
-            ? run(tx, this.statementOf(units, segment))
-            : merge.runMany(
-                tx,
-                segment.map((j) => units[j].merge!.args),
-              ),
-        );
+        rows = await first.context.runInAsyncScope(() => run(tx, this.statementOf(units, segment)));
       } catch (err) {
         throw new MergedFailed(err);
       }

@@ -187,16 +187,16 @@ describe('group commit of session writes', () => {
     });
 
     /**
-     * A mergeable write for `agentId`: its statement echoes the args (run by the write, or given as
-     * a Statement with `asStatement`, which the first round sends with the batch's lock), and each
-     * write records what it got. `calls` gets the args of each merged statement.
+     * A mergeable write for `agentId`: its statement echoes the args (the first round sends it with
+     * the batch's lock), and each write records what it got. `calls` gets the args of each merged
+     * statement.
      */
     function mergeable(
       sessionId: string,
       agentId: string,
       n: number,
       calls: number[][],
-      opts: { failThen?: boolean; asStatement?: boolean } = {},
+      opts: { failThen?: boolean } = {},
     ) {
       const record = async (tx: Tx, v: number) => {
         if (opts.failThen) {
@@ -205,27 +205,19 @@ describe('group commit of session writes', () => {
         await history.record(tx, sessionId, 'async.event.broadcast', { event: agentId, data: v, woke: [] });
         return v;
       };
-      const runEcho = async (tx: Tx, args: number[]) =>
-        echo(args).result(await sql(tx).query(echo(args).text, echo(args).params));
-      const write = { kind: 'echo', agentId, args: n, then: (tx: Tx, v: number) => record(tx, v) };
       return history.inSessionMerged(
         sessionId,
-        async (tx) => record(tx, (await runEcho(tx, [n]))[0]),
-        opts.asStatement
-          ? {
-              ...write,
-              statement: (args: number[]) => {
-                calls.push(args);
-                return echo(args);
-              },
-            }
-          : {
-              ...write,
-              runMany: (tx: Tx, args: number[]) => {
-                calls.push(args);
-                return runEcho(tx, args);
-              },
-            },
+        async (tx) => record(tx, echo([n]).result(await sql(tx).query(echo([n]).text, echo([n]).params))[0]),
+        {
+          kind: 'echo',
+          agentId,
+          args: n,
+          statement: (args: number[]) => {
+            calls.push(args);
+            return echo(args);
+          },
+          then: (tx: Tx, v: number) => record(tx, v),
+        },
       );
     }
 
@@ -275,16 +267,16 @@ describe('group commit of session writes', () => {
       expect(await events(s2)).toEqual(['a:5', 'a:6']);
     });
 
-    it('runs statements given as such like the others, the first round’s with the lock', async () => {
+    it('sends the first round’s statements with the lock and the later rounds’ on their own', async () => {
       const [s1, s2] = [await newSession(), await newSession()];
       const slow = slowWrite(s1);
       await slow.inside;
       const built: number[][] = [];
       const writes = [
-        mergeable(s1, 'a', 1, built, { asStatement: true }),
-        mergeable(s2, 'a', 2, built, { asStatement: true }),
-        mergeable(s1, 'a', 3, built, { asStatement: true }), // a's second in s1: the second round
-        mergeable(s2, 'b', 4, built, { asStatement: true }),
+        mergeable(s1, 'a', 1, built),
+        mergeable(s2, 'a', 2, built),
+        mergeable(s1, 'a', 3, built), // a's second in s1: the second round
+        mergeable(s2, 'b', 4, built),
       ];
       slow.open();
       await slow.done;
@@ -300,9 +292,9 @@ describe('group commit of session writes', () => {
       await slow.inside;
       const built: number[][] = [];
       const writes = [
-        mergeable(s1, 'a', 1, built, { asStatement: true }),
-        mergeable(s2, 'a', 13, built, { asStatement: true }),
-        mergeable(s2, 'b', 3, built, { asStatement: true }),
+        mergeable(s1, 'a', 1, built),
+        mergeable(s2, 'a', 13, built),
+        mergeable(s2, 'b', 3, built),
       ].map((p) => p.catch((err: Error) => (/division by zero/.test(err.message) ? 'failed' : err.message)));
       slow.open();
       await slow.done;

@@ -42,8 +42,16 @@ export class CompleteWork {
    */
   run(work: ClaimedWork, thought: Thought, usage: Usage, claimNext: boolean): Promise<NextWork> {
     const { sessionId, agentId } = work.agent;
-    const alone = (tx: Tx, session: Session) =>
-      this.completeOne(tx, session, work, thought, usage, claimNext);
+    const step: CompletedStep = {
+      sessionId,
+      agentId,
+      taskId: work.item.taskId,
+      final: thought.final,
+      usage,
+      turns: thought.turns,
+      claimNext,
+    };
+    const alone = (tx: Tx, session: Session) => this.completeOne(tx, session, work, thought, step);
     if (!this.isPlain(work, thought, work.session)) {
       return this.history.inSession(sessionId, alone);
     }
@@ -51,15 +59,7 @@ export class CompleteWork {
     return this.history.inSessionMerged(sessionId, alone, {
       kind: 'complete',
       agentId,
-      args: {
-        sessionId,
-        agentId,
-        taskId: work.item.taskId,
-        final: thought.final,
-        usage,
-        turns: thought.turns,
-        claimNext,
-      },
+      args: step,
       statement: (steps: CompletedStep[]) => this.steps.completeManyStatement(steps, this.lifecycle.now()),
       then: (tx, end, session) => this.recordPlain(tx, work, thought, usage, end, session),
     });
@@ -83,25 +83,14 @@ export class CompleteWork {
     session: Session,
     work: ClaimedWork,
     thought: Thought,
-    usage: Usage,
-    claimNext: boolean,
+    step: CompletedStep,
   ): Promise<NextWork> {
     if (!this.isPlain(work, thought, session)) {
-      await this.complete(tx, session, work, thought, usage);
+      await this.complete(tx, session, work, thought, step.usage);
       return true;
     }
-    const { agent, item } = work;
-    const end = await this.steps.complete(tx, {
-      sessionId: agent.sessionId,
-      agentId: agent.agentId,
-      taskId: item.taskId,
-      final: thought.final,
-      usage,
-      turns: thought.turns,
-      claimNext,
-      at: this.lifecycle.now(),
-    });
-    return this.recordPlain(tx, work, thought, usage, end, session);
+    const end = await this.steps.complete(tx, { ...step, at: this.lifecycle.now() });
+    return this.recordPlain(tx, work, thought, step.usage, end, session);
   }
 
   /**
