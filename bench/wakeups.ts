@@ -2,7 +2,7 @@
 // whole service in this process (as bench/mailroom.ts runs it): real socket.io client, scripted agents.
 // Alone: `node -r @swc-node/register bench/wakeups.ts` (PGlite), or with DATABASE_URL=postgres://…
 // (a fresh database is made on that server and dropped at the end). WAKEUPS_LARGE / WAKEUPS_SMALL /
-// WAKEUPS_TIMERS change the numbers of agents (10000 / 50 / 10000).
+// WAKEUPS_TIMERS change the numbers of agents (10000 / 50 / 10000); WAKEUPS_PROFILE=1 profiles each broadcast.
 import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { io, Socket } from 'socket.io-client';
 import { createApp } from 'src/bootstrap';
 import { loadConfig } from 'src/config/app-config';
+import { profiled } from './profile';
 import { percentile } from './stats';
 import { freshDatabase } from './support/databases';
 
@@ -135,7 +136,14 @@ async function broadcastToSleepers(socket: Socket, sessionId: string, n: number)
   const ended = new Counter(socket, 'async.task.completed', sessionId);
   const failed = new Counter(socket, 'async.task.failed', sessionId);
   const t0 = performance.now();
-  const answer = await call(socket, 'async.broadcastEvent', { sessionId, event: 'go', data: { n } });
+  const broadcast = () => call(socket, 'async.broadcastEvent', { sessionId, event: 'go', data: { n } });
+  // WAKEUPS_PROFILE=1: a CPU profile of this process from the call to its answer, per broadcast.
+  const answer = process.env.WAKEUPS_PROFILE
+    ? await profiled(`bench/broadcast-${n}.cpuprofile`, broadcast).then(({ value, top }) => {
+        console.error(top.join('\n'));
+        return value;
+      })
+    : await broadcast();
   const answerMs = performance.now() - t0;
   const lastStartedMs = (await started.until(n)) - t0;
   await Promise.race([ended.until(n), failed.together(ended, n)]); // everyone idle again before the next measurement

@@ -44,16 +44,30 @@ export class AgentSignals {
     this.db.afterCommit(tx, () => this.emit(signal));
   }
 
-  /** A `work` signal for each of the session's agents, once `tx` commits: one hint and one hook for all. */
+  /**
+   * A `work` signal for each of the session's agents, once `tx` commits: one hint and one hook for
+   * all. Past the first {@link SIGNALS_PER_TURN}, the signals go out that many per event-loop turn:
+   * each starts a loop's first step, and ten thousand of them at once (a broadcast to sleepers) would
+   * hold back the answer of the call that committed them, and every other reply, until all had run.
+   */
   workAfterCommit(tx: Tx, sessionId: string, agentIds: string[]): void {
     if (agentIds.length === 0) {
       return;
     }
     this.hints.add(tx, sessionId, { work: agentIds });
-    this.db.afterCommit(tx, () => {
-      for (const agentId of agentIds) {
-        this.emit({ sessionId, agentId, type: 'work' });
-      }
-    });
+    this.db.afterCommit(tx, () => this.emitWork(sessionId, agentIds, 0));
+  }
+
+  private emitWork(sessionId: string, agentIds: string[], from: number): void {
+    const end = Math.min(agentIds.length, from + SIGNALS_PER_TURN);
+    for (let i = from; i < end; i++) {
+      this.emit({ sessionId, agentId: agentIds[i], type: 'work' });
+    }
+    if (end < agentIds.length) {
+      setImmediate(() => this.emitWork(sessionId, agentIds, end));
+    }
   }
 }
+
+/** Work signals given per event-loop turn (see AgentSignals.workAfterCommit). */
+export const SIGNALS_PER_TURN = 256;

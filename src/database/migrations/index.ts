@@ -3,6 +3,7 @@ import { Schedules1764151200000 } from './1764151200000-schedules';
 import { HopsAndToolEffects1764800000000 } from './1764800000000-hops-and-tool-effects';
 import { Ownership1764900000000 } from './1764900000000-ownership';
 import { FenceRefusal1765000000000 } from './1765000000000-fence-refusal';
+import { HotTablesWithoutForeignKeys1765100000000 } from './1765100000000-hot-tables-without-foreign-keys';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   HopsAndToolEffects1764800000000,
   Ownership1764900000000,
   FenceRefusal1765000000000,
+  HotTablesWithoutForeignKeys1765100000000,
 ];
