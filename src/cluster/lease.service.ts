@@ -125,6 +125,14 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     return holding && { nodeId: this.node.id, epoch: holding.epoch };
   }
 
+  /**
+   * True after a folded fence of the session failed, until one passes: its writes should do no owner
+   * work on the way (a hand-off), since the batch that runs them again would be refused again.
+   */
+  fenceInDoubt(sessionId: string): boolean {
+    return this.refused.has(sessionId);
+  }
+
   /** A folded fence passed. */
   fenceHeld(sessionId: string): void {
     this.refused.delete(sessionId);

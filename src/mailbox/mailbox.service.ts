@@ -8,6 +8,7 @@ import { activeTraceparent } from 'src/telemetry/tracing';
 import { AgentSignals } from './agent-signals';
 import { MailRepository, NewMail } from './mail.repository';
 import { Mail, USER, WorkItem } from './mailbox.types';
+import { WorkHandOff } from './work-hand-off';
 import { NewWorkItem, QueueOutcome, ToEnqueue, WorkItemRepository } from './work-item.repository';
 
 /**
@@ -35,22 +36,28 @@ export class MailboxService {
     private readonly mail: MailRepository,
     private readonly history: HistoryService,
     private readonly signals: AgentSignals,
+    private readonly handOff: WorkHandOff,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /**
    * Queues a work item for an agent; `limit_exceeded` when its queue is full. A repeated
    * idempotency key answers with the first item even then. `force` skips the limit, for work the
-   * system owes an agent (a reply it was waiting for) rather than new work from outside.
+   * system owes an agent (a reply it was waiting for) rather than new work from outside. An idle
+   * agent with nothing else queued, whose loop runs here, is handed the item at once (WorkHandOff).
    */
   async enqueue(tx: Tx, item: NewWorkItem, opts: { force?: boolean } = {}): Promise<Enqueued> {
     const { item: traced, maxQueued } = this.toEnqueue(item, opts);
-    return this.settleEnqueue(tx, item, await this.items.enqueue(tx, traced, maxQueued));
+    // Only in a batch of session writes (HistoryService), which the claim's records need.
+    const claim = this.history.inBatch(tx, item.sessionId) && this.handOff.takes(item.sessionId);
+    return this.settleEnqueue(tx, item, await this.items.enqueue(tx, traced, maxQueued, claim));
   }
 
   /**
    * The queueing of one item as a write that may share its statement with the queueing of other
    * agents' items in the same batch (HistoryService.inSessionMerged). `then` gets the item's outcome.
+   * Whether it may be handed off is asked when the batch builds the statement: a batch run again
+   * after a refused fence asks again (see the runtime's WorkTaker).
    */
   enqueueWrite<T>(
     item: NewWorkItem,
@@ -61,7 +68,10 @@ export class MailboxService {
       kind: 'enqueue',
       agentId: item.agentId,
       args: this.toEnqueue(item, opts),
-      statement: (args) => this.items.enqueueManyStatement(args),
+      statement: (args) =>
+        this.items.enqueueManyStatement(
+          args.map((a) => ({ ...a, claim: this.handOff.takes(a.item.sessionId) })),
+        ),
       then: async (tx, row) => then(tx, await this.settleEnqueue(tx, item, row)),
     };
   }
@@ -80,7 +90,12 @@ export class MailboxService {
       return { item: queued.earlier, created: false, queueSize: queued.queued };
     }
     if (queued.inserted) {
-      this.signalAfterCommit(tx, item.sessionId, item.agentId);
+      if (queued.claimedBy) {
+        await this.handOff.take(tx, { item: queued.inserted, agentRow: queued.claimedBy });
+      } else {
+        this.signalAfterCommit(tx, item.sessionId, item.agentId);
+      }
+      // Counted as queued when accepted, even when its agent took it at once.
       return { item: queued.inserted, created: true, queueSize: queued.queued + 1 };
     }
     if (!queued.agentExists) {

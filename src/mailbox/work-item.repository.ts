@@ -83,6 +83,11 @@ const columnsOf = (item: NewWorkItem): unknown[] => [
 export interface ToEnqueue {
   item: NewWorkItem;
   maxQueued: number | null;
+  /**
+   * Claim it at once when its agent is `idle` with nothing else queued: the item is inserted
+   * `running` (its first attempt, started when created) and the agent made `active` (a hand-off).
+   */
+  claim?: boolean;
 }
 
 /** What queueing an item found and did (see WorkItemRepository.enqueue). */
@@ -90,7 +95,9 @@ export interface QueueOutcome {
   agentExists: boolean;
   queued: number;
   earlier?: WorkItem;
+  /** The new item: `running` when it was claimed, and then `claimedBy` is its agent's row as it became `active`. */
   inserted?: WorkItem;
+  claimedBy?: unknown;
 }
 
 interface QueueRow {
@@ -98,6 +105,7 @@ interface QueueRow {
   queued: number | string;
   earlier: WorkItemRow | null;
   inserted: WorkItemRow | null;
+  claimed_by: unknown;
 }
 
 @Injectable()
@@ -130,9 +138,10 @@ export class WorkItemRepository {
    * Queues an item in one statement, with what a queue needs to know around it: whether the agent
    * exists, how many items were queued before, and the earlier item of a repeated idempotency key.
    * Nothing is inserted when the agent is missing, the key was used, or `maxQueued` items already wait.
+   * With `claim`, see {@link ToEnqueue.claim}.
    */
-  async enqueue(tx: Tx, item: NewWorkItem, maxQueued: number | null): Promise<QueueOutcome> {
-    return (await this.enqueueMany(tx, [{ item, maxQueued }]))[0];
+  async enqueue(tx: Tx, item: NewWorkItem, maxQueued: number | null, claim = false): Promise<QueueOutcome> {
+    return (await this.enqueueMany(tx, [{ item, maxQueued, claim }]))[0];
   }
 
   /**
@@ -145,7 +154,7 @@ export class WorkItemRepository {
 
   /** {@link enqueueMany} as a statement (for a batch that sends it with its lock, see HistoryService). */
   enqueueManyStatement(items: ToEnqueue[]): Statement<QueueOutcome[]> {
-    const input = items.map(({ item, maxQueued }) => ({
+    const input = items.map(({ item, maxQueued, claim }) => ({
       session_id: item.sessionId,
       agent_id: item.agentId,
       kind: item.kind,
@@ -157,6 +166,7 @@ export class WorkItemRepository {
       created_at: item.createdAt,
       hops: item.hops ?? 0,
       max_queued: maxQueued,
+      claim: claim ?? false,
     }));
     return {
       text: `WITH input AS (
@@ -164,9 +174,11 @@ export class WorkItemRepository {
            (x.e->>'priority')::int AS priority, (x.e->>'is_switch')::boolean AS is_switch,
            x.e->>'idempotency_key' AS idempotency_key, x.e->>'prompt' AS prompt, x.e->'payload' AS payload,
            (x.e->>'created_at')::timestamptz AS created_at, (x.e->>'hops')::int AS hops,
-           (x.e->>'max_queued')::int AS max_queued
+           (x.e->>'max_queued')::int AS max_queued, (x.e->>'claim')::boolean AS claim
          FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
-       known AS (SELECT i.n FROM input i JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
+       known AS (
+         SELECT i.n, a.state = 'idle' AS idle FROM input i
+         JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
        queued AS (
          SELECT i.n, (SELECT count(*) FROM work_item w
                       WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued')::int AS c
@@ -175,18 +187,30 @@ export class WorkItemRepository {
          SELECT i.n, row_to_json(w) AS r FROM input i
          JOIN work_item w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
            AND w.idempotency_key = i.idempotency_key),
+       -- An idle agent with nothing queued (so nothing running either) takes the item as it is queued.
+       claimable AS (
+         SELECT i.n FROM input i JOIN known k ON k.n = i.n JOIN queued q ON q.n = i.n
+         WHERE i.claim AND k.idle AND q.c = 0),
        inserted AS (
-         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops)
-         SELECT i.session_id, i.agent_id, i.kind, i.priority, i.is_switch, 'queued', i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops
+         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops, started_at, attempts)
+         SELECT i.session_id, i.agent_id, i.kind, i.priority, i.is_switch, c.state, i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops,
+           CASE WHEN c.state = 'running' THEN i.created_at END, CASE WHEN c.state = 'running' THEN 1 ELSE 0 END
          FROM input i JOIN queued q ON q.n = i.n
+         CROSS JOIN LATERAL (SELECT CASE WHEN i.n IN (SELECT n FROM claimable) THEN 'running' ELSE 'queued' END AS state) c
          WHERE i.n IN (SELECT n FROM known) AND i.n NOT IN (SELECT n FROM earlier)
            AND (i.max_queued IS NULL OR q.c < i.max_queued)
          ORDER BY i.n
          ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING *)
+         RETURNING *),
+       -- Only for an item that was inserted (a repeated idempotency key inserts nothing).
+       active AS (
+         UPDATE agent a SET state = 'active', last_active_at = w.started_at
+         FROM inserted w WHERE w.state = 'running' AND a.session_id = w.session_id AND a.id = w.agent_id
+         RETURNING a.*)
        SELECT i.n IN (SELECT n FROM known) AS agent_exists, q.c AS queued, e.r AS earlier,
          (SELECT row_to_json(w) FROM inserted w
-          WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id) AS inserted
+          WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id) AS inserted,
+         (SELECT row_to_json(a) FROM active a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS claimed_by
        FROM input i JOIN queued q ON q.n = i.n LEFT JOIN earlier e ON e.n = i.n
        ORDER BY i.n`,
       params: [json(input)],
@@ -196,6 +220,7 @@ export class WorkItemRepository {
           queued: num(row.queued),
           ...(row.earlier ? { earlier: toItem(row.earlier) } : {}),
           ...(row.inserted ? { inserted: toItem(row.inserted) } : {}),
+          ...(row.claimed_by ? { claimedBy: row.claimed_by } : {}),
         })),
     };
   }

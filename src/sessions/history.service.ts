@@ -19,8 +19,12 @@ import { HistoryRecord, NotificationType, Session } from './session.types';
 /** The records a session transaction has made so far, with the last `seq` it took. */
 interface HistoryBatch {
   sessionId: string;
+  /** The session row as the batch locked it. */
+  session: Session;
   seq: number;
   records: HistoryRecord[];
+  /** A write took work as the session's owner (a hand-off): the batch ends with the fence, as for owner writes. */
+  fence: boolean;
 }
 
 /** One caller's writes to a session, waiting for the batch that commits them. */
@@ -84,6 +88,13 @@ class FenceRefused extends Error {
     readonly refused: Map<string, unknown>,
   ) {
     super('the lease fence refused the batch');
+  }
+}
+
+/** A write asked for a fence in doubt (see HistoryService.requireFence): it alone fails, with `error`. */
+class FenceInDoubt extends Error {
+  constructor(readonly error: unknown) {
+    super('the lease fence is in doubt');
   }
 }
 
@@ -234,8 +245,8 @@ export class HistoryService {
             throw new SessionsMissing(missing);
           }
           const batches = new Map<string, HistoryBatch>();
-          for (const [sessionId, { historySeq }] of locked) {
-            batches.set(sessionId, { sessionId, seq: historySeq, records: [] });
+          for (const [sessionId, { historySeq, session }] of locked) {
+            batches.set(sessionId, { sessionId, session, seq: historySeq, records: [], fence: false });
           }
           this.batches.set(tx, batches);
           const out: unknown[] = new Array(units.length);
@@ -271,7 +282,7 @@ export class HistoryService {
     const refused = new Map<string, unknown>();
     const fenced: string[] = [];
     for (const [sessionId, indices] of bySession) {
-      const owned = indices.some((i) => units[i].fenced);
+      const owned = indices.some((i) => units[i].fenced) || batches.get(sessionId)!.fence;
       const fence = owned ? this.leases.fenceOf(sessionId) : undefined;
       if (owned && !fence) {
         refused.set(sessionId, this.leases.fenceRefused(sessionId));
@@ -419,6 +430,11 @@ export class HistoryService {
       units.filter(refused).forEach((u) => u.reject(err.refused.get(u.sessionId)));
       return again(units.filter((u) => !refused(u)));
     }
+    if (err instanceof UnitFailed && err.cause instanceof FenceInDoubt) {
+      // Its own failure, though `unavailable`: the database answered; the others commit.
+      units[err.index].reject(err.cause.error);
+      return again(units.filter((_, i) => i !== err.index));
+    }
     const cause = err instanceof MergedFailed || err instanceof UnitFailed ? err.cause : err;
     if (!(err instanceof MergedFailed || err instanceof UnitFailed) || isUnavailable(cause)) {
       // The lock or the commit failed, or the database went away: nothing committed, for any of them.
@@ -434,6 +450,34 @@ export class HistoryService {
     // It ran after the writes that will commit now, so its error is the one it would get alone.
     failed.reject(cause);
     return again(units.filter((u) => u !== failed));
+  }
+
+  /** True while `tx` is a batch of writes that holds the session's lock (see {@link inSession}). */
+  inBatch(tx: Tx, sessionId: string): boolean {
+    return this.batches.get(tx)?.has(sessionId) ?? false;
+  }
+
+  /** The session row as the batch behind `tx` locked it; undefined outside such a batch. */
+  lockedSession(tx: Tx, sessionId: string): Session | undefined {
+    return this.batches.get(tx)?.get(sessionId)?.session;
+  }
+
+  /**
+   * Makes the batch behind `tx` end with the session's lease fence, as a batch with the owner's
+   * writes does: for a write that did owner work on the way (a client's task handed to its agent's
+   * loop). A refused fence fails the batch, which runs again; by then the fence is in doubt
+   * (LeaseService.fenceInDoubt), so a write asks for it again only to fail alone (`unavailable`),
+   * and the hand-off, which asks first, is not made again.
+   */
+  requireFence(tx: Tx, sessionId: string): void {
+    const batch = this.batches.get(tx)?.get(sessionId);
+    if (!batch) {
+      throw new Error(`no batch of session ${sessionId} is open in this transaction`);
+    }
+    if (this.leases.fenceInDoubt(sessionId)) {
+      throw new FenceInDoubt(this.leases.fenceRefused(sessionId));
+    }
+    batch.fence = true;
   }
 
   /** Records a change in the open transaction; it is pushed to subscribers once the transaction commits. */

@@ -178,6 +178,44 @@ describe('group commit of session writes', () => {
     expect(await recorded(sessionId)).toEqual([{ seq: 1, n: 2 }]);
   });
 
+  it("fences a client's write that asks for it (requireFence), and when refused commits the batch again without it", async () => {
+    const sessionId = await newSession(); // no lease: nobody owns it, the fence is refused
+    const slow = slowWrite(sessionId);
+    await slow.inside;
+    let runs = 0;
+    const fenced = history
+      .inSession(sessionId, async (tx) => {
+        runs += 1;
+        await history.record(tx, sessionId, 'async.event.broadcast', { event: 'n', data: 1, woke: [] });
+        history.requireFence(tx, sessionId);
+        return 'fenced';
+      })
+      .catch((err: RpcError) => err.reason);
+    const plain = write(sessionId, 2);
+    slow.open();
+    await slow.done;
+    expect(await fenced).toBe('unavailable');
+    await expect(plain).resolves.toMatchObject({ i: 2 });
+    expect(await recorded(sessionId)).toEqual([{ seq: 1, n: 2 }]);
+    expect(runs).toBe(2); // refused once with its batch, then alone: the fence was in doubt
+  });
+
+  it('tells a write whether it runs in a batch of the session, and gives it the session row as locked', async () => {
+    const sessionId = await newSession();
+    const other = await newSession();
+    const seen = await history.inSession(sessionId, (tx) =>
+      Promise.resolve({
+        mine: history.inBatch(tx, sessionId),
+        other: history.inBatch(tx, other),
+        locked: history.lockedSession(tx, sessionId)?.sessionId,
+      }),
+    );
+    expect(seen).toEqual({ mine: true, other: false, locked: sessionId });
+    await expect(db.transaction((tx) => Promise.resolve(history.inBatch(tx, sessionId)))).resolves.toBe(
+      false,
+    );
+  });
+
   describe('writes that share a statement (inSessionMerged)', () => {
     /** A statement that echoes the values; it fails when one of them is 13. */
     const echo = (args: number[]) => ({

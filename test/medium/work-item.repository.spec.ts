@@ -528,6 +528,93 @@ describe(WorkItemRepository.name, () => {
     });
   });
 
+  describe('enqueue with claim (the hand-off)', () => {
+    const enqueue = (item: NewWorkItem, claim: boolean, maxQueued: number | null = null) =>
+      db.transaction((tx) => sut.enqueue(tx, item, maxQueued, claim));
+    const agentOf = (sessionId: string, agentId: string) =>
+      db.read((tx) => agents.find(tx, sessionId, agentId));
+
+    it('claims the item for an idle agent with nothing queued: running, its first attempt, the agent active', async () => {
+      const sessionId = await givenAgents({ a: 'idle' });
+      const out = await enqueue(newItem(sessionId, 'a'), true);
+      expect(out).toMatchObject({ agentExists: true, queued: 0 });
+      expect(out.inserted).toMatchObject({ state: 'running', attempts: 1, startedAt: AT, createdAt: AT });
+      expect(out.claimedBy).toMatchObject({ session_id: sessionId, id: 'a', state: 'active' });
+      await expect(find(sessionId, out.inserted!.taskId)).resolves.toEqual(out.inserted);
+      await expect(agentOf(sessionId, 'a')).resolves.toMatchObject({ state: 'active', lastActiveAt: AT });
+    });
+
+    it('only queues it for an agent that is not idle, or has work queued, or without claim', async () => {
+      const sessionId = await givenAgents({
+        busy: 'active',
+        asleep: 'sleeping',
+        waits: 'waiting',
+        stopped: 'stopped',
+        b: 'idle',
+        c: 'idle',
+      });
+      await enqueue(newItem(sessionId, 'b'), false);
+      for (const agentId of ['busy', 'asleep', 'waits', 'stopped', 'b']) {
+        const out = await enqueue(newItem(sessionId, agentId), true);
+        expect(out.inserted).toMatchObject({ state: 'queued', attempts: 0, startedAt: null });
+        expect(out.claimedBy).toBeUndefined();
+      }
+      const unclaimed = await enqueue(newItem(sessionId, 'c'), false);
+      expect(unclaimed.inserted).toMatchObject({ state: 'queued' });
+      expect(unclaimed.claimedBy).toBeUndefined();
+      for (const [agentId, state] of Object.entries({
+        busy: 'active',
+        asleep: 'sleeping',
+        waits: 'waiting',
+        stopped: 'stopped',
+        b: 'idle',
+        c: 'idle',
+      })) {
+        await expect(agentOf(sessionId, agentId)).resolves.toMatchObject({ state });
+      }
+    });
+
+    it('claims nothing when nothing is inserted: a repeated idempotency key, a full queue, a missing agent', async () => {
+      const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
+      const first = await enqueue(newItem(sessionId, 'a', { idempotencyKey: 'k' }), false);
+      const again = await enqueue(newItem(sessionId, 'a', { idempotencyKey: 'k' }), true);
+      expect(again).toMatchObject({ earlier: { taskId: first.inserted!.taskId, state: 'queued' } });
+      expect(again.inserted).toBeUndefined();
+      expect(again.claimedBy).toBeUndefined();
+      const full = await enqueue(newItem(sessionId, 'b'), true, 0);
+      expect(full.inserted).toBeUndefined();
+      expect(full.claimedBy).toBeUndefined();
+      const missing = await enqueue(newItem(sessionId, 'nobody'), true);
+      expect(missing).toEqual({ agentExists: false, queued: 0 });
+      await expect(agentOf(sessionId, 'a')).resolves.toMatchObject({ state: 'idle' });
+      await expect(agentOf(sessionId, 'b')).resolves.toMatchObject({ state: 'idle' });
+    });
+
+    it('claims for each idle agent with nothing queued in one statement, of several sessions, the others only queued', async () => {
+      const one = await givenAgents({ a: 'idle', b: 'active' });
+      const two = await givenAgents({ a: 'idle' });
+      const out = await db.transaction((tx) =>
+        sut.enqueueMany(tx, [
+          { item: newItem(one, 'a'), maxQueued: null, claim: true },
+          { item: newItem(one, 'b'), maxQueued: null, claim: true },
+          { item: newItem(two, 'a'), maxQueued: null, claim: true },
+        ]),
+      );
+      expect(
+        out.map((o) => [
+          o.inserted?.sessionId,
+          o.inserted?.state,
+          (o.claimedBy as { state?: string })?.state,
+        ]),
+      ).toEqual([
+        [one, 'running', 'active'],
+        [one, 'queued', undefined],
+        [two, 'running', 'active'],
+      ]);
+      await expect(agentOf(two, 'a')).resolves.toMatchObject({ state: 'active' });
+    });
+  });
+
   it('counts only the agent’s queued items', async () => {
     const sessionId = await givenAgents({ a: 'idle', b: 'idle' });
     await expect(countQueued(sessionId, 'a')).resolves.toBe(0);

@@ -17,27 +17,35 @@ import { AppConfig } from 'src/config/app-config';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentSignal, AgentSignals } from 'src/mailbox/agent-signals';
 import { WorkItem } from 'src/mailbox/mailbox.types';
+import { HandedWork, WorkHandOff, WorkTaker } from 'src/mailbox/work-hand-off';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { detached, inWorkItemSpan } from 'src/telemetry/tracing';
 import { AgentLifecycleService } from '../agent-lifecycle.service';
-import { AgentRepository } from '../agent.repository';
+import { AgentRepository, AgentRow, toAgent } from '../agent.repository';
 import { ClaimedWork } from './use-cases/work-values';
 import { AgentLoop } from './agent-loop';
 import { AgentWorker } from './agent-worker.service';
 
 /**
  * Runs the loops of the agents of the sessions this node owns (see LeaseService). Loops are made
- * on demand from signals. Taking a session over first puts back the work its previous owner left
+ * on demand from signals, or from work handed to an idle agent by the statement that queued it
+ * (WorkHandOff), which its loop runs without claiming. Taking a session over first puts back the work its previous owner left
  * running, then wakes its live agents; work another live node owns is never touched. A slow poll
  * is the backstop for a lost signal.
  */
 @Injectable()
 export class AgentRuntimeService
-  implements SessionOwner, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy
+  implements SessionOwner, WorkTaker, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy
 {
   private readonly logger = new Logger(AgentRuntimeService.name);
   private readonly loops = new Map<string, AgentLoop>();
+  /**
+   * Items claimed for an agent's loop by another statement (the completion of its item before, or
+   * the queueing of this one), which the loop runs next without a claim of its own. An item held
+   * when the session is let go stays `running`: the session's next owner puts it back.
+   */
+  private readonly held = new Map<string, ClaimedWork>();
   private subscriptions: Subscription[] = [];
   private closed = false;
 
@@ -53,11 +61,13 @@ export class AgentRuntimeService
     private readonly leases: LeaseService,
     private readonly owner: OwnerContext,
     private readonly hints: ClusterHints,
+    private readonly handOff: WorkHandOff,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   onModuleInit(): void {
     this.leases.register(this);
+    this.handOff.register(this);
   }
 
   onApplicationBootstrap(): void {
@@ -81,6 +91,32 @@ export class AgentRuntimeService
     // Items in hand may finish first (SHUTDOWN_GRACE_MS), so a rolling restart repeats nothing.
     await Promise.all([...this.loops.values()].map((l) => l.close(this.config.shutdownGraceMs)));
     this.loops.clear();
+    this.held.clear(); // still running: put back when a node takes the session next
+  }
+
+  /** See WorkTaker: this node runs the session's loops, and its last fence did not fail. */
+  takes(sessionId: string): boolean {
+    return !this.closed && this.leases.isServing(sessionId) && !this.leases.fenceInDoubt(sessionId);
+  }
+
+  /**
+   * Records the claim of an item its queueing claimed, as the claim's own transaction would, and
+   * hands it to the agent's loop once it commits. The claim is owner work: the batch ends with the
+   * session's fence, so a node that lost the session never starts the item.
+   */
+  async take(tx: Tx, { item, agentRow }: HandedWork): Promise<void> {
+    const session = this.history.lockedSession(tx, item.sessionId);
+    if (!session) {
+      throw new Error(`work was handed off outside a batch of session ${item.sessionId}`);
+    }
+    const work = await this.worker.recordClaim(tx, { agent: toAgent(agentRow as AgentRow), item }, session);
+    this.history.requireFence(tx, item.sessionId);
+    this.db.afterCommit(tx, () => {
+      if (!this.closed && this.leases.isServing(item.sessionId)) {
+        this.held.set(key(item.sessionId, item.agentId), work!);
+        this.loopFor(item.sessionId, item.agentId).signal();
+      }
+    });
   }
 
   /** The agents that have a loop in memory here now (made on a signal, let go once it has nothing to do). */
@@ -120,6 +156,11 @@ export class AgentRuntimeService
   async release(sessionIds: string[]): Promise<void> {
     const gone = new Set(sessionIds);
     const closing: Array<Promise<void>> = [];
+    for (const k of this.held.keys()) {
+      if (gone.has(sessionOf(k))) {
+        this.held.delete(k);
+      }
+    }
     for (const [k, loop] of this.loops) {
       if (gone.has(sessionOf(k))) {
         this.loops.delete(k);
@@ -182,7 +223,6 @@ export class AgentRuntimeService
     const k = key(sessionId, agentId);
     let loop = this.loops.get(k);
     if (!loop) {
-      let next: ClaimedWork | undefined;
       loop = new AgentLoop(
         `${sessionId}/${agentId}`,
         // Detached: the loop runs in the async context of the signal that woke it, not of its sender.
@@ -190,8 +230,8 @@ export class AgentRuntimeService
         (signal, onClaim) =>
           detached(() =>
             this.owner.run(sessionId, async () => {
-              const held = next;
-              next = undefined;
+              const held = this.held.get(k);
+              this.held.delete(k);
               if (!this.leases.isServing(sessionId)) {
                 return false; // an item held stays running: the session's next owner puts it back
               }
@@ -202,7 +242,7 @@ export class AgentRuntimeService
               onClaim(claimed.item.taskId);
               const after = await inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
               if (typeof after === 'object') {
-                next = after; // claimed by the statement that completed this item
+                this.held.set(k, after); // claimed by the statement that completed this item
                 return 'next';
               }
               // False when the agent's queue is known to be empty: no claim that would find nothing.

@@ -2,6 +2,8 @@ import { Injectable } from '@nestjs/common';
 import { RpcError } from 'src/common/rpc-error';
 import { Tx } from 'src/database/database.service';
 import { WorkItem } from 'src/mailbox/mailbox.types';
+import { Session } from 'src/sessions/session.types';
+import { Agent } from '../agent.types';
 import { TaskOutputs } from '../task-outputs.service';
 import { ClaimWork } from './use-cases/claim-work';
 import { CompleteWork } from './use-cases/complete-work';
@@ -26,6 +28,15 @@ export class AgentWorker {
   /** Claims the agent's next item in protocol order; undefined when it has none or may not work now. */
   claim(sessionId: string, agentId: string): Promise<ClaimedWork | undefined> {
     return this.claimWork.run(sessionId, agentId);
+  }
+
+  /** What claiming records, for an item claimed by the statement that queued it (a hand-off, see WorkHandOff). */
+  recordClaim(
+    tx: Tx,
+    claimed: { agent: Agent; item: WorkItem },
+    session: Session,
+  ): Promise<ClaimedWork | undefined> {
+    return this.claimWork.recordClaim(tx, claimed, session);
   }
 
   /**
