@@ -28,7 +28,7 @@ describe('work handed to an idle agent by the statement that queues it', () => {
   ];
 
   const taskState = async (sessionId: string, taskId: string) =>
-    ((await client.ok('async.getTask', { sessionId, taskId })) as { state: string }).state;
+    (await client.ok<{ state: string }>('async.getTask', { sessionId, taskId })).state;
 
   it('runs a task sent to an idle agent from its ack on, and records its start after its queueing', async () => {
     const sessionId = await startSession(client, newSessionId('hand-off'));
