@@ -25,6 +25,8 @@ interface HistoryBatch {
   records: HistoryRecord[];
   /** A write took work as the session's owner (a hand-off): the batch ends with the fence, as for owner writes. */
   fence: boolean;
+  /** Records made from now on reach subscribers a turn after the commit, after the replies (see pushAfterReplies). */
+  later: boolean;
 }
 
 /** One caller's writes to a session, waiting for the batch that commits them. */
@@ -246,7 +248,14 @@ export class HistoryService {
           }
           const batches = new Map<string, HistoryBatch>();
           for (const [sessionId, { historySeq, session }] of locked) {
-            batches.set(sessionId, { sessionId, session, seq: historySeq, records: [], fence: false });
+            batches.set(sessionId, {
+              sessionId,
+              session,
+              seq: historySeq,
+              records: [],
+              fence: false,
+              later: false,
+            });
           }
           this.batches.set(tx, batches);
           const out: unknown[] = new Array(units.length);
@@ -480,6 +489,19 @@ export class HistoryService {
     batch.fence = true;
   }
 
+  /**
+   * The session's records made from now on in the batch behind `tx` are pushed one event-loop turn
+   * after its commit, once the replies of the batch's writes are out: for records that would have
+   * been a later transaction's (a hand-off's claim), so that a client still gets the reply of its
+   * call before the pushes of what the call set off, as when they were.
+   */
+  pushAfterReplies(tx: Tx, sessionId: string): void {
+    const batch = this.batches.get(tx)?.get(sessionId);
+    if (batch) {
+      batch.later = true;
+    }
+  }
+
   /** Records a change in the open transaction; it is pushed to subscribers once the transaction commits. */
   async record(
     tx: Tx,
@@ -505,7 +527,11 @@ export class HistoryService {
       record = await this.history.append(tx, sessionId, type, payload, at);
     }
     this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
-    this.db.afterCommit(tx, () => this.fanout.local(record));
+    if (batch?.later) {
+      this.db.afterCommit(tx, () => setImmediate(() => this.fanout.local(record)));
+    } else {
+      this.db.afterCommit(tx, () => this.fanout.local(record));
+    }
     return record;
   }
 

@@ -57,6 +57,36 @@ describe('work handed to an idle agent by the statement that queues it', () => {
     ]);
   });
 
+  it('replies to the call before it pushes the start of the task it handed off, as when the start was a commit of its own', async () => {
+    const sessionId = await startSession(client, newSessionId('hand-off'));
+    await createScripted(client, sessionId, 'worker', [{ when: {}, do: [{ reply: 'at once' }] }]);
+    const { taskId, seenBefore } = await new Promise<{ taskId: string; seenBefore: string[] }>((resolve) =>
+      client.socket.emit(
+        'async.sendTask',
+        { sessionId, agentId: 'worker', prompt: 'go' },
+        (reply: { result: { taskId: string } }) =>
+          resolve({
+            taskId: reply.result.taskId,
+            // Read as the reply is handled: what came before it on the connection.
+            seenBefore: client.pushes
+              .filter(
+                (p) =>
+                  p.payload?.sessionId === sessionId &&
+                  (p.payload?.taskId === reply.result.taskId || p.payload?.state === 'active'),
+              )
+              .map((p) => `${p.name} ${String(p.payload.state ?? '')}`),
+          }),
+      ),
+    );
+    expect(seenBefore).toEqual([]);
+    await client.waitForTaskEnd(taskId);
+    const after = client.pushes
+      .filter((p) => p.payload?.sessionId === sessionId && p.payload?.taskId === taskId)
+      .map((p) => p.name);
+    expect(after[0]).toBe('async.task.started');
+    expect(after.at(-1)).toBe('async.task.completed');
+  });
+
   it('queues a task for an agent at work, which takes it when done with the one in hand', async () => {
     const sessionId = await startSession(client, newSessionId('hand-off'));
     await createScripted(client, sessionId, 'worker', HOLD);

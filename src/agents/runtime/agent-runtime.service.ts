@@ -102,21 +102,27 @@ export class AgentRuntimeService
   /**
    * Records the claim of an item its queueing claimed, as the claim's own transaction would, and
    * hands it to the agent's loop once it commits. The claim is owner work: the batch ends with the
-   * session's fence, so a node that lost the session never starts the item.
+   * session's fence, so a node that lost the session never starts the item. Its records are pushed,
+   * and the loop starts, a turn after the commit: a client gets the reply to the call that queued
+   * the item first, and then its start, its output and its end, as it did when the claim was a
+   * transaction of its own.
    */
   async take(tx: Tx, { item, agentRow }: HandedWork): Promise<void> {
     const session = this.history.lockedSession(tx, item.sessionId);
     if (!session) {
       throw new Error(`work was handed off outside a batch of session ${item.sessionId}`);
     }
-    const work = await this.worker.recordClaim(tx, { agent: toAgent(agentRow as AgentRow), item }, session);
     this.history.requireFence(tx, item.sessionId);
-    this.db.afterCommit(tx, () => {
-      if (!this.closed && this.leases.isServing(item.sessionId)) {
-        this.held.set(key(item.sessionId, item.agentId), work!);
-        this.loopFor(item.sessionId, item.agentId).signal();
-      }
-    });
+    this.history.pushAfterReplies(tx, item.sessionId);
+    const work = await this.worker.recordClaim(tx, { agent: toAgent(agentRow as AgentRow), item }, session);
+    this.db.afterCommit(tx, () =>
+      setImmediate(() => {
+        if (!this.closed && this.leases.isServing(item.sessionId)) {
+          this.held.set(key(item.sessionId, item.agentId), work!);
+          this.loopFor(item.sessionId, item.agentId).signal();
+        }
+      }),
+    );
   }
 
   /** The agents that have a loop in memory here now (made on a signal, let go once it has nothing to do). */
