@@ -10,6 +10,7 @@ import { AppConfig } from 'src/config/app-config';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { json, run, Statement } from 'src/database/sql';
+import { startChildSpan } from 'src/telemetry/tracing';
 import { GroupCommit, PendingUnit } from './group-commit';
 import { HistoryRepository, SessionClosing } from './history.repository';
 import { PushFanout } from './push-fanout.service';
@@ -210,13 +211,23 @@ export class HistoryService {
 
   private async commitBatch(units: SessionUnit[]): Promise<void> {
     let results: unknown[];
+    // The transaction (and its span) runs in the context of the write that opens the batch; every
+    // other write in a trace gets a span of its own for it, so its trace shows the commit it waited on.
+    const joined = units
+      .slice(1)
+      .map((u) =>
+        u.context.runInAsyncScope(() =>
+          startChildSpan('db.transaction', { 'mailroom.db.batch.writes': units.length }),
+        ),
+      );
     try {
-      // The transaction (and its span) in the context of the write that opens the batch.
       results = await units[0].context.runInAsyncScope(() => this.transactBatch(units));
     } catch (err) {
+      joined.forEach((span) => span?.end());
       await this.recover(units, err);
       return;
     }
+    joined.forEach((span) => span?.end());
     units.forEach((unit, i) => unit.resolve(results[i]));
   }
 

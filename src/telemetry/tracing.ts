@@ -43,6 +43,16 @@ export function inChildSpan<T>(name: string, attributes: Attributes, fn: () => P
   return ended(tracer().startSpan(name, { attributes }, parent), fn);
 }
 
+/**
+ * A leaf span under the active one, for work done on the caller's behalf by someone else's
+ * operation (a write committed by a batch another write opened), to be ended by the caller;
+ * undefined outside a trace, as with {@link inChildSpan}.
+ */
+export function startChildSpan(name: string, attributes: Attributes): Span | undefined {
+  const parent = context.active();
+  return trace.getSpan(parent) ? tracer().startSpan(name, { attributes }, parent) : undefined;
+}
+
 /** Runs `fn` outside every span: an agent's loop must not inherit the context of whoever signalled it. */
 export function detached<T>(fn: () => Promise<T>): Promise<T> {
   return context.with(ROOT_CONTEXT, fn);

@@ -30,9 +30,9 @@ import { AgentWorker } from './agent-worker.service';
 /**
  * Runs the loops of the agents of the sessions this node owns (see LeaseService). Loops are made
  * on demand from signals, or from work handed to an idle agent by the statement that queued it
- * (WorkHandOff), which its loop runs without claiming. Taking a session over first puts back the work its previous owner left
- * running, then wakes its live agents; work another live node owns is never touched. A slow poll
- * is the backstop for a lost signal.
+ * (WorkHandOff), which its loop runs without claiming. Taking a session over first puts back the
+ * work its previous owner left running, then wakes its live agents; work another live node owns
+ * is never touched. A slow poll is the backstop for a lost signal.
  */
 @Injectable()
 export class AgentRuntimeService
