@@ -1,7 +1,6 @@
 import { createScripted, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
-import { TestClient } from '../support/client';
-import { startTestApp, TestApp } from '../support/test-app';
+import { useAppWithClient } from '../support/app-with-client';
 
 /**
  * An item's completion claims its agent's next item in the same statement (WorkStepRepository
@@ -9,37 +8,26 @@ import { startTestApp, TestApp } from '../support/test-app';
  * same order, and a task cancelled while it waited is never started (no push says so: docs/protocol.md).
  */
 describe('the next item, claimed with the completion of the one before', () => {
-  let sut: TestApp;
-  let client: TestClient;
-
-  beforeAll(async () => {
-    sut = await startTestApp();
-    client = await TestClient.connect(sut.url);
-  });
-
-  afterAll(async () => {
-    client.close();
-    await sut.close();
-  });
+  const t = useAppWithClient();
 
   it('pushes the completion, idle, active and the next start, in order, for each queued task', async () => {
-    const sessionId = await startSession(client, newSessionId('claim-next'));
-    await createScripted(client, sessionId, 'worker', [
+    const sessionId = await startSession(t.client, newSessionId('claim-next'));
+    await createScripted(t.client, sessionId, 'worker', [
       // The first task waits on the test's clock, so the others queue behind it.
       { when: { match: '^hold$' }, do: [{ reply: 'held', delayMs: 1_000 }] },
       { when: {}, do: [{ reply: 'did {{prompt}}' }] },
     ]);
-    const hold = await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'hold' });
-    await client.waitFor('async.task.started', (p) => p.taskId === hold.taskId);
+    const hold = await t.client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'hold' });
+    await t.client.waitFor('async.task.started', (p) => p.taskId === hold.taskId);
     const queued: string[] = [];
     for (const prompt of ['one', 'two', 'three']) {
-      queued.push((await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt })).taskId);
+      queued.push((await t.client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt })).taskId);
     }
-    await client.ok('async.cancelTask', { sessionId, taskId: queued[1] });
-    sut.clock.advance(1_000);
-    await client.waitForTaskEnd(queued[2]);
+    await t.client.ok('async.cancelTask', { sessionId, taskId: queued[1] });
+    t.app.clock.advance(1_000);
+    await t.client.waitForTaskEnd(queued[2]);
 
-    const { events } = await client.ok('async.getHistory', { sessionId, after: 0, limit: 1000 });
+    const { events } = await t.client.ok('async.getHistory', { sessionId, after: 0, limit: 1000 });
     const of = (taskId: string) =>
       ({ [hold.taskId]: 'hold', [queued[0]]: 'one', [queued[1]]: 'two', [queued[2]]: 'three' })[taskId];
     const story = (events as Array<{ type: string; payload: any }>)
@@ -62,7 +50,7 @@ describe('the next item, claimed with the completion of the one before', () => {
       'completed three',
       'idle (task_done)',
     ]);
-    const { agents } = await client.ok('async.getAgentStates', { sessionId });
+    const { agents } = await t.client.ok('async.getAgentStates', { sessionId });
     expect(agents.worker).toMatchObject({ state: 'idle', queue_size: 0 });
   });
 });

@@ -187,8 +187,9 @@ if (server) {
       );
 
       // Every push reached the client on the other node, in seq order, with no gap and no duplicate.
-      const { events } = await other.ok('async.getHistory', { sessionId, limit: 1000 });
+      // (The pushes are read first: each is of a committed record, so the history read after holds it.)
       const pushed = seqs(other.pushes, sessionId);
+      const { events } = await other.ok('async.getHistory', { sessionId, limit: 1000 });
       expect(pushed).toEqual(pushed.map((_, i) => i + 1));
       expect(pushed.length).toBeGreaterThan(10);
       expect(events.slice(0, pushed.length).map((e: { seq: number }) => e.seq)).toEqual(pushed);

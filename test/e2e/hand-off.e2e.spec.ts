@@ -1,7 +1,6 @@
 import { createScripted, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
-import { TestClient } from '../support/client';
-import { startTestApp, TestApp } from '../support/test-app';
+import { useAppWithClient } from '../support/app-with-client';
 
 /**
  * Work queued for an idle agent with nothing else queued, on the node that runs its loop, is
@@ -9,39 +8,41 @@ import { startTestApp, TestApp } from '../support/test-app';
  * ack, the task is already running, and clients see what a queueing followed by a claim showed.
  */
 describe('work handed to an idle agent by the statement that queues it', () => {
-  let sut: TestApp;
-  let client: TestClient;
-
-  beforeAll(async () => {
-    sut = await startTestApp();
-    client = await TestClient.connect(sut.url);
-  });
-
-  afterAll(async () => {
-    client.close();
-    await sut.close();
-  });
+  const t = useAppWithClient();
 
   const HOLD = [
-    // Each task waits on the test's clock, so what the agent does meanwhile can be seen.
-    { when: {}, do: [{ reply: 'did {{prompt}}', delayMs: 1_000 }] },
+    // A task 'hold…' waits on the test's clock, so what the agent does meanwhile can be seen.
+    { when: { match: '^hold' }, do: [{ reply: 'held {{prompt}}', delayMs: 1_000 }] },
+    { when: {}, do: [{ reply: 'did {{prompt}}' }] },
   ];
 
+  /** Waits until the app has armed a new clock timer (a scripted `delayMs` has begun) without moving time. */
+  async function timerArmed(baseline: number): Promise<void> {
+    for (let i = 0; i < 200_000 && t.app.clock.pending() <= baseline; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(t.app.clock.pending()).toBeGreaterThan(baseline);
+  }
+
   const taskState = async (sessionId: string, taskId: string) =>
-    (await client.ok<{ state: string }>('async.getTask', { sessionId, taskId })).state;
+    (await t.client.ok<{ state: string }>('async.getTask', { sessionId, taskId })).state;
 
   it('runs a task sent to an idle agent from its ack on, and records its start after its queueing', async () => {
-    const sessionId = await startSession(client, newSessionId('hand-off'));
-    await createScripted(client, sessionId, 'worker', HOLD);
-    const sent = await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'one' });
+    const sessionId = await startSession(t.client, newSessionId('hand-off'));
+    await createScripted(t.client, sessionId, 'worker', HOLD);
+    const baseline = t.app.clock.pending();
+    const sent = await t.client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'hold one' });
     expect(sent).toEqual({ taskId: expect.any(String), queued: true, queueSize: 1 });
     await expect(taskState(sessionId, sent.taskId)).resolves.toBe('running');
-    const { agents } = await client.ok('async.getAgentStates', { sessionId });
+    const { agents } = await t.client.ok('async.getAgentStates', { sessionId });
     expect(agents.worker).toMatchObject({ state: 'active', current_task: 'task', queue_size: 0 });
-    sut.clock.advance(1_000);
-    await expect(client.waitForTaskEnd(sent.taskId)).resolves.toMatchObject({ name: 'async.task.completed' });
+    await timerArmed(baseline);
+    t.app.clock.advance(1_000);
+    await expect(t.client.waitForTaskEnd(sent.taskId)).resolves.toMatchObject({
+      name: 'async.task.completed',
+    });
 
-    const { events } = await client.ok('async.getHistory', { sessionId, after: 0, limit: 1000 });
+    const { events } = await t.client.ok('async.getHistory', { sessionId, after: 0, limit: 1000 });
     const story = (events as Array<{ type: string; payload: any }>)
       .filter((r) => r.payload.agentId === 'worker')
       .map((r) =>
@@ -58,17 +59,17 @@ describe('work handed to an idle agent by the statement that queues it', () => {
   });
 
   it('replies to the call before it pushes the start of the task it handed off, as when the start was a commit of its own', async () => {
-    const sessionId = await startSession(client, newSessionId('hand-off'));
-    await createScripted(client, sessionId, 'worker', [{ when: {}, do: [{ reply: 'at once' }] }]);
+    const sessionId = await startSession(t.client, newSessionId('hand-off'));
+    await createScripted(t.client, sessionId, 'worker', [{ when: {}, do: [{ reply: 'at once' }] }]);
     const { taskId, seenBefore } = await new Promise<{ taskId: string; seenBefore: string[] }>((resolve) =>
-      client.socket.emit(
+      t.client.socket.emit(
         'async.sendTask',
         { sessionId, agentId: 'worker', prompt: 'go' },
         (reply: { result: { taskId: string } }) =>
           resolve({
             taskId: reply.result.taskId,
             // Read as the reply is handled: what came before it on the connection.
-            seenBefore: client.pushes
+            seenBefore: t.client.pushes
               .filter(
                 (p) =>
                   p.payload?.sessionId === sessionId &&
@@ -79,8 +80,8 @@ describe('work handed to an idle agent by the statement that queues it', () => {
       ),
     );
     expect(seenBefore).toEqual([]);
-    await client.waitForTaskEnd(taskId);
-    const after = client.pushes
+    await t.client.waitForTaskEnd(taskId);
+    const after = t.client.pushes
       .filter((p) => p.payload?.sessionId === sessionId && p.payload?.taskId === taskId)
       .map((p) => p.name);
     expect(after[0]).toBe('async.task.started');
@@ -88,36 +89,36 @@ describe('work handed to an idle agent by the statement that queues it', () => {
   });
 
   it('queues a task for an agent at work, which takes it when done with the one in hand', async () => {
-    const sessionId = await startSession(client, newSessionId('hand-off'));
-    await createScripted(client, sessionId, 'worker', HOLD);
-    const first = await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'one' });
-    const second = await client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'two' });
+    const sessionId = await startSession(t.client, newSessionId('hand-off'));
+    await createScripted(t.client, sessionId, 'worker', HOLD);
+    const baseline = t.app.clock.pending();
+    const first = await t.client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'hold one' });
+    await timerArmed(baseline);
+    const second = await t.client.ok('async.sendTask', { sessionId, agentId: 'worker', prompt: 'two' });
     expect(second).toMatchObject({ queueSize: 1 });
     await expect(taskState(sessionId, first.taskId)).resolves.toBe('running');
     await expect(taskState(sessionId, second.taskId)).resolves.toBe('queued');
-    sut.clock.advance(1_000);
-    await client.waitFor('async.task.started', (p) => p.taskId === second.taskId);
-    sut.clock.advance(1_000);
-    await expect(client.waitForTaskEnd(second.taskId)).resolves.toMatchObject({
+    t.app.clock.advance(1_000);
+    await expect(t.client.waitForTaskEnd(second.taskId)).resolves.toMatchObject({
       name: 'async.task.completed',
       payload: { result: { final: 'did two' } },
     });
   });
 
   it('hands mail to an idle agent at once, and leaves a sleeping agent’s task queued', async () => {
-    const sessionId = await startSession(client, newSessionId('hand-off'));
-    await createScripted(client, sessionId, 'reader', HOLD);
-    await createScripted(client, sessionId, 'sleeper', HOLD);
-    await client.ok('async.sleepAgent', { sessionId, agentId: 'sleeper' });
-    await client.ok('async.sendMail', { sessionId, to: 'reader', subject: 'hi', body: 'read me' });
-    const asleep = await client.ok('async.sendTask', { sessionId, agentId: 'sleeper', prompt: 'later' });
-    const { agents } = await client.ok('async.getAgentStates', { sessionId });
+    const sessionId = await startSession(t.client, newSessionId('hand-off'));
+    await createScripted(t.client, sessionId, 'reader', HOLD);
+    await createScripted(t.client, sessionId, 'sleeper', HOLD);
+    await t.client.ok('async.sleepAgent', { sessionId, agentId: 'sleeper' });
+    await t.client.ok('async.sendMail', { sessionId, to: 'reader', subject: 'hi', body: 'hold: read me' });
+    const asleep = await t.client.ok('async.sendTask', { sessionId, agentId: 'sleeper', prompt: 'later' });
+    const { agents } = await t.client.ok('async.getAgentStates', { sessionId });
     expect(agents.reader).toMatchObject({ state: 'active', current_task: 'mailbox_message' });
     expect(agents.sleeper).toMatchObject({ state: 'sleeping', queue_size: 1 });
     await expect(taskState(sessionId, asleep.taskId)).resolves.toBe('queued');
-    await client.ok('async.wakeAgent', { sessionId, agentId: 'sleeper' });
-    await client.waitFor('async.task.started', (p) => p.taskId === asleep.taskId);
-    sut.clock.advance(1_000);
-    await client.waitForTaskEnd(asleep.taskId);
+    await t.client.ok('async.wakeAgent', { sessionId, agentId: 'sleeper' });
+    await expect(t.client.waitForTaskEnd(asleep.taskId)).resolves.toMatchObject({
+      payload: { result: { final: 'did later' } },
+    });
   });
 });
