@@ -19,6 +19,18 @@ import { executable, FusedTx, fusedTxs, prepareFused } from './fused';
 import { run, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
+/** A transaction's after-commit hooks: those run at its commit, and those run a turn later. */
+interface CommitHooks {
+  now: Array<() => void>;
+  later: Array<() => void>;
+}
+
+/** `fn` to run in the async context it is bound in (what AsyncResource.bind does, without the deprecated property it defines on every bound function). */
+function bound(fn: () => void): () => void {
+  const context = new AsyncResource('mailroom.after-commit');
+  return () => context.runInAsyncScope(fn);
+}
+
 /** The results of a list of statements, in its order. */
 type ResultsOf<S extends Array<Statement<unknown>>> = {
   [K in keyof S]: S[K] extends Statement<infer R> ? R : never;
@@ -69,7 +81,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   private readonly dataSource: DataSource;
   readonly embedded: boolean;
   private readonly lock = new Mutex();
-  private readonly hooks = new WeakMap<EntityManager, Array<() => void>>();
+  private readonly hooks = new WeakMap<EntityManager, CommitHooks>();
   private dataDirLock: DataDirLock | undefined;
 
   private readonly databaseUrl: string | undefined;
@@ -189,7 +201,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 
   /** A unit of work with its span, duration metric and after-commit hooks; `begin` registers its transaction. */
   private async observed<T>(run: (begin: (m: EntityManager) => Tx) => Promise<T>): Promise<T> {
-    let hooks: Array<() => void> = [];
+    let hooks: CommitHooks = { now: [], later: [] };
     const elapsed = stopwatch();
     let outcome = 'rollback';
     const result = await inChildSpan(
@@ -200,7 +212,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
           const committed = await this.guard(() =>
             this.serialized(() =>
               run((m) => {
-                hooks = [];
+                hooks = { now: [], later: [] };
                 this.hooks.set(m, hooks);
                 return m as unknown as Tx;
               }),
@@ -213,6 +225,14 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
         }
       },
     );
+    this.runHooks(hooks.now);
+    if (hooks.later.length > 0) {
+      setImmediate(() => this.runHooks(hooks.later));
+    }
+    return result;
+  }
+
+  private runHooks(hooks: Array<() => void>): void {
     for (const hook of hooks) {
       try {
         hook();
@@ -220,7 +240,6 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
         this.logger.error(`afterCommit hook failed: ${String(err)}`);
       }
     }
-    return result;
   }
 
   /**
@@ -258,11 +277,24 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   afterCommit(tx: Tx, fn: () => void): void {
     const hooks = this.hooks.get(sql(tx));
     if (hooks) {
-      // What AsyncResource.bind does, without the deprecated property it defines on every bound function.
-      const context = new AsyncResource('mailroom.after-commit');
-      hooks.push(() => context.runInAsyncScope(fn));
+      hooks.now.push(bound(fn));
     } else {
       fn();
+    }
+  }
+
+  /**
+   * {@link afterCommit}, one event-loop turn later: once the transaction's callers have had their
+   * answers (their continuations run when it commits, and the replies they send are written), for
+   * what would have been a later transaction's (see HistoryService.pushAfterReplies). All of a
+   * transaction's run in one turn, in the order they were registered.
+   */
+  afterReplies(tx: Tx, fn: () => void): void {
+    const hooks = this.hooks.get(sql(tx));
+    if (hooks) {
+      hooks.later.push(bound(fn));
+    } else {
+      setImmediate(fn);
     }
   }
 

@@ -472,14 +472,19 @@ export class HistoryService {
     return again(units.filter((u) => u !== failed));
   }
 
+  /** The session's part of the batch behind `tx`; undefined outside such a batch. */
+  private batchOf(tx: Tx, sessionId: string): HistoryBatch | undefined {
+    return this.batches.get(tx)?.get(sessionId);
+  }
+
   /** True while `tx` is a batch of writes that holds the session's lock (see {@link inSession}). */
   inBatch(tx: Tx, sessionId: string): boolean {
-    return this.batches.get(tx)?.has(sessionId) ?? false;
+    return this.batchOf(tx, sessionId) !== undefined;
   }
 
   /** The session row as the batch behind `tx` locked it; undefined outside such a batch. */
   lockedSession(tx: Tx, sessionId: string): Session | undefined {
-    return this.batches.get(tx)?.get(sessionId)?.session;
+    return this.batchOf(tx, sessionId)?.session;
   }
 
   /**
@@ -490,7 +495,7 @@ export class HistoryService {
    * and the hand-off, which asks first, is not made again.
    */
   requireFence(tx: Tx, sessionId: string): void {
-    const batch = this.batches.get(tx)?.get(sessionId);
+    const batch = this.batchOf(tx, sessionId);
     if (!batch) {
       throw new Error(`no batch of session ${sessionId} is open in this transaction`);
     }
@@ -502,12 +507,12 @@ export class HistoryService {
 
   /**
    * The session's records made from now on in the batch behind `tx` are pushed one event-loop turn
-   * after its commit, once the replies of the batch's writes are out: for records that would have
-   * been a later transaction's (a hand-off's claim), so that a client still gets the reply of its
-   * call before the pushes of what the call set off, as when they were.
+   * after its commit (DatabaseService.afterReplies), once the replies of the batch's writes are out:
+   * for records that would have been a later transaction's (a hand-off's claim), so that a client
+   * still gets the reply of its call before the pushes of what the call set off, as when they were.
    */
   pushAfterReplies(tx: Tx, sessionId: string): void {
-    const batch = this.batches.get(tx)?.get(sessionId);
+    const batch = this.batchOf(tx, sessionId);
     if (batch) {
       batch.later = true;
     }
@@ -521,7 +526,7 @@ export class HistoryService {
     payload: Record<string, unknown>,
   ): Promise<HistoryRecord> {
     const at = new Date(this.clock.now()).toISOString();
-    const batch = this.batches.get(tx)?.get(sessionId);
+    const batch = this.batchOf(tx, sessionId);
     let record: HistoryRecord;
     if (batch) {
       // Under the session's lock the next seq is known: the record is written with the others when
@@ -538,10 +543,11 @@ export class HistoryService {
       record = await this.history.append(tx, sessionId, type, payload, at);
     }
     this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
+    const push = () => this.fanout.local(record);
     if (batch?.later) {
-      this.db.afterCommit(tx, () => setImmediate(() => this.fanout.local(record)));
+      this.db.afterReplies(tx, push);
     } else {
-      this.db.afterCommit(tx, () => this.fanout.local(record));
+      this.db.afterCommit(tx, push);
     }
     return record;
   }

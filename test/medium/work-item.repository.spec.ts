@@ -545,14 +545,15 @@ describe(WorkItemRepository.name, () => {
     });
 
     it('only queues it for an agent that is not idle, or has work queued, or without claim', async () => {
-      const sessionId = await givenAgents({
+      const states: Record<string, AgentState> = {
         busy: 'active',
         asleep: 'sleeping',
         waits: 'waiting',
         stopped: 'stopped',
         b: 'idle',
         c: 'idle',
-      });
+      };
+      const sessionId = await givenAgents(states);
       await enqueue(newItem(sessionId, 'b'), false);
       for (const agentId of ['busy', 'asleep', 'waits', 'stopped', 'b']) {
         const out = await enqueue(newItem(sessionId, agentId), true);
@@ -562,14 +563,7 @@ describe(WorkItemRepository.name, () => {
       const unclaimed = await enqueue(newItem(sessionId, 'c'), false);
       expect(unclaimed.inserted).toMatchObject({ state: 'queued' });
       expect(unclaimed.claimedBy).toBeUndefined();
-      for (const [agentId, state] of Object.entries({
-        busy: 'active',
-        asleep: 'sleeping',
-        waits: 'waiting',
-        stopped: 'stopped',
-        b: 'idle',
-        c: 'idle',
-      })) {
+      for (const [agentId, state] of Object.entries(states)) {
         await expect(agentOf(sessionId, agentId)).resolves.toMatchObject({ state });
       }
     });

@@ -115,14 +115,13 @@ export class AgentRuntimeService
     this.history.requireFence(tx, item.sessionId);
     this.history.pushAfterReplies(tx, item.sessionId);
     const work = await this.worker.recordClaim(tx, { agent: toAgent(agentRow as AgentRow), item }, session);
-    this.db.afterCommit(tx, () =>
-      setImmediate(() => {
-        if (!this.closed && this.leases.isServing(item.sessionId)) {
-          this.held.set(key(item.sessionId, item.agentId), work!);
-          this.loopFor(item.sessionId, item.agentId).signal();
-        }
-      }),
-    );
+    // After the claim's records (registered first): the start is pushed before the item's output.
+    this.db.afterReplies(tx, () => {
+      if (!this.closed && this.leases.isServing(item.sessionId)) {
+        this.held.set(key(item.sessionId, item.agentId), work!);
+        this.loopFor(item.sessionId, item.agentId).signal();
+      }
+    });
   }
 
   /** The agents that have a loop in memory here now (made on a signal, let go once it has nothing to do). */
