@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, run, Statement } from 'src/database/sql';
+import { elementsOf, iso, json, run, Statement } from 'src/database/sql';
 import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
 
 /** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
@@ -92,7 +92,7 @@ export class AgentWrites {
       text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
            (x.e->>'until')::timestamptz AS until, NULLIF(x.e->'wake_events', 'null'::jsonb) AS wake_events
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+         FROM ${elementsOf('$1::jsonb', writes.length)} WITH ORDINALITY AS x(e, n)),
        before AS (
          SELECT i.n, a.state FROM input i JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
        slept AS (

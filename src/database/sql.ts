@@ -99,6 +99,20 @@ export function num(value: number | string | bigint | null | undefined): number 
   return value === null || value === undefined ? 0 : Number(value);
 }
 
+/** Inputs at most this long are read with `mailroom_few_elements` (see {@link elementsOf}). */
+export const FEW_ELEMENTS = 32;
+
+/**
+ * The rows of the JSON array `param` holds (`count` of them), for a statement's FROM. A short array
+ * goes through `mailroom_few_elements` (migration 1765200000000), which the planner takes for one
+ * row, so the tables the statement joins are read by their keys; a long one through
+ * `jsonb_array_elements`, taken for 100 rows, so it is joined by hash. The two give different
+ * statement texts, each prepared once per connection.
+ */
+export function elementsOf(param: string, count: number): string {
+  return `${count <= FEW_ELEMENTS ? 'mailroom_few_elements' : 'jsonb_array_elements'}(${param})`;
+}
+
 export function json(value: unknown): string {
   return JSON.stringify(value ?? null);
 }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { isUuid, Priority, PRIORITY_RANK } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
-import { iso, json, num, query, queryOne, run, Statement } from 'src/database/sql';
+import { elementsOf, iso, json, num, query, queryOne, run, Statement } from 'src/database/sql';
 import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
 
 export interface WorkItemRow {
@@ -175,7 +175,7 @@ export class WorkItemRepository {
            x.e->>'idempotency_key' AS idempotency_key, x.e->>'prompt' AS prompt, x.e->'payload' AS payload,
            (x.e->>'created_at')::timestamptz AS created_at, (x.e->>'hops')::int AS hops,
            (x.e->>'max_queued')::int AS max_queued, (x.e->>'claim')::boolean AS claim
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+         FROM ${elementsOf('$1::jsonb', items.length)} WITH ORDINALITY AS x(e, n)),
        known AS (
          SELECT i.n, a.state = 'idle' AS idle FROM input i
          JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),

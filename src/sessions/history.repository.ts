@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, query, queryAndCommit, queryOne } from 'src/database/sql';
+import { elementsOf, iso, json, query, queryAndCommit, queryOne } from 'src/database/sql';
 import { HistoryRecord, NotificationType } from './session.types';
 
 interface HistoryRow {
@@ -76,6 +76,21 @@ export class HistoryRepository {
    * the refused sessions: the transaction has failed and must roll back.
    */
   async close(tx: Tx, closings: SessionClosing[], channel: string): Promise<string[]> {
+    const { text, params } = this.closeStatement(closings, channel);
+    try {
+      await queryAndCommit(tx, text, params);
+    } catch (err) {
+      const refused = fenceRefusal(err);
+      if (refused) {
+        return refused;
+      }
+      throw err;
+    }
+    return [];
+  }
+
+  /** The text and parameters of {@link close}'s statement. */
+  closeStatement(closings: SessionClosing[], channel: string): { text: string; params: unknown[] } {
     const input = closings.map(({ sessionId, records, fence, notice }) => ({
       session_id: sessionId,
       seq: records.length > 0 ? records[records.length - 1].seq : null,
@@ -84,13 +99,11 @@ export class HistoryRepository {
       epoch: fence?.epoch ?? null,
       notice: notice ?? null,
     }));
-    try {
-      await queryAndCommit(
-        tx,
-        `WITH closing AS (
+    return {
+      text: `WITH closing AS (
          SELECT x.e->>'session_id' AS session_id, (x.e->>'seq')::int AS seq, x.e->'records' AS records,
            x.e->>'node' AS node, (x.e->>'epoch')::bigint AS epoch, x.e->>'notice' AS notice
-         FROM jsonb_array_elements($1::jsonb) AS x(e)),
+         FROM ${elementsOf('$1::jsonb', closings.length)} AS x(e)),
        fence AS (
          SELECT l.session_id FROM session_lease l JOIN closing c ON l.session_id = c.session_id
          WHERE c.node IS NOT NULL AND l.owner_node = c.node AND l.epoch = c.epoch
@@ -108,16 +121,8 @@ export class HistoryRepository {
        SELECT CASE WHEN r.ids IS NOT NULL THEN mailroom_fence_refused(r.ids) END AS refused,
          (SELECT count(pg_notify($2, c.notice)::text) FROM closing c WHERE c.notice IS NOT NULL) AS notified
        FROM refused r`,
-        [json(input), channel],
-      );
-    } catch (err) {
-      const refused = fenceRefusal(err);
-      if (refused) {
-        return refused;
-      }
-      throw err;
-    }
-    return [];
+      params: [json(input), channel],
+    };
   }
 
   async page(tx: Tx, sessionId: string, after: number, limit: number): Promise<HistoryRecord[]> {

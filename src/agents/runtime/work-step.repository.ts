@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { json, run, Statement } from 'src/database/sql';
+import { elementsOf, json, run, Statement } from 'src/database/sql';
 import { ChatMessage } from 'src/llm/model-provider';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
 import { toItem, WorkItemRow } from 'src/mailbox/work-item.repository';
@@ -52,7 +52,7 @@ export class WorkStepRepository {
     return {
       text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+         FROM ${elementsOf('$1::jsonb', agents.length)} WITH ORDINALITY AS x(e, n)),
        next AS (
          SELECT i.session_id, i.agent_id, nx.id FROM input i
          JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'idle'
@@ -114,7 +114,7 @@ export class WorkStepRepository {
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
            (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result, x.e->'usage' AS usage,
            x.e->'turns' AS turns, (x.e->>'tokens')::bigint AS tokens, (x.e->>'claim_next')::boolean AS claim_next
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),
+         FROM ${elementsOf('$1::jsonb', steps.length)} WITH ORDINALITY AS x(e, n)),
        -- The ids as an array too: joined to input alone (which the planner takes for 100 rows, whatever
        -- its length) the items are found by a scan of the whole table while it is of middling size.
        done AS (

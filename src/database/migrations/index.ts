@@ -4,6 +4,7 @@ import { HopsAndToolEffects1764800000000 } from './1764800000000-hops-and-tool-e
 import { Ownership1764900000000 } from './1764900000000-ownership';
 import { FenceRefusal1765000000000 } from './1765000000000-fence-refusal';
 import { HotTablesWithoutForeignKeys1765100000000 } from './1765100000000-hot-tables-without-foreign-keys';
+import { FewElements1765200000000 } from './1765200000000-few-elements';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   Ownership1764900000000,
   FenceRefusal1765000000000,
   HotTablesWithoutForeignKeys1765100000000,
+  FewElements1765200000000,
 ];

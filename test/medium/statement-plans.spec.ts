@@ -1,0 +1,155 @@
+import { AgentWrites } from 'src/agents/agent-writes.repository';
+import { WorkStepRepository } from 'src/agents/runtime/work-step.repository';
+import { DatabaseService, sql, Tx } from 'src/database/database.service';
+import { elementsOf, FEW_ELEMENTS } from 'src/database/sql';
+import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryRepository } from 'src/sessions/history.repository';
+import { openTestDatabase } from '../support/test-app';
+
+const AT = '2026-01-01T00:00:00.000Z';
+const TABLES = ['agent', 'session', 'work_item'];
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
+}
+
+/** Every table the plan reads by a scan of the whole table. */
+function scannedTables(node: PlanNode): string[] {
+  const own = node['Node Type'] === 'Seq Scan' && node['Relation Name'] ? [node['Relation Name']] : [];
+  return [...own, ...(node.Plans ?? []).flatMap(scannedTables)];
+}
+
+/**
+ * The batch statements of one write read the rows they touch by key, also from tables of a few
+ * thousand rows, where taking their JSON input for the 100 rows the planner assumes made a scan
+ * of the whole table look cheaper (migration 1765200000000, sql.ts `elementsOf`).
+ */
+describe('plans of the batch statements', () => {
+  let db: DatabaseService;
+  let closeDb: () => Promise<void>;
+
+  beforeAll(async () => {
+    ({ db, close: closeDb } = await openTestDatabase());
+  });
+
+  afterAll(() => closeDb());
+
+  /** Thousands of sessions, agents and items, analysed; all rolled back after `fn`. */
+  async function inMiddlingTables<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    let value: T | undefined;
+    await db
+      .transaction(async (tx) => {
+        const m = sql(tx);
+        await m.query(
+          `INSERT INTO session (id, created_at) SELECT 'plans-' || g, $1 FROM generate_series(1, 3000) g`,
+          [AT],
+        );
+        await m.query(
+          `INSERT INTO agent (session_id, id, template, config, state, created_at)
+           SELECT 'plans-' || (g % 3000 + 1), 'a' || g, 'assistant', '{}', 'idle', $1 FROM generate_series(1, 6000) g`,
+          [AT],
+        );
+        await m.query(
+          `INSERT INTO work_item (session_id, agent_id, kind, state, prompt, created_at)
+           SELECT 'plans-' || (g % 3000 + 1), 'a' || (g % 6000 + 1), 'task', 'done', 'x', $1
+           FROM generate_series(1, 8000) g`,
+          [AT],
+        );
+        await m.query(`ANALYZE session, agent, work_item`);
+        value = await fn(tx);
+        throw new Error('roll back');
+      })
+      .catch((err: Error) => {
+        if (err.message !== 'roll back') {
+          throw err;
+        }
+      });
+    return value as T;
+  }
+
+  const scansOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<string[]> => {
+    const rows: Array<{ 'QUERY PLAN': unknown }> = await sql(tx).query(
+      `EXPLAIN (FORMAT JSON) ${statement.text}`,
+      statement.params,
+    );
+    const plan = rows[0]['QUERY PLAN'];
+    const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: PlanNode }>;
+    return scannedTables(parsed[0].Plan).filter((t) => TABLES.includes(t));
+  };
+
+  it('reads agents, sessions and items by key for a one-row write', async () => {
+    const key = { sessionId: 'plans-7', agentId: 'a6' };
+    const scans = await inMiddlingTables(async (tx) => ({
+      enqueue: await scansOf(
+        tx,
+        new WorkItemRepository().enqueueManyStatement([
+          {
+            item: { ...key, kind: 'task', priority: 'normal', prompt: 'p', createdAt: AT },
+            maxQueued: 100,
+            claim: true,
+          },
+        ]),
+      ),
+      claim: await scansOf(tx, new WorkStepRepository().claimManyStatement([key], AT)),
+      complete: await scansOf(
+        tx,
+        new WorkStepRepository().completeManyStatement(
+          [
+            {
+              ...key,
+              taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
+              final: 'ok',
+              usage: { promptTokens: 1, completionTokens: 1 },
+              turns: [{ role: 'assistant', content: 'ok' }],
+              claimNext: true,
+            },
+          ],
+          AT,
+        ),
+      ),
+      sleep: await scansOf(
+        tx,
+        new AgentWrites().sleepManyStatement([{ ...key, until: null, wakeEvents: ['go'] }]),
+      ),
+      close: await scansOf(
+        tx,
+        new HistoryRepository().closeStatement(
+          [
+            {
+              sessionId: key.sessionId,
+              records: [
+                { sessionId: key.sessionId, seq: 1, at: AT, type: 'async.agent.stateChanged', payload: {} },
+              ],
+              fence: { nodeId: 'n1', epoch: 1 },
+            },
+          ],
+          'mailroom',
+        ),
+      ),
+    }));
+    expect(scans).toEqual({ enqueue: [], claim: [], complete: [], sleep: [], close: [] });
+  });
+
+  it('reads a short input as few rows and a long one as jsonb_array_elements', () => {
+    expect(elementsOf('$1::jsonb', 1)).toBe('mailroom_few_elements($1::jsonb)');
+    expect(elementsOf('$1::jsonb', FEW_ELEMENTS)).toBe('mailroom_few_elements($1::jsonb)');
+    expect(elementsOf('$1::jsonb', FEW_ELEMENTS + 1)).toBe('jsonb_array_elements($1::jsonb)');
+  });
+
+  it('gives mailroom_few_elements the elements of the array, in order, and nothing for null', async () => {
+    const rows: Array<{ e: unknown; n: number | string }> = await db.read((tx) =>
+      sql(tx).query(
+        `SELECT e, n FROM mailroom_few_elements($1::jsonb) WITH ORDINALITY AS x(e, n)
+         UNION ALL SELECT e, n FROM mailroom_few_elements(NULL) WITH ORDINALITY AS y(e, n)`,
+        [JSON.stringify([{ a: 1 }, 'two', 3])],
+      ),
+    );
+    expect(rows.map((r) => [r.e, Number(r.n)])).toEqual([
+      [{ a: 1 }, 1],
+      ['two', 2],
+      [3, 3],
+    ]);
+  });
+});
