@@ -208,10 +208,11 @@ export class WorkItemRepository {
          FROM inserted w WHERE w.state = 'running' AND a.session_id = w.session_id AND a.id = w.agent_id
          RETURNING a.*)
        SELECT i.n IN (SELECT n FROM known) AS agent_exists, q.c AS queued, e.r AS earlier,
-         (SELECT row_to_json(w) FROM inserted w
-          WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id) AS inserted,
-         (SELECT row_to_json(a) FROM active a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS claimed_by
+         CASE WHEN w.id IS NOT NULL THEN row_to_json(w) END AS inserted,
+         CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS claimed_by
        FROM input i JOIN queued q ON q.n = i.n LEFT JOIN earlier e ON e.n = i.n
+       LEFT JOIN inserted w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
+       LEFT JOIN active a ON a.session_id = i.session_id AND a.id = i.agent_id
        ORDER BY i.n`,
       params: [json(input)],
       result: (rows) =>

@@ -63,10 +63,12 @@ export class WorkStepRepository {
        active AS (
          UPDATE agent a SET state = 'active', last_active_at = $2::timestamptz
          FROM next WHERE a.session_id = next.session_id AND a.id = next.agent_id RETURNING a.*)
-       SELECT (SELECT row_to_json(c) FROM claimed c
-               WHERE c.session_id = i.session_id AND c.agent_id = i.agent_id) AS item,
-         (SELECT row_to_json(a) FROM active a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS agent
-       FROM input i ORDER BY i.n`,
+       SELECT CASE WHEN c.id IS NOT NULL THEN row_to_json(c) END AS item,
+         CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS agent
+       FROM input i
+       LEFT JOIN claimed c ON c.session_id = i.session_id AND c.agent_id = i.agent_id
+       LEFT JOIN active a ON a.session_id = i.session_id AND a.id = i.agent_id
+       ORDER BY i.n`,
       params: [json(agents.map((a) => ({ session_id: a.sessionId, agent_id: a.agentId }))), at],
       result: (rows) =>
         (rows as Array<{ item: WorkItemRow | null; agent: AgentRow | null }>).map((row) =>
@@ -142,30 +144,30 @@ export class WorkStepRepository {
          FROM next WHERE w.id = next.id RETURNING w.*),
        me AS (
          UPDATE agent a SET
-           tokens_used = a.tokens_used + CASE WHEN i.task_id IN (SELECT id FROM done) THEN i.tokens ELSE 0 END,
-           state = CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
-                          THEN 'active'
-                        WHEN a.state = 'active' THEN 'idle' ELSE a.state END,
-           last_active_at = CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
-                                   THEN $2::timestamptz ELSE a.last_active_at END
-         FROM input i WHERE a.session_id = i.session_id AND a.id = i.agent_id RETURNING a.*),
+           tokens_used = a.tokens_used + CASE WHEN d.id IS NOT NULL THEN i.tokens ELSE 0 END,
+           state = CASE WHEN nx.id IS NOT NULL THEN 'active' WHEN a.state = 'active' THEN 'idle' ELSE a.state END,
+           last_active_at = CASE WHEN nx.id IS NOT NULL THEN $2::timestamptz ELSE a.last_active_at END
+         FROM input i LEFT JOIN done d ON d.id = i.task_id
+           LEFT JOIN next nx ON nx.session_id = i.session_id AND nx.agent_id = i.agent_id
+         WHERE a.session_id = i.session_id AND a.id = i.agent_id RETURNING a.*),
        spent AS (
          SELECT i.session_id, sum(i.tokens) AS t FROM input i
          WHERE i.task_id IN (SELECT id FROM done) GROUP BY i.session_id),
        charged AS (
          UPDATE session s SET tokens_used = s.tokens_used + sp.t
          FROM spent sp WHERE s.id = sp.session_id AND sp.t > 0 RETURNING s.id)
-       SELECT i.task_id IN (SELECT id FROM done) AS done, b.state AS previous, m.state AS state,
-         (SELECT row_to_json(c) FROM claimed c
-          WHERE c.session_id = i.session_id AND c.agent_id = i.agent_id) AS next_item,
-         CASE WHEN i.agent_id IN (SELECT agent_id FROM next n WHERE n.session_id = i.session_id)
-           THEN row_to_json(m) END AS next_agent,
+       SELECT d.id IS NOT NULL AS done, b.state AS previous, m.state AS state,
+         CASE WHEN c.id IS NOT NULL THEN row_to_json(c) END AS next_item,
+         CASE WHEN nx.id IS NOT NULL THEN row_to_json(m) END AS next_agent,
          EXISTS (SELECT 1 FROM work_item w
                  WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
                    AND w.id <> i.task_id) AS more_queued
        FROM input i
+       LEFT JOIN done d ON d.id = i.task_id
        LEFT JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id
        LEFT JOIN me m ON m.session_id = i.session_id AND m.id = i.agent_id
+       LEFT JOIN next nx ON nx.session_id = i.session_id AND nx.agent_id = i.agent_id
+       LEFT JOIN claimed c ON c.session_id = i.session_id AND c.agent_id = i.agent_id
        ORDER BY i.n`,
       params: [json(input), at],
       result: (rows) => (rows as StepEndRow[]).map(toStepEnd),
