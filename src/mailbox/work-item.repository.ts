@@ -195,10 +195,10 @@ export class WorkItemRepository {
          INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops, started_at, attempts)
          SELECT i.session_id, i.agent_id, i.kind, i.priority, i.is_switch, c.state, i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops,
            CASE WHEN c.state = 'running' THEN i.created_at END, CASE WHEN c.state = 'running' THEN 1 ELSE 0 END
-         FROM input i JOIN queued q ON q.n = i.n
-         CROSS JOIN LATERAL (SELECT CASE WHEN i.n IN (SELECT n FROM claimable) THEN 'running' ELSE 'queued' END AS state) c
-         WHERE i.n IN (SELECT n FROM known) AND i.n NOT IN (SELECT n FROM earlier)
-           AND (i.max_queued IS NULL OR q.c < i.max_queued)
+         FROM input i JOIN queued q ON q.n = i.n JOIN known k ON k.n = i.n
+         LEFT JOIN earlier e ON e.n = i.n LEFT JOIN claimable cl ON cl.n = i.n
+         CROSS JOIN LATERAL (SELECT CASE WHEN cl.n IS NOT NULL THEN 'running' ELSE 'queued' END AS state) c
+         WHERE e.n IS NULL AND (i.max_queued IS NULL OR q.c < i.max_queued)
          ORDER BY i.n
          ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING *),
@@ -207,10 +207,10 @@ export class WorkItemRepository {
          UPDATE agent a SET state = 'active', last_active_at = w.started_at
          FROM inserted w WHERE w.state = 'running' AND a.session_id = w.session_id AND a.id = w.agent_id
          RETURNING a.*)
-       SELECT i.n IN (SELECT n FROM known) AS agent_exists, q.c AS queued, e.r AS earlier,
+       SELECT k.n IS NOT NULL AS agent_exists, q.c AS queued, e.r AS earlier,
          CASE WHEN w.id IS NOT NULL THEN row_to_json(w) END AS inserted,
          CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS claimed_by
-       FROM input i JOIN queued q ON q.n = i.n LEFT JOIN earlier e ON e.n = i.n
+       FROM input i JOIN queued q ON q.n = i.n LEFT JOIN known k ON k.n = i.n LEFT JOIN earlier e ON e.n = i.n
        LEFT JOIN inserted w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
        LEFT JOIN active a ON a.session_id = i.session_id AND a.id = i.agent_id
        ORDER BY i.n`,

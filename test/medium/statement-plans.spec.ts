@@ -12,7 +12,21 @@ const TABLES = ['agent', 'session', 'work_item'];
 interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
+  'CTE Name'?: string;
+  'Subplan Name'?: string;
   Plans?: PlanNode[];
+}
+
+const contains = (node: PlanNode, test: (n: PlanNode) => boolean): boolean =>
+  test(node) || (node.Plans ?? []).some((p) => contains(p, test));
+
+/** The CTEs the plan reads again for every row of an outer one: a correlated subplan over a CTE scan. */
+function ctesReadPerRow(node: PlanNode): string[] {
+  const own =
+    node['Subplan Name']?.startsWith('SubPlan') && contains(node, (n) => n['Node Type'] === 'CTE Scan')
+      ? [node['Subplan Name']]
+      : [];
+  return [...own, ...(node.Plans ?? []).flatMap(ctesReadPerRow)];
 }
 
 /** Every table the plan reads by a scan of the whole table. */
@@ -69,15 +83,16 @@ describe('plans of the batch statements', () => {
     return value as T;
   }
 
-  const scansOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<string[]> => {
+  const planOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<PlanNode> => {
     const rows: Array<{ 'QUERY PLAN': unknown }> = await sql(tx).query(
       `EXPLAIN (FORMAT JSON) ${statement.text}`,
       statement.params,
     );
     const plan = rows[0]['QUERY PLAN'];
-    const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: PlanNode }>;
-    return scannedTables(parsed[0].Plan).filter((t) => TABLES.includes(t));
+    return ((typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: PlanNode }>)[0].Plan;
   };
+  const scansOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<string[]> =>
+    scannedTables(await planOf(tx, statement)).filter((t) => TABLES.includes(t));
 
   it('reads agents, sessions and items by key for a one-row write', async () => {
     const key = { sessionId: 'plans-7', agentId: 'a6' };
@@ -130,6 +145,51 @@ describe('plans of the batch statements', () => {
       ),
     }));
     expect(scans).toEqual({ enqueue: [], claim: [], complete: [], sleep: [], close: [] });
+  });
+
+  it('joins a long input to what the statement made, never reading a CTE again for each row', async () => {
+    const keys = Array.from({ length: 2000 }, (_, i) => ({
+      sessionId: `plans-${(i % 3000) + 1}`,
+      agentId: `a${i + 1}`,
+    }));
+    const perRow = await db.read(async (tx) => ({
+      enqueue: ctesReadPerRow(
+        await planOf(
+          tx,
+          new WorkItemRepository().enqueueManyStatement(
+            keys.map((key) => ({
+              item: {
+                ...key,
+                kind: 'task' as const,
+                priority: 'normal' as const,
+                prompt: 'p',
+                createdAt: AT,
+              },
+              maxQueued: 100,
+              claim: true,
+            })),
+          ),
+        ),
+      ),
+      claim: ctesReadPerRow(await planOf(tx, new WorkStepRepository().claimManyStatement(keys, AT))),
+      complete: ctesReadPerRow(
+        await planOf(
+          tx,
+          new WorkStepRepository().completeManyStatement(
+            keys.map((key) => ({
+              ...key,
+              taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
+              final: 'ok',
+              usage: { promptTokens: 1, completionTokens: 1 },
+              turns: [],
+              claimNext: true,
+            })),
+            AT,
+          ),
+        ),
+      ),
+    }));
+    expect(perRow).toEqual({ enqueue: [], claim: [], complete: [] });
   });
 
   it('reads a short input as few rows and a long one as jsonb_array_elements', () => {
