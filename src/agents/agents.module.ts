@@ -7,6 +7,7 @@ import { AgentRepository } from './agent.repository';
 import { AgentsService } from './agents.service';
 import { ConversationRepository } from './conversation.repository';
 import { MailService } from './mail.service';
+import { NewAgents } from './new-agents';
 import { PostOfficeService } from './post-office.service';
 import { TaskOutputs } from './task-outputs.service';
 import { TasksService } from './tasks.service';
@@ -18,6 +19,7 @@ const PROVIDERS = [
   ConversationRepository,
   AgentLifecycleService,
   AgentsService,
+  NewAgents,
   TasksService,
   TaskOutputs,
   MailService,

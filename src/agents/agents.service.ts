@@ -7,6 +7,7 @@ import { SessionRepository } from 'src/sessions/session.repository';
 import { AgentLifecycleService } from './agent-lifecycle.service';
 import { AgentWrites } from './agent-writes.repository';
 import { AgentRepository } from './agent.repository';
+import { NewAgents } from './new-agents';
 import { Agent, AgentConfigOverrides, AgentState, AgentStateSnapshot, Template } from './agent.types';
 import { TemplatesService } from './templates.service';
 
@@ -20,6 +21,7 @@ export class AgentsService {
     private readonly writes: AgentWrites,
     private readonly lifecycle: AgentLifecycleService,
     private readonly templates: TemplatesService,
+    private readonly newAgents: NewAgents,
   ) {}
 
   create(input: {
@@ -84,6 +86,7 @@ export class AgentsService {
       previous: null,
       reason: 'created',
     });
+    this.newAgents.createdAfterCommit(tx, agent);
     // No signal to its loop: a new agent has nothing queued (work can only be queued for an agent
     // that exists, and whatever queues it signals then), so a claim now would find nothing; for
     // thousands of agents created at once those futile claims were most of the cost.

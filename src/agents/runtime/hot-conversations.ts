@@ -1,4 +1,5 @@
-import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Subscription } from 'rxjs';
 import { SessionOwner } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
 import { APP_CONFIG } from 'src/config/config.module';
@@ -6,6 +7,7 @@ import { AppConfig } from 'src/config/app-config';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { ChatMessage } from 'src/llm/model-provider';
 import { ConversationRepository, shapeWindow } from '../conversation.repository';
+import { NewAgents } from '../new-agents';
 
 /** How many agents' recent conversations the owner keeps in memory (the least recently used go first). */
 const MAX_AGENTS = 10_000;
@@ -18,18 +20,32 @@ const MAX_AGENTS = 10_000;
  * starts to serve, is dropped: after a handover the next owner reads the table afresh.
  */
 @Injectable()
-export class HotConversations implements SessionOwner, OnModuleInit {
+export class HotConversations implements SessionOwner, OnModuleInit, OnModuleDestroy {
   private readonly recent = new Map<string, ChatMessage[]>();
+  private created?: Subscription;
 
   constructor(
     private readonly db: DatabaseService,
     private readonly conversation: ConversationRepository,
     private readonly leases: LeaseService,
+    private readonly newAgents: NewAgents,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   onModuleInit(): void {
     this.leases.register(this);
+    // A new agent's conversation is empty: its first item need not read it. Only while there is room,
+    // so that creating many agents never pushes out the windows of agents at work.
+    this.created = this.newAgents.created$.subscribe(({ sessionId, agentId }) => {
+      const k = key(sessionId, agentId);
+      if (this.recent.size < MAX_AGENTS && !this.recent.has(k) && this.leases.isServing(sessionId)) {
+        this.recent.set(k, []);
+      }
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.created?.unsubscribe();
   }
 
   /** The messages the model sees before the new item (the window rules of ConversationRepository.window). */
