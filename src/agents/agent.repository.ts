@@ -127,6 +127,24 @@ export class AgentRepository {
     return rows.map((r) => ({ sessionId: r.session_id, agentId: r.id, state: r.state }));
   }
 
+  /** Which of these agents exist and are not stopped. */
+  async listLiveAmong(
+    tx: Tx,
+    agents: Array<{ sessionId: string; agentId: string }>,
+  ): Promise<Array<{ sessionId: string; agentId: string }>> {
+    if (agents.length === 0) {
+      return [];
+    }
+    const rows = await query<{ session_id: string; id: string }>(
+      tx,
+      `SELECT a.session_id, a.id FROM agent a
+       JOIN unnest($1::text[], $2::text[]) AS k(session_id, id) ON a.session_id = k.session_id AND a.id = k.id
+       WHERE a.state <> 'stopped'`,
+      [agents.map((a) => a.sessionId), agents.map((a) => a.agentId)],
+    );
+    return rows.map((r) => ({ sessionId: r.session_id, agentId: r.id }));
+  }
+
   /** Sleeping agents with a deadline in these sessions, for arming timers when a node takes them over. */
   async listSleepingWithDeadline(tx: Tx, sessionIds: string[]): Promise<Agent[]> {
     const rows = await query<AgentRow>(

@@ -344,13 +344,17 @@ export class WorkItemRepository {
     return Boolean(row?.waking);
   }
 
-  /** Agents that are idle with work queued: what the backstop poll wakes. */
-  async listClaimable(tx: Tx): Promise<Array<{ sessionId: string; agentId: string }>> {
+  /**
+   * Agents that are idle with work queued (of these sessions; of all without): what the backstop poll
+   * wakes, and what a node that takes sessions up wakes in them.
+   */
+  async listClaimable(tx: Tx, sessionIds?: string[]): Promise<Array<{ sessionId: string; agentId: string }>> {
     const rows = await query<{ session_id: string; agent_id: string }>(
       tx,
       `SELECT DISTINCT w.session_id, w.agent_id FROM work_item w
        JOIN agent a ON a.session_id = w.session_id AND a.id = w.agent_id
-       WHERE w.state = 'queued' AND a.state = 'idle'`,
+       WHERE w.state = 'queued' AND a.state = 'idle' AND ($1::text[] IS NULL OR w.session_id = ANY($1::text[]))`,
+      [sessionIds ?? null],
     );
     return rows.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id }));
   }

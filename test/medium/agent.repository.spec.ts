@@ -107,6 +107,25 @@ describe(AgentRepository.name, () => {
     });
   });
 
+  describe('listLiveAmong', () => {
+    it('keeps of the agents asked for those that exist and are not stopped', async () => {
+      const sessionId = await givenAgents({
+        idle: { state: 'idle' },
+        asleep: { state: 'sleeping' },
+        off: { state: 'stopped' },
+        other: { state: 'idle' },
+      });
+      const asked = ['idle', 'asleep', 'off', 'missing'].map((agentId) => ({ sessionId, agentId }));
+      const live = await db.read((tx) => sut.listLiveAmong(tx, asked));
+      expect(live.map((a) => a.agentId).sort()).toEqual(['asleep', 'idle']);
+      expect(live.every((a) => a.sessionId === sessionId)).toBe(true);
+    });
+
+    it('asks nothing of the database for no agents', async () => {
+      await expect(db.read((tx) => sut.listLiveAmong(tx, []))).resolves.toEqual([]);
+    });
+  });
+
   describe('knownIds', () => {
     it('names the first agents in the session’s order and counts them all', async () => {
       const sessionId = await givenAgents({

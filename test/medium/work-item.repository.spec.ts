@@ -257,6 +257,16 @@ describe(WorkItemRepository.name, () => {
     expect(claimable.filter((c) => c.sessionId === sessionId)).toEqual([{ sessionId, agentId: 'ready' }]);
   });
 
+  it('lists as claimable only the agents of the sessions asked for, when asked for some', async () => {
+    const asked = await givenAgents({ ready: 'idle' });
+    const other = await givenAgents({ ready: 'idle' });
+    await insert(newItem(asked, 'ready'));
+    await insert(newItem(other, 'ready'));
+    await expect(db.read((tx) => sut.listClaimable(tx, [asked]))).resolves.toEqual([
+      { sessionId: asked, agentId: 'ready' },
+    ]);
+  });
+
   describe('enqueue', () => {
     const enqueue = (item: NewWorkItem, maxQueued: number | null = null) =>
       db.transaction((tx) => sut.enqueue(tx, item, maxQueued));

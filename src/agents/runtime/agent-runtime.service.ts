@@ -31,8 +31,9 @@ import { AgentWorker } from './agent-worker.service';
  * Runs the loops of the agents of the sessions this node owns (see LeaseService). Loops are made
  * on demand from signals, or from work handed to an idle agent by the statement that queued it
  * (WorkHandOff), which its loop runs without claiming. Taking a session over first puts back the
- * work its previous owner left running, then wakes its live agents; work another live node owns
- * is never touched. A slow poll is the backstop for a lost signal.
+ * work its previous owner left running, then wakes its agents that have work to claim; work another
+ * live node owns is never touched. A slow poll is the backstop for a lost signal; it also lets go of
+ * the loops of stopped agents, asking only about the agents that have a loop.
  */
 @Injectable()
 export class AgentRuntimeService
@@ -151,8 +152,12 @@ export class AgentRuntimeService
     }
   }
 
+  /**
+   * Wakes the agents of the sessions taken up that have something to claim (idle, work queued):
+   * a loop for each of thousands of agents that wait would only find nothing to do.
+   */
   async serve(sessionIds: string[]): Promise<void> {
-    for (const agent of await this.db.read((tx) => this.agents.listLive(tx, sessionIds))) {
+    for (const agent of await this.db.read((tx) => this.items.listClaimable(tx, sessionIds))) {
       this.loopFor(agent.sessionId, agent.agentId).signal();
     }
   }
@@ -292,8 +297,15 @@ export class AgentRuntimeService
 
   /** Lets go of the loops of stopped agents and of sessions this node no longer runs. */
   private async pruneLoops(): Promise<void> {
+    if (this.loops.size === 0) {
+      return;
+    }
+    // Only the agents that have a loop: the node may hold many more that wait.
+    const keys = [...this.loops.keys()].map((k) => ({ sessionId: sessionOf(k), agentId: agentOf(k) }));
     const live = new Set(
-      (await this.db.read((tx) => this.agents.listLive(tx))).map((a) => key(a.sessionId, a.agentId)),
+      (await this.db.read((tx) => this.agents.listLiveAmong(tx, keys))).map((a) =>
+        key(a.sessionId, a.agentId),
+      ),
     );
     for (const [k, loop] of this.loops) {
       if ((!live.has(k) || !this.leases.isServing(sessionOf(k))) && !loop.busy) {
