@@ -99,8 +99,13 @@ export function num(value: number | string | bigint | null | undefined): number 
   return value === null || value === undefined ? 0 : Number(value);
 }
 
-/** Inputs at most this long are read with `mailroom_few_elements` (see {@link elementsOf}). */
-export const FEW_ELEMENTS = 32;
+/**
+ * Inputs shorter than the planner's own guess of 100 rows are read with `mailroom_few_elements` (see
+ * {@link elementsOf}): taken for one row, they are joined by nested loops, which for fewer than 100
+ * rows costs less than the table scans the guess led to; a batch of writes holds at most
+ * `COMMIT_BATCH_MAX` (64 by default). From 100 rows on the guess is the better estimate.
+ */
+export const FEW_ELEMENTS = 99;
 
 /**
  * The rows of the JSON array `param` holds (`count` of them), for a statement's FROM. A short array

@@ -1,7 +1,7 @@
 import { QueryRunner } from 'typeorm';
 import { DatabaseService, sql, Tx } from 'src/database/database.service';
 import { HotTablesWithoutForeignKeys1765100000000 as HotTables } from 'src/database/migrations/1765100000000-hot-tables-without-foreign-keys';
-import { openTestDatabase } from '../support/test-app';
+import { inRolledBack, openTestDatabase } from '../support/test-app';
 
 const HOT_KEYS = [
   'conversation_turn_session_id_agent_id_fkey',
@@ -37,14 +37,12 @@ describe(HotTables.name, () => {
   });
 
   it('puts the keys back when reverted and drops them again when run', async () => {
-    const seen = await db
-      .transaction(async (tx) => {
-        await new HotTables().down(runner(tx));
-        const reverted = await foreignKeys(tx);
-        await new HotTables().up(runner(tx));
-        throw Object.assign(new Error('roll back'), { seen: { reverted, again: await foreignKeys(tx) } });
-      })
-      .catch((err: { seen?: { reverted: string[]; again: string[] } }) => err.seen);
+    const seen = await inRolledBack(db, async (tx) => {
+      await new HotTables().down(runner(tx));
+      const reverted = await foreignKeys(tx);
+      await new HotTables().up(runner(tx));
+      return { reverted, again: await foreignKeys(tx) };
+    });
     expect(seen?.reverted).toEqual(expect.arrayContaining(HOT_KEYS));
     expect(seen?.again.filter((k) => HOT_KEYS.includes(k))).toEqual([]);
   });

@@ -4,7 +4,7 @@ import { DatabaseService, sql, Tx } from 'src/database/database.service';
 import { elementsOf, FEW_ELEMENTS } from 'src/database/sql';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryRepository } from 'src/sessions/history.repository';
-import { openTestDatabase } from '../support/test-app';
+import { inRolledBack, openTestDatabase } from '../support/test-app';
 
 const AT = '2026-01-01T00:00:00.000Z';
 const TABLES = ['agent', 'session', 'work_item'];
@@ -51,37 +51,27 @@ describe('plans of the batch statements', () => {
   afterAll(() => closeDb());
 
   /** Thousands of sessions, agents and items, analysed; all rolled back after `fn`. */
-  async function inMiddlingTables<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    let value: T | undefined;
-    await db
-      .transaction(async (tx) => {
-        const m = sql(tx);
-        await m.query(
-          `INSERT INTO session (id, created_at) SELECT 'plans-' || g, $1 FROM generate_series(1, 3000) g`,
-          [AT],
-        );
-        await m.query(
-          `INSERT INTO agent (session_id, id, template, config, state, created_at)
-           SELECT 'plans-' || (g % 3000 + 1), 'a' || g, 'assistant', '{}', 'idle', $1 FROM generate_series(1, 6000) g`,
-          [AT],
-        );
-        await m.query(
-          `INSERT INTO work_item (session_id, agent_id, kind, state, prompt, created_at)
-           SELECT 'plans-' || (g % 3000 + 1), 'a' || (g % 6000 + 1), 'task', 'done', 'x', $1
-           FROM generate_series(1, 8000) g`,
-          [AT],
-        );
-        await m.query(`ANALYZE session, agent, work_item`);
-        value = await fn(tx);
-        throw new Error('roll back');
-      })
-      .catch((err: Error) => {
-        if (err.message !== 'roll back') {
-          throw err;
-        }
-      });
-    return value as T;
-  }
+  const inMiddlingTables = <T>(fn: (tx: Tx) => Promise<T>): Promise<T> =>
+    inRolledBack(db, async (tx) => {
+      const m = sql(tx);
+      await m.query(
+        `INSERT INTO session (id, created_at) SELECT 'plans-' || g, $1 FROM generate_series(1, 3000) g`,
+        [AT],
+      );
+      await m.query(
+        `INSERT INTO agent (session_id, id, template, config, state, created_at)
+         SELECT 'plans-' || (g % 3000 + 1), 'a' || g, 'assistant', '{}', 'idle', $1 FROM generate_series(1, 6000) g`,
+        [AT],
+      );
+      await m.query(
+        `INSERT INTO work_item (session_id, agent_id, kind, state, prompt, created_at)
+         SELECT 'plans-' || (g % 3000 + 1), 'a' || (g % 6000 + 1), 'task', 'done', 'x', $1
+         FROM generate_series(1, 8000) g`,
+        [AT],
+      );
+      await m.query(`ANALYZE session, agent, work_item`);
+      return fn(tx);
+    });
 
   const planOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<PlanNode> => {
     const rows: Array<{ 'QUERY PLAN': unknown }> = await sql(tx).query(

@@ -7,7 +7,7 @@ import { createApp } from 'src/bootstrap';
 import { Clock, SystemClock } from 'src/common/clock';
 import { FakeClock } from 'src/common/fake-clock';
 import { AppConfig, loadConfig } from 'src/config/app-config';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
 
 /**
  * Where a suite's data lives: a fresh PGlite folder, or (with TEST_DATABASE_URL) a fresh database
@@ -64,6 +64,23 @@ export async function openTestDatabase(): Promise<{
       await testDb.destroy();
     },
   };
+}
+
+/** What `fn` returns, run in a transaction that is then rolled back: a test that leaves nothing behind. */
+export async function inRolledBack<T>(db: DatabaseService, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const rollBack = new Error('roll back');
+  let value: T | undefined;
+  await db
+    .transaction(async (tx) => {
+      value = await fn(tx);
+      throw rollBack;
+    })
+    .catch((err: unknown) => {
+      if (err !== rollBack) {
+        throw err;
+      }
+    });
+  return value as T;
 }
 
 async function adminQuery(server: string, text: string): Promise<void> {

@@ -36,10 +36,12 @@ export class HotConversations implements SessionOwner, OnModuleInit, OnModuleDes
     this.leases.register(this);
     // A new agent's conversation is empty: its first item need not read it. Only while there is room,
     // so that creating many agents never pushes out the windows of agents at work.
-    this.created = this.newAgents.created$.subscribe(({ sessionId, agentId }) => {
-      const k = key(sessionId, agentId);
-      if (this.recent.size < MAX_AGENTS && !this.recent.has(k) && this.leases.isServing(sessionId)) {
-        this.recent.set(k, []);
+    this.created = this.newAgents.created$.subscribe((agents) => {
+      for (const { sessionId, agentId } of agents) {
+        const k = key(sessionId, agentId);
+        if (this.recent.size < MAX_AGENTS && !this.recent.has(k) && this.leases.isServing(sessionId)) {
+          this.recent.set(k, []);
+        }
       }
     });
   }

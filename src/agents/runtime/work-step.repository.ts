@@ -117,12 +117,9 @@ export class WorkStepRepository {
            (x.e->>'task_id')::uuid AS task_id, x.e->'result' AS result, x.e->'usage' AS usage,
            x.e->'turns' AS turns, (x.e->>'tokens')::bigint AS tokens, (x.e->>'claim_next')::boolean AS claim_next
          FROM ${elementsOf('$1::jsonb', steps.length)} WITH ORDINALITY AS x(e, n)),
-       -- The ids as an array too: joined to input alone (which the planner takes for 100 rows, whatever
-       -- its length) the items are found by a scan of the whole table while it is of middling size.
        done AS (
          UPDATE work_item w SET state = 'done', result = i.result, usage = i.usage, finished_at = $2::timestamptz
-         FROM input i WHERE w.id = ANY (ARRAY(SELECT task_id FROM input)) AND w.id = i.task_id
-           AND w.session_id = i.session_id AND w.state IN ('queued', 'running')
+         FROM input i WHERE w.id = i.task_id AND w.session_id = i.session_id AND w.state IN ('queued', 'running')
          RETURNING w.id),
        turns AS (
          INSERT INTO conversation_turn (session_id, agent_id, message, created_at)
