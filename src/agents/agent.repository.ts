@@ -98,6 +98,22 @@ export class AgentRepository {
   }
 
   /**
+   * The waits-for graph around `agentIds`: those agents of the session, and every agent of it that
+   * waits on another (send-and-switch). Two index reads (the partial index `agent_waiting`), not a
+   * read of every agent of the session.
+   */
+  async listWaitGraph(tx: Tx, sessionId: string, agentIds: string[]): Promise<Agent[]> {
+    const rows = await query<AgentRow>(
+      tx,
+      `SELECT * FROM agent WHERE session_id = $1 AND id = ANY($2::text[])
+       UNION ALL
+       SELECT * FROM agent WHERE session_id = $1 AND waiting_on IS NOT NULL AND id <> ALL($2::text[])`,
+      [sessionId, agentIds],
+    );
+    return rows.map(toAgent);
+  }
+
+  /**
    * The ids of the session's first `limit` agents (in its order) and how many it has: what an
    * `agent_not_found` error names, read without loading every agent of a session of 100,000.
    */
@@ -212,6 +228,26 @@ export class AgentRepository {
       const r = woken.get(agentId);
       return r ? [{ agentId, state: r.state, hasWork: Boolean(r.has_work) }] : [];
     });
+  }
+
+  /**
+   * Ends the agent's send-and-switch wait: clears `waiting_on` and makes a `waiting` agent `active`
+   * again (one stopped or put to sleep meanwhile keeps its state). Its state before and after;
+   * undefined when there is no such agent.
+   */
+  async endWait(
+    tx: Tx,
+    sessionId: string,
+    agentId: string,
+  ): Promise<{ previous: AgentState; state: AgentState } | undefined> {
+    return queryOne<{ previous: AgentState; state: AgentState }>(
+      tx,
+      `WITH before AS (SELECT state FROM agent WHERE session_id = $1 AND id = $2)
+       UPDATE agent a SET waiting_on = NULL, state = CASE WHEN a.state = 'waiting' THEN 'active' ELSE a.state END
+       FROM before WHERE a.session_id = $1 AND a.id = $2
+       RETURNING before.state AS previous, a.state`,
+      [sessionId, agentId],
+    );
   }
 
   async update(tx: Tx, sessionId: string, agentId: string, patch: AgentPatch): Promise<Agent> {

@@ -5,6 +5,7 @@ import { Tx } from 'src/database/database.service';
 import { MailRepository } from 'src/mailbox/mail.repository';
 import { MailboxService } from 'src/mailbox/mailbox.service';
 import { Mail, USER, WorkItem } from 'src/mailbox/mailbox.types';
+import { Agent } from './agent.types';
 import { AgentLifecycleService } from './agent-lifecycle.service';
 import { AgentRepository } from './agent.repository';
 
@@ -16,6 +17,10 @@ export interface Letter {
   body: string;
   priority: Priority;
   replyTo?: string | null;
+  /** The thread of `replyTo`, when the caller has it from its own read (saves reading the original again). */
+  threadId?: string;
+  /** The recipient as the caller read it in this transaction (saves reading it again). */
+  recipient?: Agent;
   /** Sync-switch mail: jumps the recipient's queue and wakes it. */
   isSwitch?: boolean;
   messageId?: string;
@@ -41,14 +46,19 @@ export class PostOfficeService {
   ) {}
 
   async deliver(tx: Tx, letter: Letter): Promise<{ mail: Mail; item?: WorkItem }> {
+    const enqueue = letter.enqueue ?? true;
+    // A reply handed to its waiting caller is not queued, so its recipient is not read: the caller
+    // is an agent of the session (it is waiting for this), and agents are never deleted.
     const recipient =
-      letter.to === USER ? undefined : await this.agents.find(tx, letter.sessionId, letter.to);
-    if (letter.to !== USER && !recipient) {
+      letter.to === USER || !enqueue
+        ? undefined
+        : (letter.recipient ?? (await this.agents.find(tx, letter.sessionId, letter.to)));
+    if (letter.to !== USER && enqueue && !recipient) {
       const known = await this.agents.knownIds(tx, letter.sessionId, MAX_KNOWN_AGENTS);
       throw RpcError.agentNotFound(letter.sessionId, letter.to, known.ids, known.total);
     }
-    let threadId: string | null = null;
-    if (letter.replyTo) {
+    let threadId: string | null = letter.threadId ?? null;
+    if (letter.replyTo && letter.threadId === undefined) {
       const original = await this.mail.find(tx, letter.sessionId, letter.replyTo);
       if (!original) {
         throw RpcError.invalidParams([
@@ -57,7 +67,6 @@ export class PostOfficeService {
       }
       threadId = original.threadId;
     }
-    const enqueue = letter.enqueue ?? true;
     const posted = await this.mailbox.post(
       tx,
       {

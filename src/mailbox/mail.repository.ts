@@ -174,15 +174,18 @@ export class MailRepository {
     await query(tx, `UPDATE mail SET status = 'unread', read_at = NULL WHERE id = $1::uuid`, [messageId]);
   }
 
-  /** Marks a mail replied; false when it already was (a switch mail gets one reply only). */
-  async markReplied(tx: Tx, messageId: string, at: string): Promise<boolean> {
-    const rows = await query<{ id: string }>(
+  /**
+   * Marks a mail replied: its thread (for the reply), or undefined when it was replied already (a
+   * switch mail gets one reply only).
+   */
+  async markReplied(tx: Tx, messageId: string, at: string): Promise<string | undefined> {
+    const row = await queryOne<{ thread_id: string }>(
       tx,
       `UPDATE mail SET status = 'replied', read_at = COALESCE(read_at, $2::timestamptz)
-       WHERE id = $1 AND status <> 'replied' RETURNING id`,
+       WHERE id = $1 AND status <> 'replied' RETURNING thread_id`,
       [messageId, at],
     );
-    return rows.length > 0;
+    return row?.thread_id;
   }
 
   /** Mails `agentId` sent since `since`: the rate limit's count. */

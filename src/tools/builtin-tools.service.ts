@@ -90,7 +90,7 @@ export class BuiltinToolsService {
         if (ctx.agent.config.limits.maxMailPerMinute !== undefined) {
           await this.history.inSession(ctx.agent.sessionId, (tx) => this.checkMailRate(tx, ctx.agent));
         }
-        return this.switches.call(ctx.agent, { ...args, hops }, ctx.signal);
+        return this.switches.call(ctx.agent, { ...args, hops }, ctx.signal, ctx.commit);
       },
     };
   }
@@ -139,11 +139,8 @@ export class BuiltinToolsService {
             nextHops(ctx);
           }
           const awaited = this.waiters.isAwaited(original.messageId);
-          if (awaited && !(await this.mail.markReplied(tx, original.messageId, this.now()))) {
+          if ((await this.mail.markReplied(tx, original.messageId, this.now())) === undefined && awaited) {
             throw new ToolError('this message has already been answered');
-          }
-          if (!awaited) {
-            await this.mail.markReplied(tx, original.messageId, this.now());
           }
           const { mail } = await this.postOffice.deliver(tx, {
             sessionId: agent.sessionId,
@@ -153,6 +150,7 @@ export class BuiltinToolsService {
             body: args.body,
             priority: args.priority ?? original.priority,
             replyTo: original.messageId,
+            threadId: original.threadId,
             enqueue: !awaited,
             hops,
           });

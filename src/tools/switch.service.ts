@@ -32,10 +32,16 @@ export class SwitchService {
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
+  /**
+   * Sends `mail` and waits for its reply. `commit` is the tool call's own transaction (ToolContext):
+   * the wait that ends with the reply ends in it, so clearing the wait, the call's record and its
+   * result (handed back to a retry of the item instead of asking again) commit together.
+   */
   async call(
     caller: Agent,
     mail: { to: string; subject: string; body: string; timeoutSeconds: number; hops: number },
     signal: AbortSignal,
+    commit: <T>(fn: (tx: Tx) => Promise<T>) => Promise<T>,
   ): Promise<{ reply: SwitchReply }> {
     const { sessionId, agentId } = caller;
     if (mail.to === agentId) {
@@ -46,11 +52,15 @@ export class SwitchService {
     const outcome = this.waiters.wait(messageId);
     try {
       await this.history.inSession(sessionId, async (tx) => {
-        const me = await this.lifecycle.get(tx, sessionId, agentId);
+        // The caller, the target and every agent already waiting: all the wait needs, in one read.
+        const graph = new Map(
+          (await this.agents.listWaitGraph(tx, sessionId, [agentId, mail.to])).map((a) => [a.agentId, a]),
+        );
+        const me = graph.get(agentId) ?? (await this.lifecycle.get(tx, sessionId, agentId));
         if (me.state === 'stopped') {
           throw abortError(); // stopped between the step's last check and here
         }
-        await this.checkEdge(tx, sessionId, agentId, mail.to);
+        const target = checkEdge(graph, agentId, mail.to);
         await this.postOffice.deliver(tx, {
           sessionId,
           from: agentId,
@@ -61,6 +71,7 @@ export class SwitchService {
           isSwitch: true,
           messageId,
           hops: mail.hops,
+          recipient: target,
         });
         await this.lifecycle.transition(
           tx,
@@ -78,6 +89,7 @@ export class SwitchService {
     }
 
     let ending: 'reply' | 'timeout' | 'aborted' | 'failed' = 'reply';
+    let ended = false;
     const timer = this.clock.setTimeout(() => {
       ending = 'timeout';
       this.waiters.settle(messageId, {
@@ -99,42 +111,19 @@ export class SwitchService {
         ending = ending === 'reply' ? 'failed' : ending;
         throw new ToolError(result.error);
       }
-      return result;
+      const answered = await commit(async (tx) => {
+        await this.endWait(tx, caller, messageId, mail.to, 'reply');
+        return result;
+      });
+      ended = true;
+      return answered;
     } finally {
       timer.cancel();
       signal.removeEventListener('abort', onAbort);
       this.waiters.forget(messageId);
-      await this.endWait(caller, messageId, mail.to, ending);
-    }
-  }
-
-  /** Refuses a new edge caller → target that would close a cycle or make a chain deeper than the limit. */
-  private async checkEdge(tx: Tx, sessionId: string, caller: string, target: string): Promise<void> {
-    const agents = await this.agents.listBySession(tx, sessionId);
-    const byId = new Map(agents.map((a) => [a.agentId, a]));
-    const to = byId.get(target);
-    if (!to) {
-      throw new ToolError(`no agent '${target}' in this session`);
-    }
-    if (to.state === 'stopped') {
-      throw new ToolError(`agent '${target}' is stopped`);
-    }
-    const waitsOn = new Map(agents.filter((a) => a.waitingOn).map((a) => [a.agentId, a.waitingOn!]));
-    // Follow target's own chain: reaching the caller means the new edge closes a cycle.
-    const chain = [caller, target];
-    for (let at = waitsOn.get(target); at !== undefined; at = waitsOn.get(at)) {
-      chain.push(at);
-      if (at === caller) {
-        throw new ToolError(`refused: waiting on '${target}' would close a cycle (${chain.join(' -> ')})`);
+      if (!ended) {
+        await this.history.inSession(sessionId, (tx) => this.endWait(tx, caller, messageId, mail.to, ending));
       }
-    }
-    const below = chain.length - 2; // edges after caller -> target
-    const above = longestChainInto(caller, waitsOn);
-    const depth = above + 1 + below;
-    if (depth > MAX_SWITCH_DEPTH) {
-      throw new ToolError(
-        `refused: the chain of waiting agents would be ${depth} deep (limit ${MAX_SWITCH_DEPTH})`,
-      );
     }
   }
 
@@ -144,37 +133,69 @@ export class SwitchService {
    * queue if it is still there, and hands over a reply that raced the ending as ordinary mail.
    */
   private async endWait(
+    tx: Tx,
     caller: Agent,
     messageId: string,
     target: string,
     ending: 'reply' | 'timeout' | 'aborted' | 'failed',
   ): Promise<void> {
-    await this.history.inSession(caller.sessionId, async (tx) => {
-      const me = await this.agents.find(tx, caller.sessionId, caller.agentId);
-      if (!me) {
-        return;
-      }
-      const to = me.state === 'waiting' ? 'active' : me.state;
-      const reason =
-        ending === 'reply' ? 'reply_received' : ending === 'timeout' ? 'switch_timeout' : `switch_${ending}`;
-      await this.lifecycle.transition(tx, me, to, reason, { waitingOn: null });
-      if (ending === 'reply' || ending === 'failed') {
-        return;
-      }
-      const pending = await this.items.findQueuedForMail(tx, caller.sessionId, messageId);
-      if (pending) {
-        await this.items.finish(tx, pending.taskId, {
-          state: 'cancelled',
-          error: { code: ending, message: 'The sender stopped waiting' },
-          at: this.lifecycle.now(),
-        });
-      }
-      const late = await this.mail.findReplyTo(tx, caller.sessionId, messageId, target);
-      if (late && late.status === 'read') {
-        await this.mailbox.requeueAsUnread(tx, late);
-      }
-    });
+    const ended = await this.agents.endWait(tx, caller.sessionId, caller.agentId);
+    if (!ended) {
+      return;
+    }
+    const reason =
+      ending === 'reply' ? 'reply_received' : ending === 'timeout' ? 'switch_timeout' : `switch_${ending}`;
+    await this.lifecycle.changed(tx, caller, ended.previous, ended.state, reason);
+    if (ending === 'reply' || ending === 'failed') {
+      return;
+    }
+    const pending = await this.items.findQueuedForMail(tx, caller.sessionId, messageId);
+    if (pending) {
+      await this.items.finish(tx, pending.taskId, {
+        state: 'cancelled',
+        error: { code: ending, message: 'The sender stopped waiting' },
+        at: this.lifecycle.now(),
+      });
+    }
+    const late = await this.mail.findReplyTo(tx, caller.sessionId, messageId, target);
+    if (late && late.status === 'read') {
+      await this.mailbox.requeueAsUnread(tx, late);
+    }
   }
+}
+
+/**
+ * Refuses a new edge caller → target that would close a cycle or make a chain deeper than the
+ * limit, given the target and every waiting agent of the session (`graph`); the target.
+ */
+function checkEdge(graph: Map<string, Agent>, caller: string, target: string): Agent {
+  const to = graph.get(target);
+  if (!to) {
+    throw new ToolError(`no agent '${target}' in this session`);
+  }
+  if (to.state === 'stopped') {
+    throw new ToolError(`agent '${target}' is stopped`);
+  }
+  const waitsOn = new Map(
+    [...graph.values()].filter((a) => a.waitingOn).map((a) => [a.agentId, a.waitingOn!]),
+  );
+  // Follow target's own chain: reaching the caller means the new edge closes a cycle.
+  const chain = [caller, target];
+  for (let at = waitsOn.get(target); at !== undefined; at = waitsOn.get(at)) {
+    chain.push(at);
+    if (at === caller) {
+      throw new ToolError(`refused: waiting on '${target}' would close a cycle (${chain.join(' -> ')})`);
+    }
+  }
+  const below = chain.length - 2; // edges after caller -> target
+  const above = longestChainInto(caller, waitsOn);
+  const depth = above + 1 + below;
+  if (depth > MAX_SWITCH_DEPTH) {
+    throw new ToolError(
+      `refused: the chain of waiting agents would be ${depth} deep (limit ${MAX_SWITCH_DEPTH})`,
+    );
+  }
+  return to;
 }
 
 /** Edges in the longest chain of waiters that ends at `target` (who waits on who waits on … target). */

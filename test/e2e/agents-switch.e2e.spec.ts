@@ -1,6 +1,7 @@
 import { AgentRepository } from 'src/agents/agent.repository';
-import { DatabaseService } from 'src/database/database.service';
+import { DatabaseService, Tx } from 'src/database/database.service';
 import { WorkItemRepository } from 'src/mailbox/work-item.repository';
+import { HistoryService } from 'src/sessions/history.service';
 import { SwitchService } from 'src/tools/switch.service';
 import { createScripted, replyAll, startSession } from '../factories/agents';
 import { newSessionId } from '../factories/ids';
@@ -600,6 +601,11 @@ describe('send_mail_with_switch', () => {
         return sut.app.get(DatabaseService).read(async (tx) => (await agents.find(tx, sessionId, agentId))!);
       };
       const question = { to: 'helper', subject: 'Question', body: 'q', timeoutSeconds: 120, hops: 1 };
+      // The tool call's transaction, as the registry would give it (these waits end before it is used).
+      const commitIn =
+        (sessionId: string) =>
+        <T>(fn: (tx: Tx) => Promise<T>) =>
+          sut.app.get(HistoryService).inSession(sessionId, fn);
 
       it('an already stopped caller sends nothing and does not wait', async () => {
         const sessionId = await startSession(client, newSessionId());
@@ -608,7 +614,12 @@ describe('send_mail_with_switch', () => {
 
         const call = sut.app
           .get(SwitchService)
-          .call(await agentOf(sessionId, 'asker'), question, new AbortController().signal);
+          .call(
+            await agentOf(sessionId, 'asker'),
+            question,
+            new AbortController().signal,
+            commitIn(sessionId),
+          );
 
         await expect(call).rejects.toMatchObject({ name: 'AbortError' });
         await expect(client.ok('async.listMail', { sessionId })).resolves.toMatchObject({ messages: [] });
@@ -631,7 +642,7 @@ describe('send_mail_with_switch', () => {
 
         const call = sut.app
           .get(SwitchService)
-          .call(await agentOf(sessionId, 'asker'), question, controller.signal);
+          .call(await agentOf(sessionId, 'asker'), question, controller.signal, commitIn(sessionId));
         controller.abort(); // after the call's first check, before it listens for an abort
 
         await expect(call).rejects.toMatchObject({ name: 'AbortError' });

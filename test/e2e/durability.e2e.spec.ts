@@ -255,6 +255,49 @@ describe('Durability across a restart', () => {
     expect(started).toHaveLength(2);
   });
 
+  it('hands a retried item the reply its send-and-switch had received, without asking again', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    await createScripted(client, sessionId, 'helper', replyAll('forty-two'));
+    await createScripted(client, sessionId, 'asker', [
+      {
+        when: { kind: 'task' },
+        do: [
+          { tool: 'send_mail_with_switch', args: { to: 'helper', subject: 'Q', body: '{{prompt}}' } },
+          { reply: 'helper says {{result.reply.body}}', delayMs: 7_000 },
+        ],
+      },
+    ]);
+    const thinking = clock.nextTimers(1, 7_000);
+    const task = await client.ok('async.sendTask', { sessionId, agentId: 'asker', prompt: 'the answer?' });
+    await thinking; // the reply came and the call committed; the model is "thinking" about its answer
+    const first = await client.ok('async.listMail', { sessionId });
+    expect(first.messages).toHaveLength(2); // the question and its reply
+
+    const thinkingAgain = clock.nextTimers(1, 7_000);
+    await restart(sessionId);
+    await thinkingAgain;
+    clock.advance(7_000);
+
+    await expect(taskEnd(sessionId, task.taskId)).resolves.toMatchObject({
+      result: { final: 'helper says forty-two' },
+    });
+    await expect(client.ok('async.listMail', { sessionId })).resolves.toEqual(first);
+    const { events } = await client.ok('async.getHistory', { sessionId });
+    const calls = (events as any[]).filter(
+      (e) => e.type === 'async.tool.called' && e.payload.taskId === task.taskId,
+    );
+    expect(calls).toHaveLength(1);
+    expect(calls[0].payload.result).toMatchObject({ reply: { from: 'helper', body: 'forty-two' } });
+    const helperStarts = (events as any[]).filter(
+      (e) => e.type === 'async.task.started' && e.payload.agentId === 'helper',
+    );
+    expect(helperStarts).toHaveLength(1);
+    const asker = (events as any[])
+      .filter((e) => e.type === 'async.agent.stateChanged' && e.payload.agentId === 'asker')
+      .map((e) => `${e.payload.previous}->${e.payload.state}:${e.payload.reason}`);
+    expect(asker).toContain('waiting->active:reply_received');
+  });
+
   it('requeues items a killed process left running, and fails one interrupted too often', async () => {
     const sessionId = await startSession(client, newSessionId());
     await createScripted(

@@ -126,6 +126,58 @@ describe(AgentRepository.name, () => {
     });
   });
 
+  describe('listWaitGraph', () => {
+    it('reads the agents asked for and every waiting agent of the session, once each', async () => {
+      const sessionId = await givenAgents({
+        caller: { state: 'active' },
+        target: { state: 'waiting', patch: { waitingOn: 'far' } },
+        far: { state: 'active' },
+        other: { state: 'waiting', patch: { waitingOn: 'caller' } },
+        bystander: { state: 'idle' },
+      });
+      const elsewhere = await givenAgents({ stranger: { state: 'waiting', patch: { waitingOn: 'x' } } });
+
+      const graph = await db.read((tx) => sut.listWaitGraph(tx, sessionId, ['caller', 'target', 'missing']));
+
+      expect(graph.map((a) => [a.agentId, a.waitingOn]).sort()).toEqual([
+        ['caller', null],
+        ['other', 'caller'],
+        ['target', 'far'],
+      ]);
+      expect(graph.every((a) => a.sessionId === sessionId)).toBe(true);
+      await expect(db.read((tx) => sut.listWaitGraph(tx, elsewhere, []))).resolves.toMatchObject([
+        { agentId: 'stranger', waitingOn: 'x' },
+      ]);
+    });
+  });
+
+  describe('endWait', () => {
+    it('clears the wait and makes a waiting agent active, with its state before', async () => {
+      const sessionId = await givenAgents({
+        waiter: { state: 'waiting', patch: { waitingOn: 'helper' } },
+        stopped: { state: 'stopped', patch: { waitingOn: 'helper' } },
+        asleep: { state: 'sleeping', patch: { waitingOn: 'helper' } },
+      });
+
+      const ended = await db.transaction(async (tx) => ({
+        waiter: await sut.endWait(tx, sessionId, 'waiter'),
+        stopped: await sut.endWait(tx, sessionId, 'stopped'),
+        asleep: await sut.endWait(tx, sessionId, 'asleep'),
+        missing: await sut.endWait(tx, sessionId, 'missing'),
+      }));
+
+      expect(ended).toEqual({
+        waiter: { previous: 'waiting', state: 'active' },
+        stopped: { previous: 'stopped', state: 'stopped' },
+        asleep: { previous: 'sleeping', state: 'sleeping' },
+        missing: undefined,
+      });
+      for (const agentId of ['waiter', 'stopped', 'asleep']) {
+        await expect(find(sessionId, agentId)).resolves.toMatchObject({ waitingOn: null });
+      }
+    });
+  });
+
   describe('knownIds', () => {
     it('names the first agents in the session’s order and counts them all', async () => {
       const sessionId = await givenAgents({

@@ -172,14 +172,20 @@ describe(MailRepository.name, () => {
     const unread = await insert(newMail(sessionId));
     const read = await insert(newMail(sessionId, { status: 'read', createdAt: at(2) }));
 
-    await expect(db.transaction((tx) => sut.markReplied(tx, unread.messageId, at(5)))).resolves.toBe(true);
-    await expect(db.transaction((tx) => sut.markReplied(tx, unread.messageId, at(6)))).resolves.toBe(false);
+    await expect(db.transaction((tx) => sut.markReplied(tx, unread.messageId, at(5)))).resolves.toBe(
+      unread.threadId,
+    );
+    await expect(
+      db.transaction((tx) => sut.markReplied(tx, unread.messageId, at(6))),
+    ).resolves.toBeUndefined();
     await expect(db.read((tx) => sut.find(tx, sessionId, unread.messageId))).resolves.toMatchObject({
       status: 'replied',
       readAt: at(5),
     });
 
-    await expect(db.transaction((tx) => sut.markReplied(tx, read.messageId, at(7)))).resolves.toBe(true);
+    await expect(db.transaction((tx) => sut.markReplied(tx, read.messageId, at(7)))).resolves.toBe(
+      read.threadId,
+    );
     await expect(db.read((tx) => sut.find(tx, sessionId, read.messageId))).resolves.toMatchObject({
       status: 'replied',
       readAt: at(2),

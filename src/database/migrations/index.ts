@@ -5,6 +5,7 @@ import { Ownership1764900000000 } from './1764900000000-ownership';
 import { FenceRefusal1765000000000 } from './1765000000000-fence-refusal';
 import { HotTablesWithoutForeignKeys1765100000000 } from './1765100000000-hot-tables-without-foreign-keys';
 import { FewElements1765200000000 } from './1765200000000-few-elements';
+import { WaitingAgents1765300000000 } from './1765300000000-waiting-agents';
 
 /** Every migration, oldest first. Listed explicitly so the build, jest and the CLI all see the same set. */
 export const MIGRATIONS = [
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   FenceRefusal1765000000000,
   HotTablesWithoutForeignKeys1765100000000,
   FewElements1765200000000,
+  WaitingAgents1765300000000,
 ];

@@ -20,7 +20,8 @@ export class AnswerSwitch {
   async answer(tx: Tx, item: WorkItem, final: string): Promise<void> {
     const original = item.payload.messageId!;
     const caller = item.payload.from!;
-    if (!(await this.mail.markReplied(tx, original, this.lifecycle.now()))) {
+    const threadId = await this.mail.markReplied(tx, original, this.lifecycle.now());
+    if (threadId === undefined) {
       return; // answered already, with reply_mail
     }
     // Awaited: handed straight to the waiter (and queued by its endWait if it gave up meanwhile).
@@ -34,6 +35,7 @@ export class AnswerSwitch {
       body: final,
       priority: 'high',
       replyTo: original,
+      threadId,
       enqueue: !awaited,
       force: true,
       // The answer is what the caller waited for, so it is not refused at the hop limit; its
