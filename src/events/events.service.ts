@@ -145,6 +145,9 @@ export class EventsService {
       createdAt: this.lifecycle.now(),
     });
     const sleepers = listeners.filter((a) => a.state === 'sleeping').map((a) => a.agentId);
+    // The answer first, then the wake-ups' pushes: a broadcast to thousands of sleepers records
+    // thousands of changes of state, whose pushes would otherwise stand between the caller and its answer.
+    this.history.pushAfterReplies(tx, sessionId);
     const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`);
     await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
     return { event, delivered, woke };
