@@ -79,6 +79,42 @@ describe('wake-ups: broadcasts to many sleepers and sleep timers due together', 
     expect((await statesOf(sessionId)).off).toMatchObject({ state: 'stopped', queue_size: 0 });
   });
 
+  it('answers a broadcast before it pushes the wake-ups it recorded, which follow in the session’s order', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    const agents = await team(sessionId, 'o', 6);
+    for (const agentId of agents) {
+      await client.ok('async.sleepAgent', { sessionId, agentId });
+    }
+    // In the order the socket delivers them: the pushes, and the answer as its ack arrives.
+    const seen: Array<{ name: string; seq?: number }> = [];
+    const listen = (name: string, payload: any) => {
+      if (payload?.sessionId === sessionId) {
+        seen.push({ name, seq: payload.seq });
+      }
+    };
+    client.socket.onAny(listen);
+    try {
+      await new Promise((resolve) =>
+        client.socket.emit('async.broadcastEvent', { sessionId, event: 'go' }, (reply: unknown) => {
+          seen.push({ name: 'answer' });
+          resolve(reply);
+        }),
+      );
+      await client.waitFor('async.event.broadcast', () => of('async.event.broadcast', sessionId).length > 0);
+    } finally {
+      client.socket.offAny(listen);
+    }
+
+    expect(seen[0]).toEqual({ name: 'answer' });
+    const pushed = seen.slice(1);
+    expect(pushed.slice(0, agents.length + 1).map((p) => p.name)).toEqual([
+      ...agents.map(() => 'async.agent.stateChanged'),
+      'async.event.broadcast',
+    ]);
+    const seqs = pushed.map((p) => p.seq!);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+  });
+
   it('refuses the whole broadcast with limit_exceeded when one listener’s queue is full, as enqueue does', async () => {
     const sessionId = await startSession(client, newSessionId());
     const [first, full, last] = await team(sessionId, 'q', 3);
