@@ -116,7 +116,12 @@ export class EventsService {
   }
 
   broadcastEvent(sessionId: string, event: string, data: unknown, from?: string) {
-    return this.history.inSession(sessionId, (tx) => this.broadcast(tx, sessionId, event, data, from));
+    return this.history.inSession(sessionId, (tx) => {
+      // The answer first, then the pushes: a broadcast to thousands of sleepers records thousands of
+      // changes of state, whose pushes would otherwise stand between the caller and its answer.
+      this.history.pushAfterReplies(tx, sessionId);
+      return this.broadcast(tx, sessionId, event, data, from);
+    });
   }
 
   /**
@@ -145,9 +150,6 @@ export class EventsService {
       createdAt: this.lifecycle.now(),
     });
     const sleepers = listeners.filter((a) => a.state === 'sleeping').map((a) => a.agentId);
-    // The answer first, then the wake-ups' pushes: a broadcast to thousands of sleepers records
-    // thousands of changes of state, whose pushes would otherwise stand between the caller and its answer.
-    this.history.pushAfterReplies(tx, sessionId);
     const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`);
     await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
     return { event, delivered, woke };

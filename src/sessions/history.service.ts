@@ -545,6 +545,7 @@ export class HistoryService {
     this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
     const push = () => this.fanout.local(record);
     if (batch?.later) {
+      this.db.afterCommit(tx, () => this.fanout.expect(record));
       this.db.afterReplies(tx, push);
     } else {
       this.db.afterCommit(tx, push);

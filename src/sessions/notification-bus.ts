@@ -21,12 +21,36 @@ export class NotificationBus {
   readonly outgoing$: Observable<EphemeralPush> = this.outgoing.asObservable();
   /** The latest history `seq` seen per session: what an ephemeral push is stamped with. */
   private readonly lastSeq = new Map<string, number>();
+  /** Per session, the last committed record whose push comes a turn later (see {@link expect}). */
+  private readonly expected = new Map<string, number>();
+  /** Per session, the ephemeral pushes made while such records were expected, in order. */
+  private readonly held = new Map<string, Array<Parameters<NotificationBus['publishEphemeral']>[0]>>();
 
   publish(record: HistoryRecord): void {
-    if (record.seq > (this.lastSeq.get(record.sessionId) ?? 0)) {
-      this.lastSeq.set(record.sessionId, record.seq);
+    const { sessionId, seq } = record;
+    if (seq > (this.lastSeq.get(sessionId) ?? 0)) {
+      this.lastSeq.set(sessionId, seq);
     }
     this.subject.next(record);
+    const expected = this.expected.get(sessionId);
+    if (expected !== undefined && seq >= expected) {
+      this.expected.delete(sessionId);
+      const held = this.held.get(sessionId) ?? [];
+      this.held.delete(sessionId);
+      held.forEach((push) => this.publishEphemeral(push));
+    }
+  }
+
+  /**
+   * The session's records up to `seq` have committed and are published shortly, a turn after their
+   * commit (HistoryService.pushAfterReplies): ephemeral pushes made meanwhile (an agent's streamed
+   * text, which its loop may produce at once) wait for them, so that they still follow the records
+   * they come after.
+   */
+  expect(sessionId: string, seq: number): void {
+    if (seq > (this.lastSeq.get(sessionId) ?? 0) && seq > (this.expected.get(sessionId) ?? 0)) {
+      this.expected.set(sessionId, seq);
+    }
   }
 
   /**
@@ -39,6 +63,15 @@ export class NotificationBus {
     type: string;
     payload: Record<string, unknown>;
   }): void {
+    if (this.expected.has(push.sessionId)) {
+      const held = this.held.get(push.sessionId);
+      if (held) {
+        held.push(push);
+      } else {
+        this.held.set(push.sessionId, [push]);
+      }
+      return;
+    }
     const seq = this.lastSeq.get(push.sessionId) ?? 0;
     const stamped: EphemeralPush = {
       sessionId: push.sessionId,

@@ -62,6 +62,11 @@ export class PushFanout implements OnModuleInit, OnModuleDestroy {
   }
 
   /** A record this node committed (called after commit, in commit order). */
+  /** A record committed here whose {@link local} comes a turn later: see NotificationBus.expect. */
+  expect(record: HistoryRecord): void {
+    this.bus.expect(record.sessionId, record.seq);
+  }
+
   local(record: HistoryRecord): void {
     const { sessionId, seq } = record;
     const cursor = this.cursors.get(sessionId);

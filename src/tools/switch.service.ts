@@ -111,10 +111,18 @@ export class SwitchService {
         ending = ending === 'reply' ? 'failed' : ending;
         throw new ToolError(result.error);
       }
-      const answered = await commit(async (tx) => {
-        await this.endWait(tx, caller, messageId, mail.to, 'reply');
-        return result;
-      });
+      let answered: { reply: SwitchReply };
+      try {
+        answered = await commit(async (tx) => {
+          await this.endWait(tx, caller, messageId, mail.to, 'reply');
+          return result;
+        });
+      } catch (err) {
+        // The reply did not reach the caller after all: the wait ends as an abandoned one, which
+        // hands the reply (stored as read) over as ordinary mail instead of losing it.
+        ending = 'aborted';
+        throw err;
+      }
       ended = true;
       return answered;
     } finally {

@@ -292,10 +292,13 @@ describe('Durability across a restart', () => {
       (e) => e.type === 'async.task.started' && e.payload.agentId === 'helper',
     );
     expect(helperStarts).toHaveLength(1);
-    const asker = (events as any[])
-      .filter((e) => e.type === 'async.agent.stateChanged' && e.payload.agentId === 'asker')
-      .map((e) => `${e.payload.previous}->${e.payload.state}:${e.payload.reason}`);
-    expect(asker).toContain('waiting->active:reply_received');
+    // The wait ended in the call's own transaction: its record is the next one after the caller's change back.
+    const replied = (events as any[]).filter(
+      (e) => e.type === 'async.agent.stateChanged' && e.payload.reason === 'reply_received',
+    );
+    expect(replied).toHaveLength(1);
+    expect(replied[0].payload).toMatchObject({ agentId: 'asker', previous: 'waiting', state: 'active' });
+    expect(calls[0].seq).toBe(replied[0].seq + 1);
   });
 
   it('requeues items a killed process left running, and fails one interrupted too often', async () => {

@@ -115,6 +115,38 @@ describe('wake-ups: broadcasts to many sleepers and sleep timers due together', 
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
   });
 
+  it('pushes what an agent’s broadcast_event recorded before the text the agent streams next', async () => {
+    const sessionId = await startSession(client, newSessionId());
+    const [listener] = await team(sessionId, 'h', 1);
+    await client.ok('async.sleepAgent', { sessionId, agentId: listener });
+    await createScripted(client, sessionId, 'herald', [
+      {
+        when: { kind: 'task' },
+        do: [{ tool: 'broadcast_event', args: { event: 'go' } }, { reply: 'announced' }],
+      },
+    ]);
+    const seen: Array<{ name: string; seq: number; taskId?: string }> = [];
+    const listen = (name: string, payload: any) => {
+      if (payload?.sessionId === sessionId) {
+        seen.push({ name, seq: payload.seq, taskId: payload.taskId });
+      }
+    };
+    client.socket.onAny(listen);
+    try {
+      const { taskId } = await sendTask(sessionId, 'herald', 'announce');
+      await client.waitForTaskEnd(taskId);
+      const called = seen.find((p) => p.name === 'async.tool.called' && p.taskId === taskId)!;
+      const output = seen.find((p) => p.name === 'async.task.output' && p.taskId === taskId)!;
+      const broadcast = seen.find((p) => p.name === 'async.event.broadcast')!;
+
+      expect(seen.indexOf(broadcast)).toBeLessThan(seen.indexOf(called));
+      expect(seen.indexOf(called)).toBeLessThan(seen.indexOf(output));
+      expect(output.seq).toBeGreaterThanOrEqual(called.seq);
+    } finally {
+      client.socket.offAny(listen);
+    }
+  });
+
   it('refuses the whole broadcast with limit_exceeded when one listener’s queue is full, as enqueue does', async () => {
     const sessionId = await startSession(client, newSessionId());
     const [first, full, last] = await team(sessionId, 'q', 3);
