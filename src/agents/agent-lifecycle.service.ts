@@ -87,6 +87,8 @@ export class AgentLifecycleService {
    * {@link wake} for many agents of one session with a fixed number of statements: those of
    * `agentIds` that sleep (and, with `dueBy`, whose deadline is at or before it) resume, each with
    * its `async.agent.stateChanged` in the order of `agentIds`. The woken ids, in that order.
+   * `signalled`: the caller has just queued work for each of them and signals them itself (a
+   * broadcast), so whether they have work is not asked.
    */
   async wakeAll(
     tx: Tx,
@@ -94,8 +96,9 @@ export class AgentLifecycleService {
     agentIds: string[],
     reason: string,
     dueBy?: string,
+    signalled = false,
   ): Promise<string[]> {
-    const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy);
+    const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy, !signalled);
     for (const { agentId, state } of woken) {
       await this.history.record(tx, sessionId, 'async.agent.stateChanged', {
         agentId,
@@ -107,11 +110,13 @@ export class AgentLifecycleService {
     // An agent woken to `idle` with nothing queued has nothing to claim: signalling its loop would
     // only cost a futile claim transaction per sleeper (ten thousand timers due at once). Work
     // queued later signals it itself.
-    this.signals.workAfterCommit(
-      tx,
-      sessionId,
-      woken.filter((w) => w.hasWork || w.state !== 'idle').map((w) => w.agentId),
-    );
+    if (!signalled) {
+      this.signals.workAfterCommit(
+        tx,
+        sessionId,
+        woken.filter((w) => w.hasWork || w.state !== 'idle').map((w) => w.agentId),
+      );
+    }
     return woken.map((w) => w.agentId);
   }
 

@@ -197,13 +197,14 @@ export class AgentRepository {
    * by one: back to what its loop is doing (`waiting` on a reply, `active` with an item running,
    * else `idle`), its deadline cleared. With `dueBy`, only those whose deadline is at or before it
    * (a timer's firing). The woken, in the order of `agentIds`, with the state each went to and
-   * whether it has work queued.
+   * whether it has work queued (unless `askQueued` is false: then `hasWork` is false, unasked).
    */
   async wakeSleeping(
     tx: Tx,
     sessionId: string,
     agentIds: string[],
     dueBy?: string,
+    askQueued = true,
   ): Promise<Array<{ agentId: string; state: AgentState; hasWork: boolean }>> {
     if (agentIds.length === 0) {
       return [];
@@ -219,9 +220,9 @@ export class AgentRepository {
          sleeping_until = NULL
        WHERE a.session_id = $1 AND a.id = ANY($2::text[]) AND a.state = 'sleeping'
          AND ($3::timestamptz IS NULL OR a.sleeping_until <= $3::timestamptz)
-       RETURNING a.id, a.state, EXISTS (SELECT 1 FROM work_item w
-         WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') AS has_work`,
-      [sessionId, agentIds, dueBy ?? null],
+       RETURNING a.id, a.state, CASE WHEN $4::boolean THEN EXISTS (SELECT 1 FROM work_item w
+         WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') ELSE false END AS has_work`,
+      [sessionId, agentIds, dueBy ?? null, askQueued],
     );
     const woken = new Map(rows.map((r) => [r.id, r]));
     return agentIds.flatMap((agentId) => {

@@ -150,7 +150,8 @@ export class EventsService {
       createdAt: this.lifecycle.now(),
     });
     const sleepers = listeners.filter((a) => a.state === 'sleeping').map((a) => a.agentId);
-    const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`);
+    // Each of them has the event queued, and enqueueForEach signals them.
+    const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`, undefined, true);
     await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
     return { event, delivered, woke };
   }

@@ -247,6 +247,22 @@ describe(AgentRepository.name, () => {
       ).resolves.toEqual([]);
     });
 
+    it('does not ask about queued work when told not to (the caller has just queued some)', async () => {
+      const sessionId = await givenAgents({
+        withWork: { state: 'sleeping', queued: true },
+        midStep: { state: 'sleeping', running: true },
+      });
+
+      const woken = await db.transaction((tx) =>
+        sut.wakeSleeping(tx, sessionId, ['withWork', 'midStep'], undefined, false),
+      );
+
+      expect(woken).toEqual([
+        { agentId: 'withWork', state: 'idle', hasWork: false },
+        { agentId: 'midStep', state: 'active', hasWork: false },
+      ]);
+    });
+
     it('with dueBy wakes only sleepers whose deadline is at or before it', async () => {
       const sessionId = await givenAgents({
         early: { state: 'sleeping', patch: { sleepingUntil: later(10) } },
