@@ -99,6 +99,21 @@ export class AgentLifecycleService {
     signalled = false,
   ): Promise<string[]> {
     const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy, !signalled);
+    await this.recordWoken(tx, sessionId, woken, reason, signalled);
+    return woken.map((w) => w.agentId);
+  }
+
+  /**
+   * What waking records, given the agents a statement woke (in order): each one's
+   * `async.agent.stateChanged`, and a signal to those with something to do (unless `signalled`).
+   */
+  async recordWoken(
+    tx: Tx,
+    sessionId: string,
+    woken: Array<{ agentId: string; state: AgentState; hasWork: boolean }>,
+    reason: string,
+    signalled = false,
+  ): Promise<string[]> {
     for (const { agentId, state } of woken) {
       await this.history.record(tx, sessionId, 'async.agent.stateChanged', {
         agentId,

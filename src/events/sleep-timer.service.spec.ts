@@ -1,6 +1,7 @@
 import { Subject } from 'rxjs';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
+import { AgentWrites } from 'src/agents/agent-writes.repository';
 import { Agent } from 'src/agents/agent.types';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { SessionHint } from 'src/cluster/cluster.types';
@@ -66,6 +67,8 @@ function setup(clock: FakeClock = new FakeClock()) {
         open = undefined;
       }
     },
+    // A firing on its own: the same wake-up as in a batch of merged firings (covered on a database).
+    inSessionMerged: <T>(sessionId: string, fn: (t: Tx) => Promise<T>) => history.inSession(sessionId, fn),
   };
   const lifecycle = {
     now: () => new Date(clock.now()).toISOString(),
@@ -87,6 +90,7 @@ function setup(clock: FakeClock = new FakeClock()) {
   const sut = new SleepTimerService(
     db as unknown as DatabaseService,
     agents as unknown as AgentRepository,
+    {} as AgentWrites,
     lifecycle as unknown as AgentLifecycleService,
     history as unknown as HistoryService,
     leases as unknown as LeaseService,

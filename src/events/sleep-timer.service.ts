@@ -10,6 +10,7 @@ import { OwnerContext } from 'src/cluster/owner-context';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
+import { AgentWrites, DueWake, WokenAgent } from 'src/agents/agent-writes.repository';
 import { Agent } from 'src/agents/agent.types';
 import { HistoryService } from 'src/sessions/history.service';
 import { DeadlineQueue } from './deadline-queue';
@@ -43,6 +44,7 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
   constructor(
     private readonly db: DatabaseService,
     private readonly agents: AgentRepository,
+    private readonly writes: AgentWrites,
     private readonly lifecycle: AgentLifecycleService,
     private readonly history: HistoryService,
     private readonly leases: LeaseService,
@@ -180,17 +182,23 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     if (!this.leases.isServing(sessionId)) {
       return; // the session moved to another node, which armed its own timers
     }
+    const agentIds = sleepers.map((s) => s.agentId);
+    // Only those still asleep with a deadline that has passed (the database's word, not the wheel's).
+    const dueBy = this.lifecycle.now();
+    // One statement with the other sessions' firings in the batch, sent with the batch's lock.
     await this.owner.run(sessionId, () =>
-      this.history.inSession(sessionId, async (tx) => {
-        // Only those still asleep with a deadline that has passed (the database's word, not the wheel's).
-        await this.lifecycle.wakeAll(
-          tx,
-          sessionId,
-          sleepers.map((s) => s.agentId),
-          'timer',
-          this.lifecycle.now(),
-        );
-      }),
+      this.history.inSessionMerged(
+        sessionId,
+        (tx) => this.lifecycle.wakeAll(tx, sessionId, agentIds, 'timer', dueBy),
+        {
+          kind: 'wakeDue',
+          agentId: agentIds[0],
+          agentIds,
+          args: { sessionId, agentIds, dueBy },
+          statement: (args: DueWake[]) => this.writes.wakeDueManyStatement(args),
+          then: (tx, woken: WokenAgent[]) => this.lifecycle.recordWoken(tx, sessionId, woken, 'timer'),
+        },
+      ),
     );
   }
 }

@@ -54,6 +54,8 @@ interface SessionUnit extends PendingUnit {
 export interface MergeableWrite<A = unknown, R = unknown, T = unknown> {
   kind: string;
   agentId: string;
+  /** A write to several agents of its session (a timer's firing): all of them, with `agentId` one of them. */
+  agentIds?: string[];
   args: A;
   /** One statement for the writes of a segment, in their order; one row per write. */
   statement(args: A[]): Statement<R[]>;
@@ -392,7 +394,8 @@ export class HistoryService {
   private segmentOf(units: SessionUnit[], rest: number[], done: Set<number>): number[] {
     const merge = units[rest[0]].merge!;
     const segment = [rest[0]];
-    const passed = new Set([merge.agentId]);
+    const agentsOf = (m: MergeableWrite) => m.agentIds ?? [m.agentId];
+    const passed = new Set(agentsOf(merge));
     for (const j of rest.slice(1)) {
       const other = units[j].merge;
       if (done.has(j)) {
@@ -401,10 +404,10 @@ export class HistoryService {
       if (!other) {
         break; // a write that cannot merge is a barrier
       }
-      if (other.kind === merge.kind && !passed.has(other.agentId)) {
+      if (other.kind === merge.kind && !agentsOf(other).some((a) => passed.has(a))) {
         segment.push(j);
       }
-      passed.add(other.agentId);
+      agentsOf(other).forEach((a) => passed.add(a));
     }
     return segment;
   }

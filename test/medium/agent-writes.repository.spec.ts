@@ -2,6 +2,7 @@ import { AgentWrites, SleepWrite } from 'src/agents/agent-writes.repository';
 import { AgentPatch, AgentRepository } from 'src/agents/agent.repository';
 import { Agent, AgentState } from 'src/agents/agent.types';
 import { DatabaseService } from 'src/database/database.service';
+import { run } from 'src/database/sql';
 import { SessionRepository } from 'src/sessions/session.repository';
 import { newAgentRow } from '../factories/agent-rows';
 import { newSessionId } from '../factories/ids';
@@ -207,6 +208,51 @@ describe(AgentWrites.name, () => {
 
     it('asks nothing of the database for no agents', async () => {
       await expect(db.transaction((tx) => sut.sleepMany(tx, []))).resolves.toEqual([]);
+    });
+  });
+
+  describe('wakeDueManyStatement', () => {
+    const given = {
+      dueEarly: { state: 'sleeping' as const, patch: { sleepingUntil: later(10) } },
+      onTheDot: { state: 'sleeping' as const, patch: { sleepingUntil: later(20) } },
+      notYet: { state: 'sleeping' as const, patch: { sleepingUntil: later(30) } },
+      replyDue: { state: 'sleeping' as const, patch: { sleepingUntil: later(5), waitingOn: 'x' } },
+      forever: { state: 'sleeping' as const },
+      awake: { state: 'idle' as const },
+    };
+    const asked = ['notYet', 'replyDue', 'awake', 'onTheDot', 'forever', 'dueEarly', 'ghost'];
+
+    it('wakes the due sleepers of every write as wakeSleeping does one session, one row per write in its order', async () => {
+      const [one, two, twinOne, twinTwo] = await Promise.all([
+        givenSession(given),
+        givenSession({ solo: given.dueEarly }),
+        givenSession(given),
+        givenSession({ solo: given.dueEarly }),
+      ]);
+
+      const merged = await db.transaction((tx) =>
+        run(
+          tx,
+          sut.wakeDueManyStatement([
+            { sessionId: one, agentIds: asked, dueBy: later(20) },
+            { sessionId: two, agentIds: ['solo'], dueBy: later(5) },
+            { sessionId: two, agentIds: ['ghost'], dueBy: later(20) },
+          ]),
+        ),
+      );
+      const single = await db.transaction(async (tx) => [
+        await agents.wakeSleeping(tx, twinOne, asked, later(20)),
+        await agents.wakeSleeping(tx, twinTwo, ['solo'], later(5)),
+      ]);
+
+      expect(merged).toEqual([...single, []]);
+      expect(merged[0].map((w) => [w.agentId, w.state])).toEqual([
+        ['replyDue', 'waiting'],
+        ['onTheDot', 'idle'],
+        ['dueEarly', 'idle'],
+      ]);
+      await expect(comparable(one)).resolves.toEqual(await comparable(twinOne));
+      await expect(comparable(two)).resolves.toEqual(await comparable(twinTwo));
     });
   });
 });

@@ -234,7 +234,7 @@ describe('group commit of session writes', () => {
       agentId: string,
       n: number,
       calls: number[][],
-      opts: { failThen?: boolean } = {},
+      opts: { failThen?: boolean; agentIds?: string[] } = {},
     ) {
       const record = async (tx: Tx, v: number) => {
         if (opts.failThen) {
@@ -249,6 +249,7 @@ describe('group commit of session writes', () => {
         {
           kind: 'echo',
           agentId,
+          agentIds: opts.agentIds,
           args: n,
           statement: (args: number[]) => {
             calls.push(args);
@@ -282,6 +283,24 @@ describe('group commit of session writes', () => {
       await expect(Promise.all(writes)).resolves.toEqual([1, 2, 3, 4, { i: 5, tx: expect.any(String) }, 6]);
       expect(calls).toEqual([[1, 2, 4], [3], [6]]);
       expect(await events(sessionId)).toEqual(['a:1', 'b:2', 'c:4', 'a:3', 'n:5', 'd:6']);
+    });
+
+    it('keeps a write to several agents (agentIds) before the later writes of any of them', async () => {
+      const sessionId = await newSession();
+      const slow = slowWrite(sessionId);
+      await slow.inside;
+      const calls: number[][] = [];
+      const writes = [
+        mergeable(sessionId, 'a', 1, calls),
+        mergeable(sessionId, 'b', 2, calls, { agentIds: ['b', 'c'] }),
+        mergeable(sessionId, 'c', 3, calls), // after the write to b and c: in the next statement
+        mergeable(sessionId, 'd', 4, calls),
+      ];
+      slow.open();
+      await slow.done;
+      await expect(Promise.all(writes)).resolves.toEqual([1, 2, 3, 4]);
+      expect(calls).toEqual([[1, 2, 4], [3]]);
+      expect(await events(sessionId)).toEqual(['a:1', 'b:2', 'd:4', 'c:3']);
     });
 
     it('runs the writes of a kind of several sessions as one statement, each session in its own order', async () => {

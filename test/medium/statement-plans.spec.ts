@@ -118,6 +118,10 @@ describe('plans of the batch statements', () => {
         tx,
         new AgentWrites().sleepManyStatement([{ ...key, until: null, wakeEvents: ['go'] }]),
       ),
+      wakeDue: await scansOf(
+        tx,
+        new AgentWrites().wakeDueManyStatement([{ ...key, agentIds: [key.agentId], dueBy: AT }]),
+      ),
       close: await scansOf(
         tx,
         new HistoryRepository().closeStatement(
@@ -134,7 +138,7 @@ describe('plans of the batch statements', () => {
         ),
       ),
     }));
-    expect(scans).toEqual({ enqueue: [], claim: [], complete: [], sleep: [], close: [] });
+    expect(scans).toEqual({ enqueue: [], claim: [], complete: [], sleep: [], wakeDue: [], close: [] });
   });
 
   it('joins a long input to what the statement made, never reading a CTE again for each row', async () => {
