@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
 import { elementsOf, iso, json, run, Statement } from 'src/database/sql';
 import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
+import { HAS_QUEUED_WORK, WAKE_SET } from './wake-sql';
 
 /** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
 export interface SleepWrite {
@@ -130,18 +131,11 @@ export class AgentWrites {
            (x.e->>'due_by')::timestamptz AS due_by
          FROM ${elementsOf('$1::jsonb', input.length)} WITH ORDINALITY AS x(e, o)),
        woken AS (
-         UPDATE agent a SET
-           state = CASE
-             WHEN a.waiting_on IS NOT NULL THEN 'waiting'
-             WHEN EXISTS (SELECT 1 FROM work_item w
-                          WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'running') THEN 'active'
-             ELSE 'idle' END,
-           sleeping_until = NULL
+         UPDATE agent a SET ${WAKE_SET}
          FROM input i
          WHERE a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'sleeping'
            AND a.sleeping_until <= i.due_by
-         RETURNING a.session_id, a.id, a.state, EXISTS (SELECT 1 FROM work_item w
-           WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') AS has_work)
+         RETURNING a.session_id, a.id, a.state, ${HAS_QUEUED_WORK} AS has_work)
        SELECT i.n, w.id, w.state, w.has_work
        FROM input i JOIN woken w ON w.session_id = i.session_id AND w.id = i.agent_id
        ORDER BY i.o`,

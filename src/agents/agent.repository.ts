@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
 import { iso, json, num, query, queryOne } from 'src/database/sql';
+import { HAS_QUEUED_WORK, WAKE_SET } from './wake-sql';
 import { Agent, AgentConfig, AgentState, AgentStateSnapshot, DEFAULT_LIMITS, WorkKind } from './agent.types';
 
 export interface AgentRow {
@@ -211,17 +212,10 @@ export class AgentRepository {
     }
     const rows = await query<{ id: string; state: AgentState; has_work: boolean }>(
       tx,
-      `UPDATE agent a SET
-         state = CASE
-           WHEN a.waiting_on IS NOT NULL THEN 'waiting'
-           WHEN EXISTS (SELECT 1 FROM work_item w
-                        WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'running') THEN 'active'
-           ELSE 'idle' END,
-         sleeping_until = NULL
+      `UPDATE agent a SET ${WAKE_SET}
        WHERE a.session_id = $1 AND a.id = ANY($2::text[]) AND a.state = 'sleeping'
          AND ($3::timestamptz IS NULL OR a.sleeping_until <= $3::timestamptz)
-       RETURNING a.id, a.state, CASE WHEN $4::boolean THEN EXISTS (SELECT 1 FROM work_item w
-         WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') ELSE false END AS has_work`,
+       RETURNING a.id, a.state, CASE WHEN $4::boolean THEN ${HAS_QUEUED_WORK} ELSE false END AS has_work`,
       [sessionId, agentIds, dueBy ?? null, askQueued],
     );
     const woken = new Map(rows.map((r) => [r.id, r]));
