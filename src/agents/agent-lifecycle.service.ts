@@ -7,6 +7,7 @@ import { WorkItemRepository } from 'src/mailbox/work-item.repository';
 import { HistoryService } from 'src/sessions/history.service';
 import { AgentPatch, AgentRepository } from './agent.repository';
 import { Agent, AgentState } from './agent.types';
+import { WokenAgent } from './wake-statement';
 
 /**
  * The agent state machine. Every change of `state` goes through {@link transition}, inside the
@@ -95,12 +96,10 @@ export class AgentLifecycleService {
     sessionId: string,
     agentIds: string[],
     reason: string,
-    dueBy?: string,
-    signalled = false,
+    { dueBy, signalled = false }: { dueBy?: string; signalled?: boolean } = {},
   ): Promise<string[]> {
     const woken = await this.agents.wakeSleeping(tx, sessionId, agentIds, dueBy, !signalled);
-    await this.recordWoken(tx, sessionId, woken, reason, signalled);
-    return woken.map((w) => w.agentId);
+    return this.recordWoken(tx, sessionId, woken, reason, signalled);
   }
 
   /**
@@ -110,7 +109,7 @@ export class AgentLifecycleService {
   async recordWoken(
     tx: Tx,
     sessionId: string,
-    woken: Array<{ agentId: string; state: AgentState; hasWork: boolean }>,
+    woken: WokenAgent[],
     reason: string,
     signalled = false,
   ): Promise<string[]> {

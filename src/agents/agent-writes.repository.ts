@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
 import { elementsOf, iso, json, run, Statement } from 'src/database/sql';
 import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
-import { HAS_QUEUED_WORK, WAKE_SET } from './wake-sql';
+import { wakeStatement, WakeWrite, WokenAgent } from './wake-statement';
 
 /** One agent to put to sleep: its new deadline (null: until an event) and, when given, its new wake events. */
 export interface SleepWrite {
@@ -117,53 +117,17 @@ export class AgentWrites {
   }
 
   /**
-   * Wakes the sleepers of each write whose deadline has come, as AgentRepository.wakeSleeping does
-   * for one session, in one statement for the writes of every session of a batch (a timer's firing
-   * merged with others, see SleepTimerService). One row per write: its woken agents, in its order.
+   * Wakes the due sleepers of timers' firings, of every session of a batch, in one statement (see
+   * SleepTimerService): {@link wakeStatement}.
    */
   wakeDueManyStatement(writes: DueWake[]): Statement<WokenAgent[][]> {
-    const input = writes.flatMap((w, n) =>
-      w.agentIds.map((agentId) => ({ n, session_id: w.sessionId, agent_id: agentId, due_by: w.dueBy })),
-    );
-    return {
-      text: `WITH input AS (
-         SELECT x.o, (x.e->>'n')::int AS n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
-           (x.e->>'due_by')::timestamptz AS due_by
-         FROM ${elementsOf('$1::jsonb', input.length)} WITH ORDINALITY AS x(e, o)),
-       woken AS (
-         UPDATE agent a SET ${WAKE_SET}
-         FROM input i
-         WHERE a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'sleeping'
-           AND a.sleeping_until <= i.due_by
-         RETURNING a.session_id, a.id, a.state, ${HAS_QUEUED_WORK} AS has_work)
-       SELECT i.n, w.id, w.state, w.has_work
-       FROM input i JOIN woken w ON w.session_id = i.session_id AND w.id = i.agent_id
-       ORDER BY i.o`,
-      params: [json(input)],
-      result: (rows) => {
-        const woken: WokenAgent[][] = writes.map(() => []);
-        for (const r of rows as Array<{ n: number; id: string; state: AgentState; has_work: boolean }>) {
-          woken[r.n].push({ agentId: r.id, state: r.state, hasWork: Boolean(r.has_work) });
-        }
-        return woken;
-      },
-    };
+    return wakeStatement(writes);
   }
 }
 
-/** The sleepers of one session whose deadline may have come (a timer's firing): {@link AgentWrites.wakeDueManyStatement}. */
-export interface DueWake {
-  sessionId: string;
-  agentIds: string[];
-  /** Only those whose deadline is at or before this wake. */
+/** The sleepers of one session whose deadline may have come (a timer's firing). */
+export interface DueWake extends WakeWrite {
   dueBy: string;
-}
-
-/** An agent a {@link DueWake} woke: the state it went to, and whether it has work queued. */
-export interface WokenAgent {
-  agentId: string;
-  state: AgentState;
-  hasWork: boolean;
 }
 
 interface SleepResultRow {

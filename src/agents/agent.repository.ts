@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, num, query, queryOne } from 'src/database/sql';
-import { HAS_QUEUED_WORK, WAKE_SET } from './wake-sql';
+import { iso, json, num, query, queryOne, run } from 'src/database/sql';
+import { wakeStatement, WokenAgent } from './wake-statement';
 import { Agent, AgentConfig, AgentState, AgentStateSnapshot, DEFAULT_LIMITS, WorkKind } from './agent.types';
 
 export interface AgentRow {
@@ -206,23 +206,12 @@ export class AgentRepository {
     agentIds: string[],
     dueBy?: string,
     askQueued = true,
-  ): Promise<Array<{ agentId: string; state: AgentState; hasWork: boolean }>> {
+  ): Promise<WokenAgent[]> {
     if (agentIds.length === 0) {
       return [];
     }
-    const rows = await query<{ id: string; state: AgentState; has_work: boolean }>(
-      tx,
-      `UPDATE agent a SET ${WAKE_SET}
-       WHERE a.session_id = $1 AND a.id = ANY($2::text[]) AND a.state = 'sleeping'
-         AND ($3::timestamptz IS NULL OR a.sleeping_until <= $3::timestamptz)
-       RETURNING a.id, a.state, CASE WHEN $4::boolean THEN ${HAS_QUEUED_WORK} ELSE false END AS has_work`,
-      [sessionId, agentIds, dueBy ?? null, askQueued],
-    );
-    const woken = new Map(rows.map((r) => [r.id, r]));
-    return agentIds.flatMap((agentId) => {
-      const r = woken.get(agentId);
-      return r ? [{ agentId, state: r.state, hasWork: Boolean(r.has_work) }] : [];
-    });
+    const [woken] = await run(tx, wakeStatement([{ sessionId, agentIds, dueBy: dueBy ?? null }], askQueued));
+    return woken;
   }
 
   /**

@@ -151,7 +151,7 @@ export class EventsService {
     });
     const sleepers = listeners.filter((a) => a.state === 'sleeping').map((a) => a.agentId);
     // Each of them has the event queued, and enqueueForEach signals them.
-    const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`, undefined, true);
+    const woke = await this.lifecycle.wakeAll(tx, sessionId, sleepers, `event:${event}`, { signalled: true });
     await this.history.record(tx, sessionId, 'async.event.broadcast', { event, data, woke });
     return { event, delivered, woke };
   }

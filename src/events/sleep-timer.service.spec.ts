@@ -72,7 +72,14 @@ function setup(clock: FakeClock = new FakeClock()) {
   };
   const lifecycle = {
     now: () => new Date(clock.now()).toISOString(),
-    wakeAll: async (_t: Tx, sessionId: string, agentIds: string[], reason: string, dueBy?: string) => {
+    wakeAll: async (
+      _t: Tx,
+      sessionId: string,
+      agentIds: string[],
+      reason: string,
+      opts?: { dueBy?: string },
+    ) => {
+      const dueBy = opts?.dueBy;
       expect(open).toBe(sessionId); // inside that session's transaction
       begun.push({ sessionId, agentIds: [...agentIds].sort(), reason, dueBy });
       await hold.gate;

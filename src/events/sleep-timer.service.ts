@@ -10,7 +10,8 @@ import { OwnerContext } from 'src/cluster/owner-context';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
-import { AgentWrites, DueWake, WokenAgent } from 'src/agents/agent-writes.repository';
+import { AgentWrites, DueWake } from 'src/agents/agent-writes.repository';
+import { WokenAgent } from 'src/agents/wake-statement';
 import { Agent } from 'src/agents/agent.types';
 import { HistoryService } from 'src/sessions/history.service';
 import { DeadlineQueue } from './deadline-queue';
@@ -189,7 +190,7 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     await this.owner.run(sessionId, () =>
       this.history.inSessionMerged(
         sessionId,
-        (tx) => this.lifecycle.wakeAll(tx, sessionId, agentIds, 'timer', dueBy),
+        (tx) => this.lifecycle.wakeAll(tx, sessionId, agentIds, 'timer', { dueBy }),
         {
           kind: 'wakeDue',
           agentId: agentIds[0],

@@ -516,8 +516,11 @@ export class HistoryService {
    */
   pushAfterReplies(tx: Tx, sessionId: string): void {
     const batch = this.batchOf(tx, sessionId);
-    if (batch) {
+    if (batch && !batch.later) {
       batch.later = true;
+      // At commit, after the pushes of the records made before: text streamed meanwhile waits for
+      // the deferred ones, up to the batch's last (NotificationBus.expect).
+      this.db.afterCommit(tx, () => this.fanout.expect(sessionId, batch.seq));
     }
   }
 
@@ -548,7 +551,6 @@ export class HistoryService {
     this.hints.add(tx, sessionId, { seq: [record.seq, record.seq] });
     const push = () => this.fanout.local(record);
     if (batch?.later) {
-      this.db.afterCommit(tx, () => this.fanout.expect(record));
       this.db.afterReplies(tx, push);
     } else {
       this.db.afterCommit(tx, push);

@@ -9,6 +9,14 @@ import { HistoryRecord } from './session.types';
  * Pushes without a history row (streamed text) travel beside them on {@link ephemeral$}, from every
  * node (PushFanout bridges the other nodes' in).
  */
+/** An ephemeral push as it is made, before the bus stamps it with its session's `seq`. */
+interface EphemeralInput {
+  sessionId: string;
+  at: string;
+  type: string;
+  payload: Record<string, unknown>;
+}
+
 @Injectable()
 export class NotificationBus {
   private readonly subject = new Subject<HistoryRecord>();
@@ -24,7 +32,7 @@ export class NotificationBus {
   /** Per session, the last committed record whose push comes a turn later (see {@link expect}). */
   private readonly expected = new Map<string, number>();
   /** Per session, the ephemeral pushes made while such records were expected, in order. */
-  private readonly held = new Map<string, Array<Parameters<NotificationBus['publishEphemeral']>[0]>>();
+  private readonly held = new Map<string, EphemeralInput[]>();
 
   publish(record: HistoryRecord): void {
     const { sessionId, seq } = record;
@@ -57,12 +65,7 @@ export class NotificationBus {
    * A push that is not in the history: to this node's subscribers at once, and to the other nodes'.
    * Its `seq` is the latest record's, so it sorts after what it follows; other nodes push it as stamped.
    */
-  publishEphemeral(push: {
-    sessionId: string;
-    at: string;
-    type: string;
-    payload: Record<string, unknown>;
-  }): void {
+  publishEphemeral(push: EphemeralInput): void {
     if (this.expected.has(push.sessionId)) {
       const held = this.held.get(push.sessionId);
       if (held) {

@@ -61,12 +61,12 @@ export class PushFanout implements OnModuleInit, OnModuleDestroy {
     this.subscriptions.forEach((s) => s.unsubscribe());
   }
 
-  /** A record this node committed (called after commit, in commit order). */
-  /** A record committed here whose {@link local} comes a turn later: see NotificationBus.expect. */
-  expect(record: HistoryRecord): void {
-    this.bus.expect(record.sessionId, record.seq);
+  /** Records of the session up to `seq`, committed here, whose {@link local} comes a turn later: see NotificationBus.expect. */
+  expect(sessionId: string, seq: number): void {
+    this.bus.expect(sessionId, seq);
   }
 
+  /** A record this node committed (called after commit, in commit order). */
   local(record: HistoryRecord): void {
     const { sessionId, seq } = record;
     const cursor = this.cursors.get(sessionId);
