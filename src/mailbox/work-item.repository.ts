@@ -176,30 +176,27 @@ export class WorkItemRepository {
            (x.e->>'created_at')::timestamptz AS created_at, (x.e->>'hops')::int AS hops,
            (x.e->>'max_queued')::int AS max_queued, (x.e->>'claim')::boolean AS claim
          FROM ${elementsOf('$1::jsonb', items.length)} WITH ORDINALITY AS x(e, n)),
-       known AS (
-         SELECT i.n, a.state = 'idle' AS idle FROM input i
-         JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
-       queued AS (
-         SELECT i.n, (SELECT count(*) FROM work_item w
-                      WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued')::int AS c
-         FROM input i),
-       earlier AS (
-         SELECT i.n, row_to_json(w) AS r FROM input i
-         JOIN work_item w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
-           AND w.idempotency_key = i.idempotency_key),
-       -- An idle agent with nothing queued (so nothing running either) takes the item as it is queued.
-       claimable AS (
-         SELECT i.n FROM input i JOIN known k ON k.n = i.n JOIN queued q ON q.n = i.n
-         WHERE i.claim AND k.idle AND q.c = 0),
+       -- What the statement needs to know of each input row, read once (MATERIALIZED: referenced
+       -- twice, it is not inlined, and no lookup runs again inside a join). Separate CTEs joined on
+       -- n were joined by nested loops, one of them planned inside another: cubic in the batch.
+       facts AS MATERIALIZED (
+         SELECT i.*, a.state AS agent_state,
+           (SELECT count(*) FROM work_item w
+            WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued')::int AS queued,
+           (SELECT row_to_json(w) FROM work_item w
+            WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id
+              AND w.idempotency_key = i.idempotency_key) AS earlier
+         FROM input i LEFT JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
        inserted AS (
          INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, idempotency_key, prompt, payload, created_at, hops, started_at, attempts)
-         SELECT i.session_id, i.agent_id, i.kind, i.priority, i.is_switch, c.state, i.idempotency_key, i.prompt, i.payload, i.created_at, i.hops,
-           CASE WHEN c.state = 'running' THEN i.created_at END, CASE WHEN c.state = 'running' THEN 1 ELSE 0 END
-         FROM input i JOIN queued q ON q.n = i.n JOIN known k ON k.n = i.n
-         LEFT JOIN earlier e ON e.n = i.n LEFT JOIN claimable cl ON cl.n = i.n
-         CROSS JOIN LATERAL (SELECT CASE WHEN cl.n IS NOT NULL THEN 'running' ELSE 'queued' END AS state) c
-         WHERE e.n IS NULL AND (i.max_queued IS NULL OR q.c < i.max_queued)
-         ORDER BY i.n
+         SELECT f.session_id, f.agent_id, f.kind, f.priority, f.is_switch, c.state, f.idempotency_key, f.prompt, f.payload, f.created_at, f.hops,
+           CASE WHEN c.state = 'running' THEN f.created_at END, CASE WHEN c.state = 'running' THEN 1 ELSE 0 END
+         FROM facts f
+         -- An idle agent with nothing queued (so nothing running either) takes the item as it is queued.
+         CROSS JOIN LATERAL (SELECT CASE WHEN f.claim AND f.agent_state = 'idle' AND f.queued = 0
+                                         THEN 'running' ELSE 'queued' END AS state) c
+         WHERE f.agent_state IS NOT NULL AND f.earlier IS NULL AND (f.max_queued IS NULL OR f.queued < f.max_queued)
+         ORDER BY f.n
          ON CONFLICT (session_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING *),
        -- Only for an item that was inserted (a repeated idempotency key inserts nothing).
@@ -207,13 +204,13 @@ export class WorkItemRepository {
          UPDATE agent a SET state = 'active', last_active_at = w.started_at
          FROM inserted w WHERE w.state = 'running' AND a.session_id = w.session_id AND a.id = w.agent_id
          RETURNING a.*)
-       SELECT k.n IS NOT NULL AS agent_exists, q.c AS queued, e.r AS earlier,
+       SELECT f.agent_state IS NOT NULL AS agent_exists, f.queued, f.earlier,
          CASE WHEN w.id IS NOT NULL THEN row_to_json(w) END AS inserted,
          CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS claimed_by
-       FROM input i JOIN queued q ON q.n = i.n LEFT JOIN known k ON k.n = i.n LEFT JOIN earlier e ON e.n = i.n
-       LEFT JOIN inserted w ON w.session_id = i.session_id AND w.agent_id = i.agent_id
-       LEFT JOIN active a ON a.session_id = i.session_id AND a.id = i.agent_id
-       ORDER BY i.n`,
+       FROM facts f
+       LEFT JOIN inserted w ON w.session_id = f.session_id AND w.agent_id = f.agent_id
+       LEFT JOIN active a ON a.session_id = f.session_id AND a.id = f.agent_id
+       ORDER BY f.n`,
       params: [json(input)],
       result: (rows) =>
         (rows as QueueRow[]).map((row) => ({

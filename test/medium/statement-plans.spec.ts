@@ -29,6 +29,19 @@ function ctesReadPerRow(node: PlanNode): string[] {
   return [...own, ...(node.Plans ?? []).flatMap(ctesReadPerRow)];
 }
 
+/**
+ * The joins of CTEs the plan runs again for every row of an outer join (an inlined CTE joined to
+ * others on the inner side of a nested loop): work that grows with the cube of the batch.
+ */
+function cteJoinsRunPerRow(node: PlanNode & { 'Actual Loops'?: number }): string[] {
+  const join = ['Nested Loop', 'Hash Join', 'Merge Join'].includes(node['Node Type']);
+  const own =
+    join && (node['Actual Loops'] ?? 1) > 1 && contains(node, (n) => n['Node Type'] === 'CTE Scan')
+      ? [`${node['Node Type']} × ${node['Actual Loops']}`]
+      : [];
+  return [...own, ...(node.Plans ?? []).flatMap(cteJoinsRunPerRow)];
+}
+
 /** Every table the plan reads by a scan of the whole table. */
 function scannedTables(node: PlanNode): string[] {
   const own = node['Node Type'] === 'Seq Scan' && node['Relation Name'] ? [node['Relation Name']] : [];
@@ -73,9 +86,13 @@ describe('plans of the batch statements', () => {
       return fn(tx);
     });
 
-  const planOf = async (tx: Tx, statement: { text: string; params: unknown[] }): Promise<PlanNode> => {
+  const planOf = async (
+    tx: Tx,
+    statement: { text: string; params: unknown[] },
+    analyze = false,
+  ): Promise<PlanNode> => {
     const rows: Array<{ 'QUERY PLAN': unknown }> = await sql(tx).query(
-      `EXPLAIN (FORMAT JSON) ${statement.text}`,
+      `EXPLAIN (FORMAT JSON${analyze ? ', ANALYZE' : ''}) ${statement.text}`,
       statement.params,
     );
     const plan = rows[0]['QUERY PLAN'];
@@ -180,6 +197,47 @@ describe('plans of the batch statements', () => {
             })),
             AT,
           ),
+        ),
+      ),
+    }));
+    expect(perRow).toEqual({ enqueue: [], claim: [], complete: [] });
+  });
+
+  it('runs a batch of the size a group commit makes without joining its CTEs again for each row', async () => {
+    const keys = Array.from({ length: 20 }, (_, i) => ({
+      sessionId: `plans-${((i + 1) % 3000) + 1}`,
+      agentId: `a${i + 1}`,
+    }));
+    const perRow = await inMiddlingTables(async (tx) => ({
+      enqueue: cteJoinsRunPerRow(
+        await planOf(
+          tx,
+          new WorkItemRepository().enqueueManyStatement(
+            keys.map((key) => ({
+              item: { ...key, kind: 'task' as const, priority: 'normal' as const, prompt: 'p', createdAt: AT },
+              maxQueued: 100,
+              claim: true,
+            })),
+          ),
+          true,
+        ),
+      ),
+      claim: cteJoinsRunPerRow(await planOf(tx, new WorkStepRepository().claimManyStatement(keys, AT), true)),
+      complete: cteJoinsRunPerRow(
+        await planOf(
+          tx,
+          new WorkStepRepository().completeManyStatement(
+            keys.map((key) => ({
+              ...key,
+              taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
+              final: 'ok',
+              usage: { promptTokens: 1, completionTokens: 1 },
+              turns: [{ role: 'assistant' as const, content: 'ok' }],
+              claimNext: true,
+            })),
+            AT,
+          ),
+          true,
         ),
       ),
     }));
