@@ -7,7 +7,7 @@ import { io, Socket } from 'socket.io-client';
 import { createApp } from 'src/bootstrap';
 import { loadConfig } from 'src/config/app-config';
 import { measureCost } from './cost';
-import { RuntimeResult, SEQUENTIAL, SHAPES, ShapeResult } from './peers/shapes';
+import { RuntimeResult, SEQUENTIAL, SHAPES, ShapeResult, warmUpOf } from './peers/shapes';
 import { oneAtATime, percentile } from './stats';
 
 export interface MailroomResult extends RuntimeResult {
@@ -90,13 +90,10 @@ export async function measureMailroom(
   const task = async (sessionId: string, agentId: string, prompt: string) =>
     (await call(socket, 'async.sendTask', { sessionId, agentId, prompt })).taskId as string;
 
-  const shapes: ShapeResult[] = [];
-  for (const { agents, perAgent } of SHAPES) {
-    const sessionOf = await team(agents);
-    const done = measureCost();
-    const start = performance.now();
-    // Each agent's tasks are sent as fast as acks come back; the agents work through their queues at once.
+  /** Each agent's tasks sent as fast as acks come back; the agents work through their queues at once. */
+  const runShape = async (sessionOf: (i: number) => string, agents: number, perAgent: number) => {
     const ends: Array<Promise<void>> = [];
+    const start = performance.now();
     await Promise.all(
       Array.from({ length: agents }, async (_, a) => {
         for (let n = 0; n < perAgent; n++) {
@@ -105,7 +102,16 @@ export async function measureMailroom(
       }),
     );
     await Promise.all(ends);
-    const seconds = (performance.now() - start) / 1000;
+    return (performance.now() - start) / 1000;
+  };
+
+  const shapes: ShapeResult[] = [];
+  for (const { agents, perAgent } of SHAPES) {
+    const warm = warmUpOf({ agents, perAgent });
+    await runShape(await team(warm.agents), warm.agents, warm.perAgent);
+    const sessionOf = await team(agents);
+    const done = measureCost();
+    const seconds = await runShape(sessionOf, agents, perAgent);
     shapes.push({
       agents,
       perAgent,

@@ -214,7 +214,13 @@ describe('plans of the batch statements', () => {
           tx,
           new WorkItemRepository().enqueueManyStatement(
             keys.map((key) => ({
-              item: { ...key, kind: 'task' as const, priority: 'normal' as const, prompt: 'p', createdAt: AT },
+              item: {
+                ...key,
+                kind: 'task' as const,
+                priority: 'normal' as const,
+                prompt: 'p',
+                createdAt: AT,
+              },
               maxQueued: 100,
               claim: true,
             })),
