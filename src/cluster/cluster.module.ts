@@ -3,7 +3,6 @@ import { ClusterHints } from './cluster-hints.service';
 import { LeaseRepository } from './lease.repository';
 import { LeaseService } from './lease.service';
 import { NodeIdentity } from './node-identity';
-import { OwnerContext } from './owner-context';
 
 /**
  * Several servers on one database: node identity and heartbeats, session leases with fencing
@@ -12,7 +11,7 @@ import { OwnerContext } from './owner-context';
  */
 @Global()
 @Module({
-  providers: [NodeIdentity, OwnerContext, LeaseRepository, LeaseService, ClusterHints],
-  exports: [NodeIdentity, OwnerContext, LeaseService, ClusterHints],
+  providers: [NodeIdentity, LeaseRepository, LeaseService, ClusterHints],
+  exports: [NodeIdentity, LeaseService, ClusterHints],
 })
 export class ClusterModule {}

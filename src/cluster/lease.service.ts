@@ -15,7 +15,6 @@ import { ClusterHints } from './cluster-hints.service';
 import { SessionOwner } from './cluster.types';
 import { Lease, LeaseRepository } from './lease.repository';
 import { NodeIdentity } from './node-identity';
-import { OwnerContext } from './owner-context';
 
 type Holding = { epoch: number; state: 'adopting' | 'owned' | 'releasing' };
 
@@ -49,7 +48,6 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
     private readonly repo: LeaseRepository,
     private readonly hints: ClusterHints,
     private readonly node: NodeIdentity,
-    private readonly owner: OwnerContext,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.ttl = db.embedded ? null : config.leaseTtlMs;
@@ -147,8 +145,8 @@ export class LeaseService implements OnApplicationBootstrap, OnModuleDestroy, Be
         `Refused a write for session ${sessionId}: this node no longer holds its lease${holding ? ` (epoch ${holding.epoch})` : ''}`,
       );
     }
-    // A tick now tells a lost lease from one that only ran out; not as this session's owner work.
-    void this.owner.outside(() => this.requestTick());
+    // A tick now tells a lost lease from one that only ran out.
+    void this.requestTick();
     return new RpcError('unavailable', `This node no longer owns session '${sessionId}'; retry`);
   }
 

@@ -3,7 +3,6 @@ import { Subscription } from 'rxjs';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { SessionOwner } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
-import { OwnerContext } from 'src/cluster/owner-context';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { CLOCK, Clock, TimerHandle } from 'src/common/clock';
@@ -47,7 +46,6 @@ export class ScheduleService implements SessionOwner, OnModuleInit, OnModuleDest
     private readonly lifecycle: AgentLifecycleService,
     private readonly mailbox: MailboxService,
     private readonly leases: LeaseService,
-    private readonly owner: OwnerContext,
     private readonly hints: ClusterHints,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -184,31 +182,35 @@ export class ScheduleService implements SessionOwner, OnModuleInit, OnModuleDest
     if (!this.leases.isServing(armed.sessionId)) {
       return; // the session moved to another node, which armed its own timer
     }
-    const next = await this.owner.run(armed.sessionId, () => this.fireOwned(armed));
+    const next = await this.fireOwned(armed);
     if (next) {
       this.arm(next);
     }
   }
 
   private fireOwned(armed: Schedule): Promise<Schedule | undefined> {
-    return this.history.inSession(armed.sessionId, async (tx) => {
-      const s = await this.schedules.find(tx, armed.sessionId, armed.scheduleId);
-      if (!s) {
-        return undefined; // unscheduled meanwhile
-      }
-      const now = this.clock.now();
-      const due = Date.parse(s.nextRunAt);
-      if (due > now) {
-        return s; // fired early (re-armed elsewhere): wait for the stored time
-      }
-      if (await this.schedules.claimFiring(tx, s.scheduleId, s.nextRunAt)) {
-        await this.deliver(tx, s);
-      }
-      const cron = CronSchedule.parse(s.cron, s.timezone);
-      const nextRunAt = new Date(cron.nextAfter(Math.max(now, due))).toISOString();
-      await this.schedules.setNextRun(tx, s.scheduleId, s.nextRunAt, nextRunAt);
-      return { ...s, nextRunAt };
-    });
+    return this.history.inSession(
+      armed.sessionId,
+      async (tx) => {
+        const s = await this.schedules.find(tx, armed.sessionId, armed.scheduleId);
+        if (!s) {
+          return undefined; // unscheduled meanwhile
+        }
+        const now = this.clock.now();
+        const due = Date.parse(s.nextRunAt);
+        if (due > now) {
+          return s; // fired early (re-armed elsewhere): wait for the stored time
+        }
+        if (await this.schedules.claimFiring(tx, s.scheduleId, s.nextRunAt)) {
+          await this.deliver(tx, s);
+        }
+        const cron = CronSchedule.parse(s.cron, s.timezone);
+        const nextRunAt = new Date(cron.nextAfter(Math.max(now, due))).toISOString();
+        await this.schedules.setNextRun(tx, s.scheduleId, s.nextRunAt, nextRunAt);
+        return { ...s, nextRunAt };
+      },
+      { owner: true },
+    );
   }
 
   /** The firing's work item; a stopped agent's firings are skipped (as broadcasts skip stopped agents). */

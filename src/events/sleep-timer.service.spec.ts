@@ -6,7 +6,6 @@ import { Agent } from 'src/agents/agent.types';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { SessionHint } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
-import { OwnerContext } from 'src/cluster/owner-context';
 import { TimerHandle } from 'src/common/clock';
 import { FakeClock } from 'src/common/fake-clock';
 import { AppConfig } from 'src/config/app-config';
@@ -68,7 +67,11 @@ function setup(clock: FakeClock = new FakeClock()) {
       }
     },
     // A firing on its own: the same wake-up as in a batch of merged firings (covered on a database).
-    inSessionMerged: <T>(sessionId: string, fn: (t: Tx) => Promise<T>) => history.inSession(sessionId, fn),
+    // Made as the session's owner: fenced by this node's lease.
+    inSessionMerged: <T>(sessionId: string, fn: (t: Tx) => Promise<T>, _merge: unknown, options: unknown) => {
+      expect(options).toEqual({ owner: true });
+      return history.inSession(sessionId, fn);
+    },
   };
   const lifecycle = {
     now: () => new Date(clock.now()).toISOString(),
@@ -92,7 +95,6 @@ function setup(clock: FakeClock = new FakeClock()) {
     },
   };
   const leases = { register: () => undefined, isServing: (s: string) => serving.has(s) };
-  const owner = { run: <T>(_s: string, fn: () => Promise<T>) => fn() };
   const hints = { remote$, add: jest.fn() };
   const sut = new SleepTimerService(
     db as unknown as DatabaseService,
@@ -101,7 +103,6 @@ function setup(clock: FakeClock = new FakeClock()) {
     lifecycle as unknown as AgentLifecycleService,
     history as unknown as HistoryService,
     leases as unknown as LeaseService,
-    owner as unknown as OwnerContext,
     hints as unknown as ClusterHints,
     clock,
     { pollIntervalMs: POLL_MS } as AppConfig,

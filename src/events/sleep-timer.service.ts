@@ -6,7 +6,6 @@ import { CLOCK, Clock, TimerHandle } from 'src/common/clock';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { SessionOwner } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
-import { OwnerContext } from 'src/cluster/owner-context';
 import { DatabaseService, Tx } from 'src/database/database.service';
 import { AgentLifecycleService } from 'src/agents/agent-lifecycle.service';
 import { AgentRepository } from 'src/agents/agent.repository';
@@ -49,7 +48,6 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     private readonly lifecycle: AgentLifecycleService,
     private readonly history: HistoryService,
     private readonly leases: LeaseService,
-    private readonly owner: OwnerContext,
     private readonly hints: ClusterHints,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -187,19 +185,18 @@ export class SleepTimerService implements SessionOwner, OnModuleInit, OnModuleDe
     // Only those still asleep with a deadline that has passed (the database's word, not the wheel's).
     const dueBy = this.lifecycle.now();
     // One statement with the other sessions' firings in the batch, sent with the batch's lock.
-    await this.owner.run(sessionId, () =>
-      this.history.inSessionMerged(
-        sessionId,
-        (tx) => this.lifecycle.wakeAll(tx, sessionId, agentIds, 'timer', { dueBy }),
-        {
-          kind: 'wakeDue',
-          agentId: agentIds[0],
-          agentIds,
-          args: { sessionId, agentIds, dueBy },
-          statement: (args: DueWake[]) => this.writes.wakeDueManyStatement(args),
-          then: (tx, woken: WokenAgent[]) => this.lifecycle.recordWoken(tx, sessionId, woken, 'timer'),
-        },
-      ),
+    await this.history.inSessionMerged(
+      sessionId,
+      (tx) => this.lifecycle.wakeAll(tx, sessionId, agentIds, 'timer', { dueBy }),
+      {
+        kind: 'wakeDue',
+        agentId: agentIds[0],
+        agentIds,
+        args: { sessionId, agentIds, dueBy },
+        statement: (args: DueWake[]) => this.writes.wakeDueManyStatement(args),
+        then: (tx, woken: WokenAgent[]) => this.lifecycle.recordWoken(tx, sessionId, woken, 'timer'),
+      },
+      { owner: true },
     );
   }
 }

@@ -3,7 +3,6 @@ import { AsyncResource } from 'node:async_hooks';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { CLUSTER_CHANNEL } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
-import { OwnerContext } from 'src/cluster/owner-context';
 import { CLOCK, Clock } from 'src/common/clock';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
@@ -34,12 +33,23 @@ interface HistoryBatch {
 interface SessionUnit extends PendingUnit {
   sessionId: string;
   run: (tx: Tx, session: Session) => Promise<unknown>;
-  /** The caller's async context (its owner work, its trace): the write runs in it, whoever's batch holds it. */
+  /** The caller's async context (its trace): the write runs in it, whoever's batch holds it. */
   context: AsyncResource;
-  /** Made as the session's owner: its batch ends with the lease fence. */
+  /** Made as the session's owner ({@link SessionWriteOptions.owner}): its batch ends with the lease fence. */
   fenced: boolean;
   /** Set when the write may share a statement with others of its kind; dropped after a merged statement failed. */
   merge?: MergeableWrite;
+}
+
+/** How a write to a session is made. */
+export interface SessionWriteOptions {
+  /**
+   * The session owner's work (an agent's step, a timer's or a schedule's firing, a takeover): the
+   * write commits only while this node's lease on the session holds, so that a node that lost the
+   * session cannot write to it any more (its batch ends with the lease fence). A client's request
+   * (the default) needs no lease: any node may write it under the session row lock.
+   */
+  owner?: boolean;
 }
 
 /**
@@ -141,7 +151,6 @@ export class HistoryService {
     private readonly fanout: PushFanout,
     private readonly hints: ClusterHints,
     private readonly leases: LeaseService,
-    private readonly owner: OwnerContext,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(APP_CONFIG) config: AppConfig,
   ) {
@@ -158,8 +167,12 @@ export class HistoryService {
    * that arrive meanwhile); settles once that transaction has committed. `session_not_found` when
    * the session does not exist.
    */
-  inSession<T>(sessionId: string, fn: (tx: Tx, session: Session) => Promise<T>): Promise<T> {
-    return this.submit(sessionId, fn);
+  inSession<T>(
+    sessionId: string,
+    fn: (tx: Tx, session: Session) => Promise<T>,
+    options: SessionWriteOptions = {},
+  ): Promise<T> {
+    return this.submit(sessionId, fn, options);
   }
 
   /**
@@ -173,13 +186,15 @@ export class HistoryService {
     sessionId: string,
     fn: (tx: Tx, session: Session) => Promise<T>,
     merge: MergeableWrite<A, R, T>,
+    options: SessionWriteOptions = {},
   ): Promise<T> {
-    return this.submit(sessionId, fn, merge);
+    return this.submit(sessionId, fn, options, merge);
   }
 
   private submit<T>(
     sessionId: string,
     fn: (tx: Tx, session: Session) => Promise<T>,
+    options: SessionWriteOptions,
     merge?: MergeableWrite,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) =>
@@ -188,7 +203,7 @@ export class HistoryService {
         run: fn,
         merge,
         context: new AsyncResource('mailroom.session-write'),
-        fenced: this.owner.current() === sessionId,
+        fenced: options.owner === true,
         resolve,
         reject,
       }),

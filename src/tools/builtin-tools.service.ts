@@ -88,7 +88,9 @@ export class BuiltinToolsService {
       run: async (ctx, args: z.infer<typeof schema>) => {
         const hops = nextHops(ctx);
         if (ctx.agent.config.limits.maxMailPerMinute !== undefined) {
-          await this.history.inSession(ctx.agent.sessionId, (tx) => this.checkMailRate(tx, ctx.agent));
+          await this.history.inSession(ctx.agent.sessionId, (tx) => this.checkMailRate(tx, ctx.agent), {
+            owner: true,
+          });
         }
         return this.switches.call(ctx.agent, { ...args, hops }, ctx.signal, ctx.commit);
       },
@@ -212,8 +214,10 @@ export class BuiltinToolsService {
         if (args.wakeEvents) {
           // Listen now: an event broadcast before the step ends must still reach (and wake) the agent.
           const wakeEvents = args.wakeEvents;
-          await this.history.inSession(ctx.agent.sessionId, (tx) =>
-            this.agents.update(tx, ctx.agent.sessionId, ctx.agent.agentId, { wakeEvents }),
+          await this.history.inSession(
+            ctx.agent.sessionId,
+            (tx) => this.agents.update(tx, ctx.agent.sessionId, ctx.agent.agentId, { wakeEvents }),
+            { owner: true },
           );
         }
         // The deadline the model is told is the one kept, however long the rest of the step takes.

@@ -51,38 +51,42 @@ export class SwitchService {
     const messageId = randomUUID();
     const outcome = this.waiters.wait(messageId);
     try {
-      await this.history.inSession(sessionId, async (tx) => {
-        // The caller, the target and every agent already waiting: all the wait needs, in one read.
-        const graph = new Map(
-          (await this.agents.listWaitGraph(tx, sessionId, [agentId, mail.to])).map((a) => [a.agentId, a]),
-        );
-        const me = graph.get(agentId) ?? (await this.lifecycle.get(tx, sessionId, agentId));
-        if (me.state === 'stopped') {
-          throw abortError(); // stopped between the step's last check and here
-        }
-        const target = checkEdge(graph, agentId, mail.to);
-        await this.postOffice.deliver(tx, {
-          sessionId,
-          from: agentId,
-          to: mail.to,
-          subject: mail.subject,
-          body: mail.body,
-          priority: 'high',
-          isSwitch: true,
-          messageId,
-          hops: mail.hops,
-          recipient: target,
-        });
-        await this.lifecycle.transition(
-          tx,
-          me,
-          me.state === 'active' ? 'waiting' : me.state,
-          `waiting_on:${mail.to}`,
-          {
-            waitingOn: mail.to,
-          },
-        );
-      });
+      await this.history.inSession(
+        sessionId,
+        async (tx) => {
+          // The caller, the target and every agent already waiting: all the wait needs, in one read.
+          const graph = new Map(
+            (await this.agents.listWaitGraph(tx, sessionId, [agentId, mail.to])).map((a) => [a.agentId, a]),
+          );
+          const me = graph.get(agentId) ?? (await this.lifecycle.get(tx, sessionId, agentId));
+          if (me.state === 'stopped') {
+            throw abortError(); // stopped between the step's last check and here
+          }
+          const target = checkEdge(graph, agentId, mail.to);
+          await this.postOffice.deliver(tx, {
+            sessionId,
+            from: agentId,
+            to: mail.to,
+            subject: mail.subject,
+            body: mail.body,
+            priority: 'high',
+            isSwitch: true,
+            messageId,
+            hops: mail.hops,
+            recipient: target,
+          });
+          await this.lifecycle.transition(
+            tx,
+            me,
+            me.state === 'active' ? 'waiting' : me.state,
+            `waiting_on:${mail.to}`,
+            {
+              waitingOn: mail.to,
+            },
+          );
+        },
+        { owner: true },
+      );
     } catch (err) {
       this.waiters.forget(messageId);
       throw err;
@@ -130,7 +134,11 @@ export class SwitchService {
       signal.removeEventListener('abort', onAbort);
       this.waiters.forget(messageId);
       if (!ended) {
-        await this.history.inSession(sessionId, (tx) => this.endWait(tx, caller, messageId, mail.to, ending));
+        await this.history.inSession(
+          sessionId,
+          (tx) => this.endWait(tx, caller, messageId, mail.to, ending),
+          { owner: true },
+        );
       }
     }
   }

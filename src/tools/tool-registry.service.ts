@@ -108,16 +108,22 @@ export class ToolRegistryService {
       ctx,
       call,
       (tool, args) => (fn) =>
-        this.history.inSession(ctx.agent.sessionId, async (tx) => {
-          const result = await fn(tx);
-          await this.effects.record(tx, key, tool, result);
-          await this.recordCall(tx, ctx, { tool, args, result });
-          recorded = true;
-          return result;
-        }),
+        this.history.inSession(
+          ctx.agent.sessionId,
+          async (tx) => {
+            const result = await fn(tx);
+            await this.effects.record(tx, key, tool, result);
+            await this.recordCall(tx, ctx, { tool, args, result });
+            recorded = true;
+            return result;
+          },
+          { owner: true },
+        ),
     );
     if (!recorded) {
-      await this.history.inSession(ctx.agent.sessionId, (tx) => this.recordCall(tx, ctx, outcome));
+      await this.history.inSession(ctx.agent.sessionId, (tx) => this.recordCall(tx, ctx, outcome), {
+        owner: true,
+      });
     }
     return outcome;
   }

@@ -1,4 +1,3 @@
-import { OwnerContext } from 'src/cluster/owner-context';
 import { RpcError } from 'src/common/rpc-error';
 import { DatabaseService, sql, Tx } from 'src/database/database.service';
 import { HistoryService } from 'src/sessions/history.service';
@@ -38,12 +37,16 @@ describe('group commit of session writes', () => {
   const txid = async (tx: Tx) =>
     (await sql(tx).query<Array<{ id: string }>>('SELECT txid_current()::text AS id'))[0].id;
 
-  /** A write that records `{ n }` and says which transaction it ran in. */
-  const write = (sessionId: string, i: number) =>
-    history.inSession(sessionId, async (tx) => {
-      await history.record(tx, sessionId, 'async.event.broadcast', { event: 'n', data: i, woke: [] });
-      return { i, tx: await txid(tx) };
-    });
+  /** A write that records `{ n }` and says which transaction it ran in (made as the session's owner with `owner`). */
+  const write = (sessionId: string, i: number, owner = false) =>
+    history.inSession(
+      sessionId,
+      async (tx) => {
+        await history.record(tx, sessionId, 'async.event.broadcast', { event: 'n', data: i, woke: [] });
+        return { i, tx: await txid(tx) };
+      },
+      { owner },
+    );
 
   const recorded = async (sessionId: string) =>
     (await history.page(sessionId, 0, 1000)).map((r) => ({ seq: r.seq, n: r.payload.data as number }));
@@ -168,8 +171,7 @@ describe('group commit of session writes', () => {
     const sessionId = await newSession();
     const slow = slowWrite(sessionId);
     await slow.inside;
-    const owner = t.app.get(OwnerContext);
-    const asOwner = owner.run(sessionId, () => write(sessionId, 1)).catch((err: RpcError) => err.reason);
+    const asOwner = write(sessionId, 1, true).catch((err: RpcError) => err.reason);
     const asClient = write(sessionId, 2);
     slow.open();
     await slow.done;

@@ -11,7 +11,6 @@ import { Subscription } from 'rxjs';
 import { ClusterHints } from 'src/cluster/cluster-hints.service';
 import { SessionHint, SessionOwner } from 'src/cluster/cluster.types';
 import { LeaseService } from 'src/cluster/lease.service';
-import { OwnerContext } from 'src/cluster/owner-context';
 import { APP_CONFIG } from 'src/config/config.module';
 import { AppConfig } from 'src/config/app-config';
 import { DatabaseService, Tx } from 'src/database/database.service';
@@ -60,7 +59,6 @@ export class AgentRuntimeService
     private readonly signals: AgentSignals,
     private readonly scheduler: SchedulerRegistry,
     private readonly leases: LeaseService,
-    private readonly owner: OwnerContext,
     private readonly hints: ClusterHints,
     private readonly handOff: WorkHandOff,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -145,7 +143,7 @@ export class AgentRuntimeService
       }
     }
     for (const sessionId of sessions) {
-      await this.owner.run(sessionId, () => this.recoverSession(sessionId, running));
+      await this.recoverSession(sessionId, running);
     }
     if (running.length > 0) {
       this.logger.log(`Recovered ${running.length} interrupted work item(s)`);
@@ -236,29 +234,28 @@ export class AgentRuntimeService
       loop = new AgentLoop(
         `${sessionId}/${agentId}`,
         // Detached: the loop runs in the async context of the signal that woke it, not of its sender.
-        // Everything the loop writes is owner work: fenced by this node's lease on the session.
+        // Everything the loop writes is owner work (its use cases and tools write with `owner`):
+        // fenced by this node's lease on the session.
         (signal, onClaim) =>
-          detached(() =>
-            this.owner.run(sessionId, async () => {
-              const held = this.held.get(k);
-              this.held.delete(k);
-              if (!this.leases.isServing(sessionId)) {
-                return false; // an item held stays running: the session's next owner puts it back
-              }
-              const claimed = held ?? (await this.worker.claim(sessionId, agentId));
-              if (!claimed) {
-                return false;
-              }
-              onClaim(claimed.item.taskId);
-              const after = await inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
-              if (typeof after === 'object') {
-                this.held.set(k, after); // claimed by the statement that completed this item
-                return 'next';
-              }
-              // False when the agent's queue is known to be empty: no claim that would find nothing.
-              return after;
-            }),
-          ),
+          detached(async () => {
+            const held = this.held.get(k);
+            this.held.delete(k);
+            if (!this.leases.isServing(sessionId)) {
+              return false; // an item held stays running: the session's next owner puts it back
+            }
+            const claimed = held ?? (await this.worker.claim(sessionId, agentId));
+            if (!claimed) {
+              return false;
+            }
+            onClaim(claimed.item.taskId);
+            const after = await inWorkItemSpan(claimed.item, () => this.worker.process(claimed, signal));
+            if (typeof after === 'object') {
+              this.held.set(k, after); // claimed by the statement that completed this item
+              return 'next';
+            }
+            // False when the agent's queue is known to be empty: no claim that would find nothing.
+            return after;
+          }),
         this.logger,
         (settled) => this.passivate(k, settled),
       );
@@ -321,18 +318,22 @@ export class AgentRuntimeService
    * or waiting become idle.
    */
   private recoverSession(sessionId: string, running: WorkItem[]): Promise<void> {
-    return this.history.inSession(sessionId, async (tx) => {
-      for (const item of running.filter((i) => i.sessionId === sessionId)) {
-        await this.putBack(tx, item);
-      }
-      for (const agent of await this.agents.listBySession(tx, sessionId)) {
-        if (agent.state === 'active' || agent.state === 'waiting') {
-          await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
-        } else if (agent.waitingOn) {
-          await this.agents.update(tx, sessionId, agent.agentId, { waitingOn: null });
+    return this.history.inSession(
+      sessionId,
+      async (tx) => {
+        for (const item of running.filter((i) => i.sessionId === sessionId)) {
+          await this.putBack(tx, item);
         }
-      }
-    });
+        for (const agent of await this.agents.listBySession(tx, sessionId)) {
+          if (agent.state === 'active' || agent.state === 'waiting') {
+            await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
+          } else if (agent.waitingOn) {
+            await this.agents.update(tx, sessionId, agent.agentId, { waitingOn: null });
+          }
+        }
+      },
+      { owner: true },
+    );
   }
 
   /** Items of this node's sessions whose loop lost the database mid-item: put back once it answers again. */
@@ -344,8 +345,9 @@ export class AgentRuntimeService
       if (inHand(item) || !this.leases.isServing(item.sessionId)) {
         continue;
       }
-      await this.owner.run(item.sessionId, () =>
-        this.history.inSession(item.sessionId, async (tx) => {
+      await this.history.inSession(
+        item.sessionId,
+        async (tx) => {
           // Checked again under the session lock: a loop may have claimed since the list was read.
           if (inHand(item) || !(await this.putBack(tx, item))) {
             return;
@@ -354,7 +356,8 @@ export class AgentRuntimeService
           if (agent && (agent.state === 'active' || agent.state === 'waiting')) {
             await this.lifecycle.transition(tx, agent, 'idle', 'recovered', { waitingOn: null });
           }
-        }),
+        },
+        { owner: true },
       );
     }
   }

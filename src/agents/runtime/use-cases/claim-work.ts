@@ -33,6 +33,7 @@ export class ClaimWork {
         statement: (agents: AgentKey[]) => this.steps.claimManyStatement(agents, this.lifecycle.now()),
         then: (tx, claimed, session) => this.recordClaim(tx, claimed, session),
       },
+      { owner: true },
     );
   }
 

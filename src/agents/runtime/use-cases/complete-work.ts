@@ -53,16 +53,21 @@ export class CompleteWork {
     };
     const alone = (tx: Tx, session: Session) => this.completeOne(tx, session, work, thought, step);
     if (!this.isPlain(work, thought, work.session)) {
-      return this.history.inSession(sessionId, alone);
+      return this.history.inSession(sessionId, alone, { owner: true });
     }
     // Plain completions of several agents of the session in the same batch are one statement.
-    return this.history.inSessionMerged(sessionId, alone, {
-      kind: 'complete',
-      agentId,
-      args: step,
-      statement: (steps: CompletedStep[]) => this.steps.completeManyStatement(steps, this.lifecycle.now()),
-      then: (tx, end, session) => this.recordPlain(tx, work, thought, usage, end, session),
-    });
+    return this.history.inSessionMerged(
+      sessionId,
+      alone,
+      {
+        kind: 'complete',
+        agentId,
+        args: step,
+        statement: (steps: CompletedStep[]) => this.steps.completeManyStatement(steps, this.lifecycle.now()),
+        then: (tx, end, session) => this.recordPlain(tx, work, thought, usage, end, session),
+      },
+      { owner: true },
+    );
   }
 
   /**

@@ -35,17 +35,21 @@ export class FailWork {
       );
     }
     const error = { code: failure.code, message: failure.message };
-    await this.history.inSession(agent.sessionId, async (tx) => {
-      await this.markFailed(tx, item, error, usage);
-      await this.charges.charge(tx, agent.sessionId, agent.agentId, usage);
-      let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
-      if (failure.stopAgent) {
-        me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
-      }
-      if (me.state === 'active' || me.state === 'waiting') {
-        await this.lifecycle.transition(tx, me, 'idle', 'task_failed', { waitingOn: null });
-      }
-    });
+    await this.history.inSession(
+      agent.sessionId,
+      async (tx) => {
+        await this.markFailed(tx, item, error, usage);
+        await this.charges.charge(tx, agent.sessionId, agent.agentId, usage);
+        let me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
+        if (failure.stopAgent) {
+          me = await this.lifecycle.stop(tx, me, 'limit_exceeded');
+        }
+        if (me.state === 'active' || me.state === 'waiting') {
+          await this.lifecycle.transition(tx, me, 'idle', 'task_failed', { waitingOn: null });
+        }
+      },
+      { owner: true },
+    );
   }
 
   /**
@@ -85,17 +89,21 @@ export class FailWork {
 
   /** The agent was stopped (or the task cancelled) mid-step: the item goes back to the queue unless cancelled. */
   async abandon({ agent, item }: ClaimedWork, usage: Usage): Promise<void> {
-    await this.history.inSession(agent.sessionId, async (tx) => {
-      const requeued = await this.items.requeue(tx, item.taskId);
-      await this.charges.charge(tx, agent.sessionId, agent.agentId, usage);
-      const me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
-      if (me.state === 'active' || me.state === 'waiting') {
-        const reason = requeued ? 'requeued' : 'task_cancelled'; // put back (shutdown) or cancelled
-        await this.lifecycle.transition(tx, me, 'idle', reason, { waitingOn: null });
-      } else if (me.waitingOn) {
-        await this.agents.update(tx, agent.sessionId, agent.agentId, { waitingOn: null });
-      }
-    });
+    await this.history.inSession(
+      agent.sessionId,
+      async (tx) => {
+        const requeued = await this.items.requeue(tx, item.taskId);
+        await this.charges.charge(tx, agent.sessionId, agent.agentId, usage);
+        const me = await this.lifecycle.get(tx, agent.sessionId, agent.agentId);
+        if (me.state === 'active' || me.state === 'waiting') {
+          const reason = requeued ? 'requeued' : 'task_cancelled'; // put back (shutdown) or cancelled
+          await this.lifecycle.transition(tx, me, 'idle', reason, { waitingOn: null });
+        } else if (me.waitingOn) {
+          await this.agents.update(tx, agent.sessionId, agent.agentId, { waitingOn: null });
+        }
+      },
+      { owner: true },
+    );
   }
 }
 
