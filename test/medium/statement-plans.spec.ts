@@ -158,47 +158,39 @@ describe('plans of the batch statements', () => {
     expect(scans).toEqual({ enqueue: [], claim: [], complete: [], sleep: [], wakeDue: [], close: [] });
   });
 
+  /** The statements of a batch's queueing, claiming and completing for these agents, one row each. */
+  const batchStatements = (keys: Array<{ sessionId: string; agentId: string }>) => ({
+    enqueue: new WorkItemRepository().enqueueManyStatement(
+      keys.map((key) => ({
+        item: { ...key, kind: 'task' as const, priority: 'normal' as const, prompt: 'p', createdAt: AT },
+        maxQueued: 100,
+        claim: true,
+      })),
+    ),
+    claim: new WorkStepRepository().claimManyStatement(keys, AT),
+    complete: new WorkStepRepository().completeManyStatement(
+      keys.map((key) => ({
+        ...key,
+        taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
+        final: 'ok',
+        usage: { promptTokens: 1, completionTokens: 1 },
+        turns: [{ role: 'assistant' as const, content: 'ok' }],
+        claimNext: true,
+      })),
+      AT,
+    ),
+  });
+
   it('joins a long input to what the statement made, never reading a CTE again for each row', async () => {
     const keys = Array.from({ length: 2000 }, (_, i) => ({
       sessionId: `plans-${(i % 3000) + 1}`,
       agentId: `a${i + 1}`,
     }));
+    const { enqueue, claim, complete } = batchStatements(keys);
     const perRow = await db.read(async (tx) => ({
-      enqueue: ctesReadPerRow(
-        await planOf(
-          tx,
-          new WorkItemRepository().enqueueManyStatement(
-            keys.map((key) => ({
-              item: {
-                ...key,
-                kind: 'task' as const,
-                priority: 'normal' as const,
-                prompt: 'p',
-                createdAt: AT,
-              },
-              maxQueued: 100,
-              claim: true,
-            })),
-          ),
-        ),
-      ),
-      claim: ctesReadPerRow(await planOf(tx, new WorkStepRepository().claimManyStatement(keys, AT))),
-      complete: ctesReadPerRow(
-        await planOf(
-          tx,
-          new WorkStepRepository().completeManyStatement(
-            keys.map((key) => ({
-              ...key,
-              taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
-              final: 'ok',
-              usage: { promptTokens: 1, completionTokens: 1 },
-              turns: [],
-              claimNext: true,
-            })),
-            AT,
-          ),
-        ),
-      ),
+      enqueue: ctesReadPerRow(await planOf(tx, enqueue)),
+      claim: ctesReadPerRow(await planOf(tx, claim)),
+      complete: ctesReadPerRow(await planOf(tx, complete)),
     }));
     expect(perRow).toEqual({ enqueue: [], claim: [], complete: [] });
   });
@@ -208,44 +200,11 @@ describe('plans of the batch statements', () => {
       sessionId: `plans-${((i + 1) % 3000) + 1}`,
       agentId: `a${i + 1}`,
     }));
+    const { enqueue, claim, complete } = batchStatements(keys);
     const perRow = await inMiddlingTables(async (tx) => ({
-      enqueue: cteJoinsRunPerRow(
-        await planOf(
-          tx,
-          new WorkItemRepository().enqueueManyStatement(
-            keys.map((key) => ({
-              item: {
-                ...key,
-                kind: 'task' as const,
-                priority: 'normal' as const,
-                prompt: 'p',
-                createdAt: AT,
-              },
-              maxQueued: 100,
-              claim: true,
-            })),
-          ),
-          true,
-        ),
-      ),
-      claim: cteJoinsRunPerRow(await planOf(tx, new WorkStepRepository().claimManyStatement(keys, AT), true)),
-      complete: cteJoinsRunPerRow(
-        await planOf(
-          tx,
-          new WorkStepRepository().completeManyStatement(
-            keys.map((key) => ({
-              ...key,
-              taskId: '806de2a2-6ff3-4f1c-98fc-2a76e31335e8',
-              final: 'ok',
-              usage: { promptTokens: 1, completionTokens: 1 },
-              turns: [{ role: 'assistant' as const, content: 'ok' }],
-              claimNext: true,
-            })),
-            AT,
-          ),
-          true,
-        ),
-      ),
+      enqueue: cteJoinsRunPerRow(await planOf(tx, enqueue, true)),
+      claim: cteJoinsRunPerRow(await planOf(tx, claim, true)),
+      complete: cteJoinsRunPerRow(await planOf(tx, complete, true)),
     }));
     expect(perRow).toEqual({ enqueue: [], claim: [], complete: [] });
   });
