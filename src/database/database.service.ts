@@ -360,8 +360,11 @@ function isConnectionError(err: unknown): boolean {
   if (
     typeof code === 'string' &&
     (/^08/.test(code) ||
-      // 53300: too many connections; the server refuses new ones.
-      ['53300', '57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))
+      // 53300: too many connections; the server refuses new ones. 3D000: the database is not there
+      // (dropped, renamed, not yet restored); 57P04: it was dropped; 28000/28P01: the server refuses
+      // our role. Each is the database being away for the client, not a bug: retry later.
+      ['53300', '57P01', '57P02', '57P03', '57P04', '3D000', '28000', '28P01'].includes(code) ||
+      ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code))
   ) {
     return true;
   }

@@ -502,6 +502,50 @@ describe('Durability across a restart', () => {
           payload: { result: { final: 'served after' } },
         });
       });
+
+      it('answers unavailable, not internal_error, while its database is missing, and recovers', async () => {
+        const sessionId = await startSession(client, newSessionId());
+        await createScripted(client, sessionId, 'patient', replyAll('served {{prompt}}'));
+        const database = new URL(sut.config.databaseUrl!).pathname.slice(1);
+        const away = `${database}_away`;
+        const admin = new Client({ connectionString: server });
+        await admin.connect();
+        try {
+          // Renamed away: the server answers every new connection with 3D000, "does not exist".
+          await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
+          await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [
+            database,
+          ]);
+          await admin.query(`ALTER DATABASE ${database} RENAME TO ${away}`);
+          await admin.query(`ALTER DATABASE ${away} ALLOW_CONNECTIONS true`);
+
+          expect((await fetch(`${sut.url}/health`)).status).toBe(503);
+          for (const [method, params] of [
+            ['session.list', {}],
+            ['async.sendTask', { sessionId, agentId: 'patient', prompt: 'during' }],
+          ] as const) {
+            await expect(client.fails(method, params)).resolves.toMatchObject({
+              code: -32006,
+              data: { reason: 'unavailable' },
+            });
+          }
+        } finally {
+          await admin.query(`ALTER DATABASE ${away} ALLOW_CONNECTIONS false`).catch(() => undefined);
+          await admin
+            .query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [away])
+            .catch(() => undefined);
+          await admin.query(`ALTER DATABASE ${away} RENAME TO ${database}`).catch(() => undefined);
+          await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
+          await admin.end();
+        }
+
+        expect((await fetch(`${sut.url}/health`)).status).toBe(200);
+        const task = await client.ok('async.sendTask', { sessionId, agentId: 'patient', prompt: 'after' });
+        await expect(client.waitForTaskEnd(task.taskId)).resolves.toMatchObject({
+          name: 'async.task.completed',
+          payload: { result: { final: 'served after' } },
+        });
+      });
     }
   });
 });
