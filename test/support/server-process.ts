@@ -17,7 +17,7 @@ function newest(dir: string): number {
 }
 
 /**
- * Builds `dist/` when it is missing or older than `src/` (CI builds first, so there it is a look at
+ * Builds `dist/` (the server and the dashboard) when it is missing or older than `src/` (CI builds first, so there it is a look at
  * some mtimes). A lock folder keeps two jest workers from building at once.
  */
 export function ensureBuilt(): void {
@@ -50,6 +50,12 @@ export function ensureBuilt(): void {
           stdio: 'pipe',
         },
       );
+      // `nest build` empties dist/ first (deleteOutDir), the dashboard's build with it: built again,
+      // as `npm run build` does, so that `npm start` after a test run still serves the page.
+      execFileSync(join(ROOT, 'node_modules', '.bin', 'vite'), ['build', 'dashboard', '--logLevel', 'warn'], {
+        cwd: ROOT,
+        stdio: 'pipe',
+      });
     }
   } finally {
     rmdirSync(lock);
