@@ -12,6 +12,8 @@ import { oneAtATime, percentile } from './stats';
 
 export interface MailroomResult extends RuntimeResult {
   switchP50: number;
+  /** Of the one-at-a-time units: from `async.sendTask` to its ack (the task committed), p50. */
+  ackP50: number;
 }
 
 function call(socket: Socket, method: string, params: unknown): Promise<any> {
@@ -121,9 +123,13 @@ export async function measureMailroom(
   }
 
   const one = await team(1);
-  const times = await oneAtATime(SEQUENTIAL, async (n) =>
-    completions.of(await task(one(0), 'worker0', `t${n}`)),
-  );
+  const acks: number[] = [];
+  const times = await oneAtATime(SEQUENTIAL, async (n) => {
+    const sent = performance.now();
+    const taskId = await task(one(0), 'worker0', `t${n}`);
+    acks.push(performance.now() - sent);
+    return completions.of(taskId);
+  });
 
   const sessionId = one(0);
   await call(socket, 'async.createAgent', {
@@ -162,5 +168,6 @@ export async function measureMailroom(
     latencyP50: percentile(times, 50),
     latencyP99: percentile(times, 99),
     switchP50: percentile(switches, 50),
+    ackP50: percentile(acks, 50),
   };
 }

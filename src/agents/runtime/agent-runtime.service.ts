@@ -118,7 +118,14 @@ export class AgentRuntimeService
     this.db.afterReplies(tx, () => {
       if (!this.closed && this.leases.isServing(item.sessionId)) {
         this.held.set(key(item.sessionId, item.agentId), work!);
-        this.loopFor(item.sessionId, item.agentId).signal();
+        // A turn later still, once the replies of this commit are on the wire (CoalescedWrites writes
+        // them in the turn after it): the step's synchronous start (its thinking, the next batch it
+        // submits) would otherwise go first, and the caller's ack of sendTask would wait for it.
+        setImmediate(() => {
+          if (!this.closed) {
+            this.loopFor(item.sessionId, item.agentId).signal();
+          }
+        });
       }
     });
   }
