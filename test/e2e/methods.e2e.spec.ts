@@ -1155,6 +1155,20 @@ describe('Every client method over socket.io', () => {
       expect(all.nextBefore).toBeNull();
       const byDefault = await client.ok('async.listMail', { sessionId });
       expect(byDefault.messages).toHaveLength(5);
+      // A null `before` (the last page's nextBefore, handed back) is no `before`: the first page.
+      await expect(client.ok('async.listMail', { sessionId, limit: 2, before: null })).resolves.toEqual(
+        page1,
+      );
+      // So is a null replyTo (what Mail.replyTo holds for mail that answers nothing): a new thread.
+      const fresh = await client.ok('async.sendMail', {
+        sessionId,
+        to: 'box',
+        subject: 'm6',
+        body: 'b',
+        replyTo: null,
+      });
+      const [newest] = (await client.ok('async.listMail', { sessionId, limit: 1 })).messages;
+      expect(newest).toMatchObject({ messageId: fresh.messageId, replyTo: null, threadId: fresh.messageId });
     });
 
     it('rejects mail to unknown agents or to user, and bad filters', async () => {

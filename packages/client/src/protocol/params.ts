@@ -62,14 +62,26 @@ export const METHOD_PARAMS = {
     subject: z.string().max(1000),
     body: z.string(),
     priority: prioritySchema.default('normal'),
-    replyTo: z.string().min(1).max(100).optional(),
+    // null as absent: what Mail.replyTo holds for mail that answers nothing.
+    replyTo: z
+      .string()
+      .min(1)
+      .max(100)
+      .nullish()
+      .transform((v) => v ?? undefined),
   }),
   'async.listMail': obj({
     ...session,
     agentId: z.union([idSchema, z.literal('user')]).optional(),
     status: z.enum(MAIL_STATUSES).optional(),
     limit: z.number().int().min(1).max(500).default(50),
-    before: z.number().int().positive().optional(),
+    // null as absent: the `nextBefore` of the last page, handed back as it came.
+    before: z
+      .number()
+      .int()
+      .positive()
+      .nullish()
+      .transform((v) => v ?? undefined),
   }),
   'async.getHistory': obj({
     ...session,
