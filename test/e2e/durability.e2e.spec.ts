@@ -470,6 +470,13 @@ describe('Durability across a restart', () => {
 
     // A real outage needs a server to refuse connections; PGlite lives in the process (see the test above).
     const server = process.env.TEST_DATABASE_URL;
+    /** Closes `database` to new connections and ends the ones it has: the app's pool loses it. */
+    const shut = async (admin: Client, database: string) => {
+      await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [
+        database,
+      ]);
+    };
     if (server) {
       it('rides out a Postgres outage without a restart', async () => {
         const sessionId = await startSession(client, newSessionId());
@@ -478,10 +485,7 @@ describe('Durability across a restart', () => {
         const admin = new Client({ connectionString: server });
         await admin.connect();
         try {
-          await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
-          await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [
-            database,
-          ]);
+          await shut(admin, database);
 
           const res = await fetch(`${sut.url}/health`);
           expect(res.status).toBe(503);
@@ -512,10 +516,7 @@ describe('Durability across a restart', () => {
         await admin.connect();
         try {
           // Renamed away: the server answers every new connection with 3D000, "does not exist".
-          await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
-          await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [
-            database,
-          ]);
+          await shut(admin, database);
           await admin.query(`ALTER DATABASE ${database} RENAME TO ${away}`);
           await admin.query(`ALTER DATABASE ${away} ALLOW_CONNECTIONS true`);
 
@@ -530,10 +531,7 @@ describe('Durability across a restart', () => {
             });
           }
         } finally {
-          await admin.query(`ALTER DATABASE ${away} ALLOW_CONNECTIONS false`).catch(() => undefined);
-          await admin
-            .query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [away])
-            .catch(() => undefined);
+          await shut(admin, away).catch(() => undefined);
           await admin.query(`ALTER DATABASE ${away} RENAME TO ${database}`).catch(() => undefined);
           await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
           await admin.end();
