@@ -1,32 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { DASHBOARD_DIR } from 'src/dashboard/dashboard-files';
+export { ensureDashboardBuilt } from './dashboard-build';
 
 /** Debian's Chromium (`apt-get install -y chromium`; `.ci/run` installs it when missing). */
 export const CHROMIUM = '/usr/bin/chromium';
-const ROOT = join(__dirname, '..', '..');
-
-/** Builds the dashboard (as `npm run build` does) when there is no build, or one older than its source. */
-export function ensureDashboardBuilt(): void {
-  const built = join(DASHBOARD_DIR, 'index.html');
-  if (existsSync(built) && statSync(built).mtimeMs >= newestMtime(join(ROOT, 'dashboard'))) {
-    return;
-  }
-  execFileSync(join(ROOT, 'node_modules', '.bin', 'vite'), ['build', 'dashboard', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
-}
-
-function newestMtime(dir: string): number {
-  return readdirSync(dir, { withFileTypes: true }).reduce((newest, entry) => {
-    const path = join(dir, entry.name);
-    return Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
-  }, 0);
-}
 
 /** A page that remembers every console error, uncaught exception and request to another host. */
 export interface WatchedPage {

@@ -2,6 +2,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureDashboardBuilt } from './dashboard-build';
 
 export const ROOT = join(__dirname, '..', '..');
 const MAIN = join(ROOT, 'dist', 'main.js');
@@ -52,10 +53,7 @@ export function ensureBuilt(): void {
       );
       // `nest build` empties dist/ first (deleteOutDir), the dashboard's build with it: built again,
       // as `npm run build` does, so that `npm start` after a test run still serves the page.
-      execFileSync(join(ROOT, 'node_modules', '.bin', 'vite'), ['build', 'dashboard', '--logLevel', 'warn'], {
-        cwd: ROOT,
-        stdio: 'pipe',
-      });
+      ensureDashboardBuilt();
     }
   } finally {
     rmdirSync(lock);

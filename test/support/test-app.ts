@@ -1,17 +1,8 @@
 import { INestApplication, Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import {
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { createApp } from 'src/bootstrap';
 import { Clock, SystemClock } from 'src/common/clock';
@@ -35,7 +26,7 @@ export class TestDatabase {
     const server = process.env.TEST_DATABASE_URL;
     if (!server) {
       const template = await embeddedTemplate();
-      cpSync(template, dataDir, { recursive: true, filter: (from) => basename(from) !== COMPLETE });
+      cpSync(template, dataDir, { recursive: true });
       return new TestDatabase(dataDir, undefined, () =>
         Promise.resolve(rmSync(dataDir, { recursive: true, force: true })),
       );
@@ -55,7 +46,6 @@ export class TestDatabase {
   }
 }
 
-const COMPLETE = '.mailroom-template-complete';
 let template: Promise<string> | undefined;
 
 /**
@@ -63,7 +53,7 @@ let template: Promise<string> | undefined;
  * of: creating the cluster and migrating it cost seconds per suite (a fifth of the PGlite run),
  * copying it a few milliseconds. Kept in the temp folder under a key of the migrations' sources and
  * PGlite's version, so a change to either builds a new one; made once per machine, published by
- * rename so that a half-built one is never used. The migrations still run from scratch here, and
+ * rename, so a folder of that name is always a whole one. The migrations still run from scratch here, and
  * on every database of a TEST_DATABASE_URL run.
  */
 function embeddedTemplate(): Promise<string> {
@@ -77,14 +67,13 @@ function embeddedTemplate(): Promise<string> {
       hash.update(file).update(readFileSync(join(migrations, file)));
     }
     const dir = join(tmpdir(), `mailroom-test-template-${hash.digest('hex').slice(0, 16)}`);
-    if (existsSync(join(dir, COMPLETE))) {
+    if (existsSync(dir)) {
       return dir;
     }
     const building = mkdtempSync(join(tmpdir(), 'mailroom-test-template-building-'));
     const db = new DatabaseService(loadConfig({ DATA_DIR: building }));
     await db.onModuleInit();
     await db.onApplicationShutdown();
-    writeFileSync(join(building, COMPLETE), '');
     try {
       renameSync(building, dir);
     } catch {
