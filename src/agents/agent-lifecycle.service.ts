@@ -36,6 +36,11 @@ export class AgentLifecycleService {
     patch: AgentPatch = {},
   ): Promise<Agent> {
     const updated = await this.agents.update(tx, agent.sessionId, agent.agentId, { ...patch, state: to });
+    await this.recordChange(tx, agent, to, reason);
+    return updated;
+  }
+
+  private async recordChange(tx: Tx, agent: Agent, to: AgentState, reason: string): Promise<void> {
     if (agent.state !== to) {
       await this.history.record(tx, agent.sessionId, 'async.agent.stateChanged', {
         agentId: agent.agentId,
@@ -44,7 +49,12 @@ export class AgentLifecycleService {
         reason,
       });
     }
-    return updated;
+  }
+
+  /** {@link transition} whose updated row nobody needs: the update travels with the transaction's next statement. */
+  async move(tx: Tx, agent: Agent, to: AgentState, reason: string, patch: AgentPatch = {}): Promise<void> {
+    await this.agents.patch(tx, agent.sessionId, agent.agentId, { ...patch, state: to });
+    await this.recordChange(tx, agent, to, reason);
   }
 
   /** Records a change of state already written by one of the loop's fused statements (WorkStepRepository). */

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { iso, json, num, query, queryOne, run } from 'src/database/sql';
+import { defer, iso, json, num, query, queryOne, run } from 'src/database/sql';
 import { wakeStatement, WokenAgent } from './wake-statement';
 import { Agent, AgentConfig, AgentState, AgentStateSnapshot, DEFAULT_LIMITS, WorkKind } from './agent.types';
 
@@ -235,6 +235,18 @@ export class AgentRepository {
   }
 
   async update(tx: Tx, sessionId: string, agentId: string, patch: AgentPatch): Promise<Agent> {
+    const { text, params } = this.updateStatement(sessionId, agentId, patch);
+    const row = await queryOne<AgentRow>(tx, `${text} RETURNING *`, params);
+    return toAgent(row!);
+  }
+
+  /** {@link update} of an agent known to exist, whose row nobody needs: it travels with the transaction's next statement. */
+  async patch(tx: Tx, sessionId: string, agentId: string, patch: AgentPatch): Promise<void> {
+    const { text, params } = this.updateStatement(sessionId, agentId, patch);
+    await defer(tx, text, params);
+  }
+
+  private updateStatement(sessionId: string, agentId: string, patch: AgentPatch) {
     const sets: string[] = [];
     const params: unknown[] = [sessionId, agentId];
     for (const [key, value] of Object.entries(patch) as Array<[keyof AgentPatch, unknown]>) {
@@ -245,12 +257,10 @@ export class AgentRepository {
       params.push(key === 'wakeEvents' ? json(value) : value);
       sets.push(`${column} = $${params.length}${cast}`);
     }
-    const row = await queryOne<AgentRow>(
-      tx,
-      `UPDATE agent SET ${sets.length ? sets.join(', ') : 'state = state'} WHERE session_id = $1 AND id = $2 RETURNING *`,
+    return {
+      text: `UPDATE agent SET ${sets.length ? sets.join(', ') : 'state = state'} WHERE session_id = $1 AND id = $2`,
       params,
-    );
-    return toAgent(row!);
+    };
   }
 
   async recordError(tx: Tx, sessionId: string, agentId: string, message: string): Promise<number> {

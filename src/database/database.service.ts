@@ -15,7 +15,7 @@ import { stopwatch } from 'src/telemetry/stopwatch';
 import { inChildSpan } from 'src/telemetry/tracing';
 import { DataDirLock } from './data-dir-lock';
 import { EmbeddedStatements, embeddedStatements } from './embedded-statements';
-import { executable, FusedTx, fusedTxs, prepareFused } from './fused';
+import { executable, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
 import { run, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
@@ -170,7 +170,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     };
     const client = (await runner.connect()) as Client;
     const tx = begin(runner.manager);
-    const state: FusedTx = { client, phase: 'open' };
+    const state: FusedTx = { client, phase: 'open', pending: [] };
     let broken: unknown;
     try {
       const prepared: Array<string | undefined> = [];
@@ -183,7 +183,8 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       const opened = opening.map((s, i) => s.result(results[i + 1].rows));
       const value = await fn(tx, opened as ResultsOf<S>);
       if (state.phase === 'open') {
-        await client.query('COMMIT');
+        await state.sending;
+        await client.query([...(await takePending(state)), 'COMMIT'].join('; '));
         state.phase = 'committed';
       }
       return value;

@@ -18,9 +18,19 @@ export class EmbeddedStatements {
   /** The names prepared on the database's one connection. */
   private readonly prepared = new Set<string>();
 
-  async query(m: EntityManager, text: string, params: unknown[]): Promise<unknown> {
-    const inTransaction = m.queryRunner?.isTransactionActive === true;
-    const name = await this.texts.prepare((sql) => m.query(sql), this.prepared, text, inTransaction);
-    return name === undefined ? m.query(text, params) : m.query(executable(text, params, name));
+  /** The statement sent last: each waits for it, so statements run in the order they were called. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  query(m: EntityManager, text: string, params: unknown[]): Promise<unknown> {
+    // Statements not waited for one by one must not overtake each other, nor interleave a
+    // first-time PREPARE's savepoint with another statement.
+    const run = async () => {
+      const inTransaction = m.queryRunner?.isTransactionActive === true;
+      const name = await this.texts.prepare((sql) => m.query(sql), this.prepared, text, inTransaction);
+      return name === undefined ? m.query(text, params) : m.query(executable(text, params, name));
+    };
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => undefined);
+    return result;
   }
 }

@@ -10,6 +10,26 @@ import { PreparedTexts } from './prepared-texts';
 export interface FusedTx {
   client: Client;
   phase: 'open' | 'committing' | 'committed';
+  /**
+   * Statements whose results nobody waits for (`defer` in sql.ts), in order, not sent yet: they
+   * travel in front of the transaction's next statement, or with its `COMMIT`.
+   */
+  pending: Array<{ text: string; params: unknown[] }>;
+  /** A statement being sent with the pending ones in front of it; later statements wait for it, so order is kept. */
+  sending?: Promise<unknown>;
+}
+
+/**
+ * The pending statements of `fused` (taken off it) as statements of one simple query, each `EXECUTE`
+ * of its prepared copy: what goes in front of the next statement.
+ */
+export async function takePending(fused: FusedTx): Promise<string[]> {
+  const pending = fused.pending.splice(0);
+  const texts: string[] = [];
+  for (const p of pending) {
+    texts.push(executable(p.text, p.params, await prepareFused(fused.client, p.text, true)));
+  }
+  return texts;
 }
 
 /** Open fused transactions, by their Tx (the query runner's EntityManager). */

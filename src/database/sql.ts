@@ -2,7 +2,7 @@ import { Client, QueryResult } from 'pg';
 import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
 import { embeddedStatements } from './embedded-statements';
-import { executable, fusedTxs, prepareFused } from './fused';
+import { executable, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
 import { PreparedTexts } from './prepared-texts';
 
 // What DatabaseService's `sql` does; not imported from there, which imports this file.
@@ -32,9 +32,12 @@ const driverNames = new PreparedTexts('mailroom_');
  * with `rows`; repositories should not care.
  */
 export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T[]> {
-  const phase = fusedTxs.get(tx)?.phase;
-  if (phase === 'committing' || phase === 'committed') {
+  const fused = fusedTxs.get(tx);
+  if (fused && fused.phase !== 'open') {
     throw new Error('a statement after the commit of its transaction');
+  }
+  if (fused && (fused.pending.length > 0 || fused.sending)) {
+    return behindPending<T>(fused, text, params);
   }
   const runner = manager(tx).queryRunner as { databaseConnection?: unknown; isReleased: boolean } | undefined;
   const client = runner?.databaseConnection;
@@ -58,6 +61,48 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
 }
 
 /**
+ * Runs a statement whose result nobody needs (an UPDATE or INSERT without RETURNING) in `tx`. In a
+ * fused transaction on a Postgres server it is not sent now: it goes in front of the transaction's
+ * next statement, or with its `COMMIT`, in the same round trip (the order of statements is kept).
+ * Its failure fails the transaction as any statement's would, only at that later point: nothing may
+ * catch a deferred statement's error and carry on. Elsewhere it runs at once.
+ */
+export async function defer(tx: Tx, text: string, params: unknown[] = []): Promise<void> {
+  const fused = fusedTxs.get(tx);
+  if (!fused) {
+    await query(tx, text, params);
+    return;
+  }
+  if (fused.phase !== 'open') {
+    throw new Error('a statement after the commit of its transaction');
+  }
+  fused.pending.push({ text, params });
+}
+
+/** {@link query} with the pending statements of `fused` in front of it, as one simple query. */
+function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Promise<T[]> {
+  const send = async (): Promise<T[]> => {
+    const front = await takePending(fused);
+    const own = executable(text, params, await prepareFused(fused.client, text, true));
+    const results = (await fused.client.query([...front, own].join('; '))) as unknown as
+      QueryResult<T & object> | Array<QueryResult<T & object>>;
+    return Array.isArray(results) ? results[results.length - 1].rows : results.rows;
+  };
+  const turn = (fused.sending ?? Promise.resolve()).then(send, send);
+  const sending = turn.then(
+    () => undefined,
+    () => undefined,
+  );
+  fused.sending = sending;
+  void sending.then(() => {
+    if (fused.sending === sending) {
+      fused.sending = undefined;
+    }
+  });
+  return turn;
+}
+
+/**
  * Runs the last statement of a transaction; in a fused transaction (DatabaseService.transactionFused)
  * with the `COMMIT` in the same round trip, as a simple query (`EXECUTE` of its prepared copy, see
  * fused.ts). When the statement fails, the `COMMIT` is not run and the transaction rolls back.
@@ -71,14 +116,15 @@ export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] 
   if (fused.phase !== 'open') {
     throw new Error('a statement after the commit of its transaction');
   }
+  await fused.sending;
+  const front = await takePending(fused);
   const prepared = await prepareFused(fused.client, text, true);
   fused.phase = 'committing';
-  const results = (await fused.client.query(`${executable(text, params, prepared)}; COMMIT`)) as unknown as [
-    QueryResult<T & object>,
-    QueryResult,
-  ];
+  const results = (await fused.client.query(
+    [...front, executable(text, params, prepared), 'COMMIT'].join('; '),
+  )) as unknown as QueryResult[];
   fused.phase = 'committed';
-  return results[0].rows;
+  return results[front.length].rows as T[];
 }
 
 export async function queryOne<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T | undefined> {

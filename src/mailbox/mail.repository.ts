@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { isUuid, Priority } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
-import { iso, num, query, queryOne } from 'src/database/sql';
+import { randomUUID } from 'node:crypto';
+import { defer, iso, num, query, queryOne } from 'src/database/sql';
 import { Mail, MailStatus } from './mailbox.types';
 
 interface MailRow {
@@ -59,32 +60,52 @@ export interface NewMail {
 
 @Injectable()
 export class MailRepository {
+  /**
+   * The stored mail is what was given (its id chosen here when not given), so the statement needs
+   * no answer and travels with the transaction's next one (`defer`).
+   */
   async insert(tx: Tx, m: NewMail): Promise<Mail> {
-    // A new thread is named after its first mail, so thread_id defaults to the row's own id.
-    const row = await queryOne<MailRow>(
+    const messageId = m.messageId ?? randomUUID();
+    const status = m.status ?? 'unread';
+    // A new thread is named after its first mail.
+    const threadId = m.threadId ?? messageId;
+    const hops = m.hops ?? 0;
+    await defer(
       tx,
-      `WITH id AS (SELECT COALESCE($12::uuid, gen_random_uuid()) AS v)
-       INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at, hops)
-       SELECT id.v, $1, $2, $3, $4, $5, $6, $7, $8, $9::uuid, COALESCE($10::uuid, id.v), $11::timestamptz,
-              CASE WHEN $7 = 'unread' THEN NULL ELSE $11::timestamptz END, $13
-       FROM id RETURNING *`,
+      `INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at, hops)
+       VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid, $11::uuid, $12::timestamptz,
+               CASE WHEN $8 = 'unread' THEN NULL ELSE $12::timestamptz END, $13)`,
       [
+        messageId,
         m.sessionId,
         m.from,
         m.to,
         m.subject,
         m.body,
         m.priority,
-        m.status ?? 'unread',
+        status,
         m.isSwitch ?? false,
         m.replyTo ?? null,
-        m.threadId ?? null,
+        threadId,
         m.createdAt,
-        m.messageId ?? null,
-        m.hops ?? 0,
+        hops,
       ],
     );
-    return toMail(row!);
+    return {
+      messageId,
+      sessionId: m.sessionId,
+      from: m.from,
+      to: m.to,
+      subject: m.subject,
+      body: m.body,
+      priority: m.priority,
+      status,
+      replyTo: m.replyTo ?? null,
+      threadId,
+      hops,
+      createdAt: iso(m.createdAt)!,
+      readAt: status === 'unread' ? null : iso(m.createdAt),
+    };
   }
 
   async find(tx: Tx, sessionId: string, messageId: string): Promise<Mail | undefined> {
@@ -153,7 +174,7 @@ export class MailRepository {
   }
 
   async markRead(tx: Tx, messageIds: string[], at: string): Promise<void> {
-    await query(
+    await defer(
       tx,
       `UPDATE mail SET status = 'read', read_at = $2::timestamptz WHERE id = ANY($1::uuid[]) AND status = 'unread'`,
       [messageIds, at],

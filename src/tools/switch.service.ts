@@ -75,7 +75,7 @@ export class SwitchService {
             hops: mail.hops,
             recipient: target,
           });
-          await this.lifecycle.transition(
+          await this.lifecycle.move(
             tx,
             me,
             me.state === 'active' ? 'waiting' : me.state,

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { json, query, queryOne } from 'src/database/sql';
+import { defer, json, queryOne } from 'src/database/sql';
 
 /** Where a tool call stands in its work item: the model step (1, 2, …) and its place among that step's calls. */
 export interface ToolCallKey {
@@ -16,7 +16,7 @@ export interface ToolCallKey {
 @Injectable()
 export class ToolEffectRepository {
   async record(tx: Tx, key: ToolCallKey, tool: string, result: unknown): Promise<void> {
-    await query(
+    await defer(
       tx,
       `INSERT INTO tool_effect (task_id, step, call_index, tool, result) VALUES ($1, $2, $3, $4, $5::jsonb)
        ON CONFLICT DO NOTHING`,

@@ -1,11 +1,12 @@
 import { DatabaseService } from 'src/database/database.service';
-import { query, queryAndCommit, Statement } from 'src/database/sql';
+import { defer, query, queryAndCommit, Statement } from 'src/database/sql';
 import { openTestDatabase } from '../support/test-app';
 
 /**
  * DatabaseService.transactionFused: `BEGIN` sent with the first statement and `COMMIT` with the
- * last (on a Postgres server; a plain transaction on PGlite). Whatever the path, it is one
- * transaction: all of it commits, or none, and the connection is fit for the next one.
+ * last (on a Postgres server; a plain transaction on PGlite), and `defer`red statements sent in
+ * front of the next one. Whatever the path, it is one transaction: all of it commits, or none, in
+ * the order it was written, and the connection is fit for the next one.
  */
 describe('fused transactions', () => {
   let db: DatabaseService;
@@ -121,6 +122,96 @@ describe('fused transactions', () => {
       expect(await get('eight')).toBeUndefined();
     }
     expect(await get('seven')).toBe(7);
+  });
+
+  it('runs deferred statements in order, in front of the next statement, which sees them', async () => {
+    const seen = await db.transactionFused([echo('a', [])], async (tx) => {
+      await defer(tx, put('d1', 1).text, put('d1', 1).params);
+      await defer(tx, `UPDATE fused_spec SET v = v + 10 WHERE k = $1`, ['d1']);
+      const rows = await query<{ v: number }>(tx, `SELECT v FROM fused_spec WHERE k = $1`, ['d1']);
+      await defer(tx, `UPDATE fused_spec SET v = v * 2 WHERE k = $1`, ['d1']);
+      await defer(tx, put('d2', 2).text, put('d2', 2).params);
+      return rows[0].v;
+    });
+    expect(seen).toBe(11);
+    expect([await get('d1'), await get('d2')]).toEqual([22, 2]);
+  });
+
+  it('sends deferred statements with the statement that takes the commit along', async () => {
+    await db.transactionFused([echo('a', [])], async (tx) => {
+      await defer(tx, put('d3', 3).text, put('d3', 3).params);
+      await defer(tx, `UPDATE fused_spec SET v = v + 1 WHERE k = $1`, ['d3']);
+      await queryAndCommit(tx, `UPDATE fused_spec SET v = v * 5 WHERE k = $1`, ['d3']);
+    });
+    expect(await get('d3')).toBe(20);
+  });
+
+  it('keeps the order of statements sent without waiting for each other', async () => {
+    await db.transactionFused([echo('a', [])], async (tx) => {
+      await defer(tx, put('d4', 1).text, put('d4', 1).params);
+      const ops = [2, 3, 4].map((n) =>
+        query(tx, `UPDATE fused_spec SET v = v * 10 + $2 WHERE k = $1`, ['d4', n]),
+      );
+      await Promise.all(ops);
+    });
+    expect(await get('d4')).toBe(1234);
+  });
+
+  it('fails the whole transaction when a deferred statement fails, wherever it is sent', async () => {
+    // Sent in front of a later statement: that statement's call fails with the deferred one's error.
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await query(tx, put('d5', 5).text, put('d5', 5).params);
+        await defer(tx, put('one', 1).text, put('one', 1).params); // a duplicate key
+        await query(tx, put('d6', 6).text, put('d6', 6).params);
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    // Sent with the COMMIT at the end.
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await query(tx, put('d7', 7).text, put('d7', 7).params);
+        await defer(tx, put('one', 1).text, put('one', 1).params);
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    // Sent with the closing statement.
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await defer(tx, put('one', 1).text, put('one', 1).params);
+        await queryAndCommit(tx, put('d8', 8).text, put('d8', 8).params);
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    expect([await get('d5'), await get('d6'), await get('d7'), await get('d8')]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    await db.transactionFused([echo('a', [])], (tx) => defer(tx, put('d9', 9).text, put('d9', 9).params));
+    expect(await get('d9')).toBe(9);
+  });
+
+  it('sends nothing deferred when the work fails before the commit', async () => {
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await defer(tx, put('d10', 10).text, put('d10', 10).params);
+        throw new Error('the work failed');
+      }),
+    ).rejects.toThrow('the work failed');
+    expect(await get('d10')).toBeUndefined();
+  });
+
+  it('refuses a deferred statement after the commit (a Postgres server only)', async () => {
+    const run = db.transactionFused([echo('a', [])], async (tx) => {
+      await queryAndCommit(tx, put('d11', 11).text, put('d11', 11).params);
+      await defer(tx, put('d12', 12).text, put('d12', 12).params);
+    });
+    if (db.embedded) {
+      await run;
+    } else {
+      await expect(run).rejects.toThrow('a statement after the commit of its transaction');
+      expect(await get('d12')).toBeUndefined();
+    }
+    expect(await get('d11')).toBe(11);
   });
 
   it.each([
