@@ -24,7 +24,7 @@ export class EmbeddedStatements {
   query(m: EntityManager, text: string, params: unknown[]): Promise<unknown> {
     // Statements not waited for one by one must not overtake each other, nor interleave a
     // first-time PREPARE's savepoint with another statement.
-    const run = async () => {
+    const run = async (): Promise<unknown> => {
       const inTransaction = m.queryRunner?.isTransactionActive === true;
       const name = await this.texts.prepare((sql) => m.query(sql), this.prepared, text, inTransaction);
       return name === undefined ? m.query(text, params) : m.query(executable(text, params, name));
