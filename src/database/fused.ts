@@ -23,11 +23,18 @@ export interface FusedTx {
  * The pending statements of `fused` (taken off it) as statements of one simple query, each `EXECUTE`
  * of its prepared copy: what goes in front of the next statement.
  */
-export async function takePending(fused: FusedTx): Promise<string[]> {
-  const pending = fused.pending.splice(0);
+export function takePending(fused: FusedTx): Promise<string[]> {
+  return executables(fused.client, fused.pending.splice(0));
+}
+
+/** Statements as statements of one simple query, each `EXECUTE` of its copy prepared on `client`. */
+export async function executables(
+  client: Client,
+  pending: Array<{ text: string; params: unknown[] }>,
+): Promise<string[]> {
   const texts: string[] = [];
   for (const p of pending) {
-    texts.push(executable(p.text, p.params, await prepareFused(fused.client, p.text, true)));
+    texts.push(executable(p.text, p.params, await prepareFused(client, p.text, true)));
   }
   return texts;
 }

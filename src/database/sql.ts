@@ -2,7 +2,7 @@ import { Client, QueryResult } from 'pg';
 import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
 import { embeddedStatements } from './embedded-statements';
-import { executable, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
+import { executable, executables, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
 import { PreparedTexts } from './prepared-texts';
 
 // What DatabaseService's `sql` does; not imported from there, which imports this file.
@@ -64,8 +64,10 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
  * Runs a statement whose result nobody needs (an UPDATE or INSERT without RETURNING) in `tx`. In a
  * fused transaction on a Postgres server it is not sent now: it goes in front of the transaction's
  * next statement, or with its `COMMIT`, in the same round trip (the order of statements is kept).
- * Its failure fails the transaction as any statement's would, only at that later point: nothing may
- * catch a deferred statement's error and carry on. Elsewhere it runs at once.
+ * Its failure fails the transaction as any statement's would, only at that later point, and is
+ * reported as the failure of the statement it travelled with (in a batch of session writes, of
+ * that statement's write): defer only statements that fail only when the database does, never one
+ * whose error someone means to catch. Elsewhere it runs at once.
  */
 export async function defer(tx: Tx, text: string, params: unknown[] = []): Promise<void> {
   const fused = fusedTxs.get(tx);
@@ -81,8 +83,10 @@ export async function defer(tx: Tx, text: string, params: unknown[] = []): Promi
 
 /** {@link query} with the pending statements of `fused` in front of it, as one simple query. */
 function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Promise<T[]> {
+  // Taken now: what is deferred after this call goes behind this statement, not in front of it.
+  const taken = fused.pending.splice(0);
   const send = async (): Promise<T[]> => {
-    const front = await takePending(fused);
+    const front = await executables(fused.client, taken);
     const own = executable(text, params, await prepareFused(fused.client, text, true));
     const results = (await fused.client.query([...front, own].join('; '))) as unknown as
       QueryResult<T & object> | Array<QueryResult<T & object>>;

@@ -157,6 +157,16 @@ describe('fused transactions', () => {
     expect(await get('d4')).toBe(1234);
   });
 
+  it('sends a statement deferred after a statement not yet answered behind that statement', async () => {
+    await db.transactionFused([echo('a', [])], async (tx) => {
+      await defer(tx, put('d13', 1).text, put('d13', 1).params);
+      const second = query(tx, `UPDATE fused_spec SET v = v * 10 + 2 WHERE k = $1`, ['d13']);
+      await defer(tx, `UPDATE fused_spec SET v = v * 10 + 3 WHERE k = $1`, ['d13']);
+      await second;
+    });
+    expect(await get('d13')).toBe(123);
+  });
+
   it('fails the whole transaction when a deferred statement fails, wherever it is sent', async () => {
     // Sent in front of a later statement: that statement's call fails with the deferred one's error.
     await expect(
