@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { elementsOf, iso, json, run, Statement } from 'src/database/sql';
+import { agentKey, elementsOf, iso, json, rowByKey, run, Statement } from 'src/database/sql';
 import { Agent, AgentState, DEFAULT_LIMITS } from './agent.types';
 import { wakeStatement, WakeWrite, WokenAgent } from './wake-statement';
 
@@ -94,16 +94,16 @@ export class AgentWrites {
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
            (x.e->>'until')::timestamptz AS until, NULLIF(x.e->'wake_events', 'null'::jsonb) AS wake_events
          FROM ${elementsOf('$1::jsonb', writes.length)} WITH ORDINALITY AS x(e, n)),
-       before AS (
-         SELECT i.n, a.state FROM input i JOIN agent a ON a.session_id = i.session_id AND a.id = i.agent_id),
        slept AS (
          UPDATE agent a SET state = 'sleeping', sleeping_until = i.until,
            wake_events = coalesce(i.wake_events, a.wake_events)
          FROM input i WHERE a.session_id = i.session_id AND a.id = i.agent_id AND a.state <> 'stopped'
          RETURNING a.session_id, a.id, a.sleeping_until, a.wake_events)
-       SELECT b.state AS previous, s.id IS NOT NULL AS slept, s.sleeping_until, s.wake_events
-       FROM input i LEFT JOIN before b ON b.n = i.n
-         LEFT JOIN slept s ON s.session_id = i.session_id AND s.id = i.agent_id
+       -- The agent's state as the statement's snapshot has it: from before its update. Each row of
+       -- what the statement made is looked up by key, the CTE read once (sql.ts rowByKey).
+       SELECT (SELECT a.state FROM agent a WHERE a.session_id = i.session_id AND a.id = i.agent_id) AS previous,
+         s.row IS NOT NULL AS slept, s.row->>'sleeping_until' AS sleeping_until, s.row->'wake_events' AS wake_events
+       FROM input i CROSS JOIN LATERAL (SELECT ${rowByKey('slept', agentKey('r', 'id'), agentKey('i'))} AS row) s
        ORDER BY i.n`,
       params: [json(input)],
       result: (rows) =>

@@ -42,11 +42,11 @@ export function wakeStatement(writes: WakeWrite[], askQueued = true): Statement<
        FROM input i
        WHERE a.session_id = i.session_id AND a.id = i.agent_id AND a.state = 'sleeping'
          AND (i.due_by IS NULL OR a.sleeping_until <= i.due_by)
-       RETURNING a.session_id, a.id, a.state, CASE WHEN $2::boolean THEN EXISTS (SELECT 1 FROM work_item w
+       RETURNING i.n, i.o, a.id, a.state, CASE WHEN $2::boolean THEN EXISTS (SELECT 1 FROM work_item w
          WHERE w.session_id = a.session_id AND w.agent_id = a.id AND w.state = 'queued') ELSE false END AS has_work)
-     SELECT i.n, w.id, w.state, w.has_work
-     FROM input i JOIN woken w ON w.session_id = i.session_id AND w.id = i.agent_id
-     ORDER BY i.o`,
+     -- In input order without joining the input again (a join of two CTEs is planned as a nested loop:
+     -- quadratic in the batch, see sql.ts rowByKey).
+     SELECT n, id, state, has_work FROM woken ORDER BY o`,
     params: [json(input), askQueued],
     result: (rows) => {
       const woken: WokenAgent[][] = writes.map(() => []);

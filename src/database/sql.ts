@@ -168,6 +168,30 @@ export function elementsOf(param: string, count: number): string {
   return `${count <= FEW_ELEMENTS ? 'mailroom_few_elements' : 'jsonb_array_elements'}(${param})`;
 }
 
+/**
+ * The key of a row of `alias` by its session and agent (the agent's id in `agentColumn`) as one
+ * text, for {@link rowByKey} and {@link keyIn}. A batch statement holds at most one row per agent.
+ */
+export function agentKey(alias: string, agentColumn = 'agent_id'): string {
+  return `${alias}.session_id || chr(31) || ${alias}.${agentColumn}`;
+}
+
+/**
+ * The row of the CTE `cte` whose key (`cteKey`, over the alias `r`) is `key`, as jsonb (null when
+ * there is none). A join of a batch statement's input to what its CTEs made is planned as a nested
+ * loop (the planner takes a short input, and so each CTE, for one row: see {@link elementsOf}),
+ * which reads the CTE again for every input row, quadratic in the batch. Here the CTE is read once,
+ * into one object by key (an uncorrelated subquery: run once), in which each row is looked up.
+ */
+export function rowByKey(cte: string, cteKey: string, key: string): string {
+  return `((SELECT jsonb_object_agg(${cteKey}, to_jsonb(r)) FROM ${cte} r) -> (${key}))`;
+}
+
+/** True when the CTE `cte` has a row whose key (`cteKey`, over the alias `r`) is `key`; the CTE read once, as {@link rowByKey}. */
+export function keyIn(cte: string, cteKey: string, key: string): string {
+  return `(${key}) = ANY (ARRAY(SELECT ${cteKey} FROM ${cte} r))`;
+}
+
 export function json(value: unknown): string {
   return JSON.stringify(value ?? null);
 }

@@ -1,7 +1,18 @@
 import { Injectable } from '@nestjs/common';
 import { isUuid, Priority, PRIORITY_RANK } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
-import { elementsOf, iso, json, num, query, queryOne, run, Statement } from 'src/database/sql';
+import {
+  agentKey,
+  elementsOf,
+  iso,
+  json,
+  num,
+  query,
+  queryOne,
+  rowByKey,
+  run,
+  Statement,
+} from 'src/database/sql';
 import { Usage, WorkItem, WorkKind, WorkPayload, WorkState } from './mailbox.types';
 
 export interface WorkItemRow {
@@ -205,11 +216,9 @@ export class WorkItemRepository {
          FROM inserted w WHERE w.state = 'running' AND a.session_id = w.session_id AND a.id = w.agent_id
          RETURNING a.*)
        SELECT f.agent_state IS NOT NULL AS agent_exists, f.queued, f.earlier,
-         CASE WHEN w.id IS NOT NULL THEN row_to_json(w) END AS inserted,
-         CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS claimed_by
+         ${rowByKey('inserted', agentKey('r'), agentKey('f'))} AS inserted,
+         ${rowByKey('active', agentKey('r', 'id'), agentKey('f'))} AS claimed_by
        FROM facts f
-       LEFT JOIN inserted w ON w.session_id = f.session_id AND w.agent_id = f.agent_id
-       LEFT JOIN active a ON a.session_id = f.session_id AND a.id = f.agent_id
        ORDER BY f.n`,
       params: [json(input)],
       result: (rows) =>

@@ -42,6 +42,20 @@ function cteJoinsRunPerRow(node: PlanNode & { 'Actual Loops'?: number }): string
   return [...own, ...(node.Plans ?? []).flatMap(cteJoinsRunPerRow)];
 }
 
+/**
+ * What the plan runs more often than a linear statement would for `rows` input rows: a CTE read
+ * again for every row of an outer one (a nested loop over two CTEs, which the planner takes for one
+ * row each: quadratic in the batch), or any node run more than once per input row.
+ */
+function superLinear(node: PlanNode & { 'Actual Loops'?: number }, rows: number): string[] {
+  const loops = node['Actual Loops'] ?? 1;
+  const own =
+    (node['Node Type'] === 'CTE Scan' && loops > 1) || loops > rows
+      ? [`${node['Node Type']}${node['CTE Name'] ? ` ${node['CTE Name']}` : ''} × ${loops}`]
+      : [];
+  return [...own, ...(node.Plans ?? []).flatMap((p) => superLinear(p, rows))];
+}
+
 /** Every table the plan reads by a scan of the whole table. */
 function scannedTables(node: PlanNode): string[] {
   const own = node['Node Type'] === 'Seq Scan' && node['Relation Name'] ? [node['Relation Name']] : [];
@@ -207,6 +221,69 @@ describe('plans of the batch statements', () => {
       complete: cteJoinsRunPerRow(await planOf(tx, complete, true)),
     }));
     expect(perRow).toEqual({ enqueue: [], claim: [], complete: [] });
+  });
+
+  it('runs a batch of fifty writes of each kind in time linear in the batch', async () => {
+    const n = 50;
+    const keys = Array.from({ length: n }, (_, i) => ({ sessionId: 'plans-7', agentId: `b${i}` }));
+    const agents = new AgentWrites();
+    const found = await inMiddlingTables(async (tx) => {
+      // Fifty idle agents of one session, each with an item running (so each completion and claim
+      // finds its row); the agents with ids b… are this test's own.
+      await sql(tx).query(
+        `INSERT INTO agent (session_id, id, template, config, state, created_at)
+         SELECT 'plans-7', 'b' || g, 'assistant', '{}', 'active', $1 FROM generate_series(0, ${n - 1}) g`,
+        [AT],
+      );
+      const running: Array<{ id: string; agent_id: string }> = await sql(tx).query(
+        `INSERT INTO work_item (session_id, agent_id, kind, state, prompt, created_at)
+         SELECT 'plans-7', 'b' || g, 'task', 'running', 'x', $1 FROM generate_series(0, ${n - 1}) g
+         RETURNING id, agent_id`,
+        [AT],
+      );
+      const task = new Map(running.map((r) => [r.agent_id, r.id]));
+      const analysed = async (statement: { text: string; params: unknown[] }) =>
+        superLinear(await planOf(tx, statement, true), n);
+      const { enqueue, claim } = batchStatements(keys);
+      return {
+        complete: await analysed(
+          new WorkStepRepository().completeManyStatement(
+            keys.map((key) => ({
+              ...key,
+              taskId: task.get(key.agentId)!,
+              final: 'ok',
+              usage: { promptTokens: 1, completionTokens: 1 },
+              turns: [{ role: 'assistant' as const, content: 'ok' }],
+              claimNext: true,
+            })),
+            AT,
+          ),
+        ),
+        enqueue: await analysed(enqueue),
+        claim: await analysed(claim),
+        sleep: await analysed(agents.sleepManyStatement(keys.map((key) => ({ ...key, until: AT })))),
+        wakeDue: await analysed(
+          agents.wakeDueManyStatement([
+            { sessionId: 'plans-7', agentIds: keys.map((k) => k.agentId), dueBy: AT },
+          ]),
+        ),
+        insert: await analysed(
+          agents.insertManyStatement(
+            keys.map((k) => ({
+              sessionId: 'plans-8',
+              agentId: k.agentId,
+              template: 'assistant',
+              config: {},
+              state: 'idle' as const,
+              stopReason: null,
+              wakeEvents: [],
+              createdAt: AT,
+            })) as never,
+          ),
+        ),
+      };
+    });
+    expect(found).toEqual({ complete: [], enqueue: [], claim: [], sleep: [], wakeDue: [], insert: [] });
   });
 
   it('reads a short input as few rows and a long one as jsonb_array_elements', () => {

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Tx } from 'src/database/database.service';
-import { elementsOf, json, run, Statement } from 'src/database/sql';
+import { agentKey, elementsOf, json, keyIn, rowByKey, run, Statement } from 'src/database/sql';
 import { ChatMessage } from 'src/llm/model-provider';
 import { Usage, WorkItem } from 'src/mailbox/mailbox.types';
 import { toItem, WorkItemRow } from 'src/mailbox/work-item.repository';
@@ -63,12 +63,9 @@ export class WorkStepRepository {
        active AS (
          UPDATE agent a SET state = 'active', last_active_at = $2::timestamptz
          FROM next WHERE a.session_id = next.session_id AND a.id = next.agent_id RETURNING a.*)
-       SELECT CASE WHEN c.id IS NOT NULL THEN row_to_json(c) END AS item,
-         CASE WHEN a.id IS NOT NULL THEN row_to_json(a) END AS agent
-       FROM input i
-       LEFT JOIN claimed c ON c.session_id = i.session_id AND c.agent_id = i.agent_id
-       LEFT JOIN active a ON a.session_id = i.session_id AND a.id = i.agent_id
-       ORDER BY i.n`,
+       SELECT ${rowByKey('claimed', agentKey('r'), agentKey('i'))} AS item,
+         ${rowByKey('active', agentKey('r', 'id'), agentKey('i'))} AS agent
+       FROM input i ORDER BY i.n`,
       params: [json(agents.map((a) => ({ session_id: a.sessionId, agent_id: a.agentId }))), at],
       result: (rows) =>
         (rows as Array<{ item: WorkItemRow | null; agent: AgentRow | null }>).map((row) =>
@@ -111,6 +108,10 @@ export class WorkStepRepository {
       tokens: s.usage.promptTokens + s.usage.completionTokens,
       claim_next: s.claimNext ?? false,
     }));
+    // Each CTE below is read once, however many rows the input has (sql.ts rowByKey).
+    const isDone = `i.task_id = ANY (ARRAY(SELECT id FROM done))`;
+    const claimsNext = keyIn('next', agentKey('r'), agentKey('i'));
+    const mine = rowByKey('me', agentKey('r', 'id'), agentKey('i'));
     return {
       text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
@@ -125,15 +126,12 @@ export class WorkStepRepository {
          INSERT INTO conversation_turn (session_id, agent_id, message, created_at)
          SELECT i.session_id, i.agent_id, m.value, $2::timestamptz
          FROM input i CROSS JOIN LATERAL jsonb_array_elements(i.turns) WITH ORDINALITY AS m(value, k)
-         WHERE i.task_id IN (SELECT id FROM done) ORDER BY i.n, m.k),
-       before AS (
-         SELECT a.session_id, a.id, a.state FROM agent a
-         JOIN input i ON a.session_id = i.session_id AND a.id = i.agent_id),
+         WHERE ${isDone} ORDER BY i.n, m.k),
        -- An agent the step makes idle takes its next item in claim order (the item it completes excluded:
-       -- the statement's snapshot is from before its updates).
+       -- the statement's snapshot is from before its updates, which is also the state 'previous' reads).
        next AS (
          SELECT i.session_id, i.agent_id, nx.id FROM input i
-         JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id AND b.state = 'active'
+         JOIN agent b ON b.session_id = i.session_id AND b.id = i.agent_id AND b.state = 'active'
          CROSS JOIN LATERAL (${nextQueued('w.id <> i.task_id')}) nx
          WHERE i.claim_next),
        claimed AS (
@@ -141,30 +139,25 @@ export class WorkStepRepository {
          FROM next WHERE w.id = next.id RETURNING w.*),
        me AS (
          UPDATE agent a SET
-           tokens_used = a.tokens_used + CASE WHEN d.id IS NOT NULL THEN i.tokens ELSE 0 END,
-           state = CASE WHEN nx.id IS NOT NULL THEN 'active' WHEN a.state = 'active' THEN 'idle' ELSE a.state END,
-           last_active_at = CASE WHEN nx.id IS NOT NULL THEN $2::timestamptz ELSE a.last_active_at END
-         FROM input i LEFT JOIN done d ON d.id = i.task_id
-           LEFT JOIN next nx ON nx.session_id = i.session_id AND nx.agent_id = i.agent_id
+           tokens_used = a.tokens_used + CASE WHEN ${isDone} THEN i.tokens ELSE 0 END,
+           state = CASE WHEN ${claimsNext} THEN 'active' WHEN a.state = 'active' THEN 'idle' ELSE a.state END,
+           last_active_at = CASE WHEN ${claimsNext} THEN $2::timestamptz ELSE a.last_active_at END
+         FROM input i
          WHERE a.session_id = i.session_id AND a.id = i.agent_id RETURNING a.*),
        spent AS (
-         SELECT i.session_id, sum(i.tokens) AS t FROM input i
-         WHERE i.task_id IN (SELECT id FROM done) GROUP BY i.session_id),
+         SELECT i.session_id, sum(i.tokens) AS t FROM input i WHERE ${isDone} GROUP BY i.session_id),
        charged AS (
          UPDATE session s SET tokens_used = s.tokens_used + sp.t
          FROM spent sp WHERE s.id = sp.session_id AND sp.t > 0 RETURNING s.id)
-       SELECT d.id IS NOT NULL AS done, b.state AS previous, m.state AS state,
-         CASE WHEN c.id IS NOT NULL THEN row_to_json(c) END AS next_item,
-         CASE WHEN nx.id IS NOT NULL THEN row_to_json(m) END AS next_agent,
+       SELECT ${isDone} AS done,
+         (SELECT b.state FROM agent b WHERE b.session_id = i.session_id AND b.id = i.agent_id) AS previous,
+         ${mine} ->> 'state' AS state,
+         ${rowByKey('claimed', agentKey('r'), agentKey('i'))} AS next_item,
+         CASE WHEN ${claimsNext} THEN ${mine} END AS next_agent,
          EXISTS (SELECT 1 FROM work_item w
                  WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
                    AND w.id <> i.task_id) AS more_queued
        FROM input i
-       LEFT JOIN done d ON d.id = i.task_id
-       LEFT JOIN before b ON b.session_id = i.session_id AND b.id = i.agent_id
-       LEFT JOIN me m ON m.session_id = i.session_id AND m.id = i.agent_id
-       LEFT JOIN next nx ON nx.session_id = i.session_id AND nx.agent_id = i.agent_id
-       LEFT JOIN claimed c ON c.session_id = i.session_id AND c.agent_id = i.agent_id
        ORDER BY i.n`,
       params: [json(input), at],
       result: (rows) => (rows as StepEndRow[]).map(toStepEnd),
