@@ -128,9 +128,9 @@ export class MailboxService {
     tx: Tx,
     agentIds: string[],
     item: Omit<NewWorkItem, 'agentId' | 'idempotencyKey'>,
-  ): Promise<Array<{ agentId: string; taskId: string }>> {
+  ): Promise<void> {
     if (agentIds.length === 0) {
-      return [];
+      return;
     }
     const queued = await this.items.countQueuedEach(tx, item.sessionId, agentIds);
     const full = agentIds.find((id) => (queued.get(id) ?? 0) >= this.config.maxQueueSize);
@@ -141,13 +141,12 @@ export class MailboxService {
       );
     }
     const traceparent = activeTraceparent();
-    const made = await this.items.insertForEach(
+    await this.items.insertForEach(
       tx,
       agentIds,
       traceparent ? { ...item, payload: { ...item.payload, traceparent } } : item,
     );
     this.signals.workAfterCommit(tx, item.sessionId, agentIds);
-    return made;
   }
 
   /**

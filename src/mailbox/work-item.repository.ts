@@ -3,6 +3,7 @@ import { isUuid, Priority, PRIORITY_RANK } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import {
   agentKey,
+  defer,
   elementsOf,
   iso,
   json,
@@ -392,25 +393,23 @@ export class WorkItemRepository {
 
   /**
    * Queues the same item (no idempotency key) for each of `agentIds` in one statement; their queue
-   * order (`seq`) follows the order of `agentIds`. The new task ids, in that order.
+   * order (`seq`) follows the order of `agentIds`. Nothing comes back, so the statement travels with
+   * the transaction's next one (`defer`).
    */
   async insertForEach(
     tx: Tx,
     agentIds: string[],
     item: Omit<NewWorkItem, 'agentId' | 'idempotencyKey'>,
-  ): Promise<Array<{ agentId: string; taskId: string }>> {
+  ): Promise<void> {
     if (agentIds.length === 0) {
-      return [];
+      return;
     }
-    const rows = await query<{ id: string; agent_id: string }>(
+    await defer(
       tx,
-      `WITH made AS (
-         INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, prompt, payload, created_at, hops)
-         SELECT $1, t.agent_id, $3, $4, $5, 'queued', $6, $7::jsonb, $8::timestamptz, $9
-         FROM unnest($2::text[]) WITH ORDINALITY AS t(agent_id, n)
-         ORDER BY t.n
-         RETURNING id, agent_id, seq)
-       SELECT id, agent_id FROM made ORDER BY seq`,
+      `INSERT INTO work_item (session_id, agent_id, kind, priority, is_switch, state, prompt, payload, created_at, hops)
+       SELECT $1, t.agent_id, $3, $4, $5, 'queued', $6, $7::jsonb, $8::timestamptz, $9
+       FROM unnest($2::text[]) WITH ORDINALITY AS t(agent_id, n)
+       ORDER BY t.n`,
       [
         item.sessionId,
         agentIds,
@@ -423,7 +422,6 @@ export class WorkItemRepository {
         item.hops ?? 0,
       ],
     );
-    return rows.map((r) => ({ agentId: r.agent_id, taskId: r.id }));
   }
 
   async findRunning(tx: Tx, sessionId: string, agentId: string): Promise<WorkItem | undefined> {
