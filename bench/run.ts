@@ -79,9 +79,11 @@ async function main(): Promise<void> {
     // Profiled in a run of its own: the sampling profiler slows what it watches (one-at-a-time
     // latency about doubled under it), so no figure in the table comes from a profiled run.
     const pgProfiled = await freshOrNone(server, `mailroom_bench_profiled_${process.pid}`);
-    ({ top: profile } = await profiled('bench/mailroom-postgres.cpuprofile', () =>
-      measureMailroom('Mailroom, Postgres, 1 session (profiled)', pgProfiled, false),
-    ));
+    if (pgProfiled) {
+      ({ top: profile } = await profiled('bench/mailroom-postgres.cpuprofile', () =>
+        measureMailroom('Mailroom, Postgres, 1 session (profiled)', pgProfiled, false),
+      ));
+    }
   }
 
   const peers: RuntimeResult[] = [];
@@ -166,15 +168,21 @@ async function main(): Promise<void> {
   ].join('\n');
   writeFileSync('BENCHMARKS.md', text);
   console.log(text);
+}
+
+/** Drops the bench's databases, also after a failed run. */
+async function dropAll(): Promise<void> {
   for (const drop of drops) {
     await drop().catch((err: unknown) => console.error(`A bench database was not dropped: ${String(err)}`));
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+main()
+  .finally(dropAll)
+  .then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { executable } from './fused';
+import { holdsNul } from './literals';
 import { PreparedTexts } from './prepared-texts';
 
 /** Each embedded database's statements, by its DataSource (what a Tx's `connection` is). */
@@ -25,6 +26,9 @@ export class EmbeddedStatements {
     // Statements not waited for one by one must not overtake each other, nor interleave a
     // first-time PREPARE's savepoint with another statement.
     const run = async (): Promise<unknown> => {
+      if (params.some(holdsNul)) {
+        return m.query(text, params); // no literal can carry it (see holdsNul)
+      }
       const inTransaction = m.queryRunner?.isTransactionActive === true;
       const name = await this.texts.prepare((sql) => m.query(sql), this.prepared, text, inTransaction);
       return name === undefined ? m.query(text, params) : m.query(executable(text, params, name));

@@ -40,3 +40,12 @@ function text(value: unknown): string {
 function quote(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
+
+/**
+ * True when a parameter holds a NUL character, which no literal can carry (the protocol ends a
+ * query's text at it): such a statement must go with bound parameters, so that the server refuses
+ * it as its own error (text holds no NUL) instead of the connection's stream breaking.
+ */
+export function holdsNul(value: unknown): boolean {
+  return typeof value === 'string' ? value.includes('\u0000') : Array.isArray(value) && value.some(holdsNul);
+}

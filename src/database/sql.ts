@@ -2,6 +2,7 @@ import { Client, QueryResult } from 'pg';
 import type { EntityManager } from 'typeorm';
 import type { Tx } from './database.service';
 import { embeddedStatements } from './embedded-statements';
+import { holdsNul } from './literals';
 import { executable, executables, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
 import { PreparedTexts } from './prepared-texts';
 
@@ -71,7 +72,10 @@ export async function query<T>(tx: Tx, text: string, params: unknown[] = []): Pr
  */
 export async function defer(tx: Tx, text: string, params: unknown[] = []): Promise<void> {
   const fused = fusedTxs.get(tx);
-  if (!fused) {
+  // A simple query's text cannot hold a NUL (the protocol ends the text there, and the server
+  // takes the connection's stream for broken): a statement carrying one is sent now, as bound
+  // parameters, so that the server refuses it as this statement's own error (text holds no NUL).
+  if (!fused || params.some(holdsNul)) {
     await query(tx, text, params);
     return;
   }
@@ -87,6 +91,9 @@ function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Prom
   const taken = fused.pending.splice(0);
   const send = async (): Promise<T[]> => {
     const front = await executables(fused.client, taken);
+    if (params.some(holdsNul)) {
+      return boundBehind<T>(fused, front, text, params);
+    }
     const own = executable(text, params, await prepareFused(fused.client, text, true));
     const results = (await fused.client.query([...front, own].join('; '))) as unknown as
       QueryResult<T & object> | Array<QueryResult<T & object>>;
@@ -106,6 +113,20 @@ function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Prom
   return turn;
 }
 
+/** The pending statements `front` as one simple query, then the statement with bound parameters (see {@link defer} on NUL). */
+async function boundBehind<T>(
+  fused: FusedTx,
+  front: string[],
+  text: string,
+  params: unknown[],
+): Promise<T[]> {
+  if (front.length > 0) {
+    await fused.client.query(front.join('; '));
+  }
+  return (await fused.client.query<T & object>({ name: driverNames.nameOf(text), text, values: params }))
+    .rows;
+}
+
 /**
  * Runs the last statement of a transaction; in a fused transaction (DatabaseService.transactionFused)
  * with the `COMMIT` in the same round trip, as a simple query (`EXECUTE` of its prepared copy, see
@@ -122,6 +143,13 @@ export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] 
   }
   await fused.sending;
   const front = await takePending(fused);
+  if (params.some(holdsNul)) {
+    const rows = await boundBehind<T>(fused, front, text, params);
+    fused.phase = 'committing';
+    await fused.client.query('COMMIT');
+    fused.phase = 'committed';
+    return rows;
+  }
   const prepared = await prepareFused(fused.client, text, true);
   fused.phase = 'committing';
   const results = (await fused.client.query(
@@ -192,6 +220,41 @@ export function keyIn(cte: string, cteKey: string, key: string): string {
   return `(${key}) = ANY (ARRAY(SELECT ${cteKey} FROM ${cte} r))`;
 }
 
+/**
+ * `value` as JSON for a jsonb parameter. Postgres stores neither U+0000 nor an unpaired UTF-16
+ * surrogate (jsonb refuses their escapes, and one refused record would fail its whole batch), yet
+ * a model's or an MCP server's output may hold them: they are stored as U+FFFD instead. A client's
+ * params holding them are refused before they get here (RpcDispatcher).
+ */
 export function json(value: unknown): string {
-  return JSON.stringify(value ?? null);
+  const text = JSON.stringify(value ?? null);
+  // JSON.stringify writes both as `\u` escapes (a surrogate pair stays as it is): only a text with
+  // such an escape (or a string that spells one) is looked at again.
+  return UNSTORABLE_ESCAPE.test(text) ? JSON.stringify(storable(value ?? null)) : text;
+}
+
+const UNSTORABLE_ESCAPE = /\\u(0000|d[89a-f])/i;
+// eslint-disable-next-line no-control-regex -- U+0000 is what it looks for
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** `text` with U+0000 and unpaired surrogates replaced by U+FFFD: what a text or jsonb column can hold. */
+export function storableText(text: string): string {
+  return text.replace(UNSTORABLE, '\uFFFD');
+}
+
+function storable(value: unknown): unknown {
+  if (typeof value === 'string') {
+    return storableText(value);
+  }
+  if (Array.isArray(value)) {
+    return value.map(storable);
+  }
+  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
+    const copy: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      copy[storableText(k)] = storable(v);
+    }
+    return copy;
+  }
+  return value;
 }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { isUuid, Priority } from 'src/common/names';
 import { Tx } from 'src/database/database.service';
 import { randomUUID } from 'node:crypto';
-import { defer, iso, num, query, queryOne } from 'src/database/sql';
+import { defer, iso, num, query, queryOne, storableText } from 'src/database/sql';
 import { Mail, MailStatus } from './mailbox.types';
 
 interface MailRow {
@@ -70,6 +70,11 @@ export class MailRepository {
     // A new thread is named after its first mail.
     const threadId = m.threadId ?? messageId;
     const hops = m.hops ?? 0;
+    // What a text column can hold: a model's text may carry U+0000 (a client's is refused before).
+    const subject = storableText(m.subject);
+    const body = storableText(m.body);
+    // As the uuid column gives it back (a client may name the original in capitals).
+    const replyTo = m.replyTo ? m.replyTo.toLowerCase() : null;
     await defer(
       tx,
       `INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at, hops)
@@ -80,12 +85,12 @@ export class MailRepository {
         m.sessionId,
         m.from,
         m.to,
-        m.subject,
-        m.body,
+        subject,
+        body,
         m.priority,
         status,
         m.isSwitch ?? false,
-        m.replyTo ?? null,
+        replyTo,
         threadId,
         m.createdAt,
         hops,
@@ -96,11 +101,11 @@ export class MailRepository {
       sessionId: m.sessionId,
       from: m.from,
       to: m.to,
-      subject: m.subject,
-      body: m.body,
+      subject,
+      body,
       priority: m.priority,
       status,
-      replyTo: m.replyTo ?? null,
+      replyTo,
       threadId,
       hops,
       createdAt: iso(m.createdAt)!,

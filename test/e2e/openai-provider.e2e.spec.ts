@@ -150,6 +150,34 @@ describe(OpenAiProvider.name, () => {
         ]);
       });
 
+      it("stores what Postgres cannot hold in a model's text (U+0000, unpaired surrogates) as U+FFFD, failing nothing", async () => {
+        const sessionId = await startSession(client, newSessionId());
+        await h.createAgent(sessionId, 'alice');
+        await h.createAgent(sessionId, 'bob', {}, { autoStart: false });
+        const args = { to: 'bob', subject: 'Nul\u0000', body: 'a\u0000b \ud800' };
+        fake.enqueue(
+          { toolCalls: [{ id: 'call_nul_1', name: 'send_mail', arguments: JSON.stringify(args) }] },
+          { text: 'done\u0000 \udc00' },
+        );
+
+        const { taskId } = await h.sendTask(sessionId, 'alice', 'Mail bob something odd');
+
+        await expect(h.completed(taskId)).resolves.toMatchObject({ result: { final: 'done\uFFFD \uFFFD' } });
+        const [called] = h.of('async.tool.called', sessionId, 'alice');
+        expect(called).toMatchObject({
+          args: { to: 'bob', subject: 'Nul\uFFFD', body: 'a\uFFFDb \uFFFD' },
+          result: { messageId: expect.any(String) },
+        });
+        const inbox = await client.ok('async.listMail', { sessionId, agentId: 'bob' });
+        expect(inbox.messages).toEqual([
+          expect.objectContaining({ subject: 'Nul\uFFFD', body: 'a\uFFFDb \uFFFD', from: 'alice' }),
+        ]);
+        await expect(client.ok('async.getTask', { sessionId, taskId })).resolves.toMatchObject({
+          state: 'done',
+          result: { final: 'done\uFFFD \uFFFD' },
+        });
+      });
+
       it("gives the model the agent's tools as function tools whose JSON Schema matches their args", async () => {
         const sessionId = await startSession(client, newSessionId());
         await h.createAgent(sessionId, 'lister', { tools: ['send_mail', 'list_agents'] });

@@ -200,6 +200,32 @@ describe('fused transactions', () => {
     expect(await get('d9')).toBe(9);
   });
 
+  it('sends a statement with a NUL in a parameter at once, failing as its own statement', async () => {
+    // The server refuses NUL in text; in a simple query's text it would break the connection's stream.
+    let failedAtDefer = false;
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await defer(tx, put('d14', 14).text, put('d14', 14).params);
+        await defer(tx, put('nul\u0000key', 1).text, put('nul\u0000key', 1).params).catch((err: unknown) => {
+          failedAtDefer = true;
+          throw err;
+        });
+      }),
+    ).rejects.toThrow(/0x00|invalid byte sequence/);
+    expect(failedAtDefer).toBe(true);
+    expect(await get('d14')).toBeUndefined();
+    // Also as the statement that takes the commit along: it fails alone, the work before it undone.
+    await expect(
+      db.transactionFused([echo('a', [])], async (tx) => {
+        await defer(tx, put('d16', 16).text, put('d16', 16).params);
+        await queryAndCommit(tx, put('nul\u0000key', 1).text, put('nul\u0000key', 1).params);
+      }),
+    ).rejects.toThrow(/0x00|invalid byte sequence/);
+    expect(await get('d16')).toBeUndefined();
+    await db.transactionFused([echo('a', [])], (tx) => defer(tx, put('d15', 15).text, put('d15', 15).params));
+    expect(await get('d15')).toBe(15);
+  });
+
   it('sends nothing deferred when the work fails before the commit', async () => {
     await expect(
       db.transactionFused([echo('a', [])], async (tx) => {
