@@ -15,8 +15,8 @@ import { stopwatch } from 'src/telemetry/stopwatch';
 import { inChildSpan } from 'src/telemetry/tracing';
 import { DataDirLock } from './data-dir-lock';
 import { EmbeddedStatements, embeddedStatements } from './embedded-statements';
-import { executable, FusedTx, fusedTxs, prepareFused, takePending } from './fused';
-import { run, Statement } from './sql';
+import { executable, FusedTx, fusedTxs, prepareFused } from './fused';
+import { commitFused, run, Statement } from './sql';
 import { MIGRATIONS } from './migrations';
 
 /** A transaction's after-commit hooks: those run at its commit, and those run a turn later. */
@@ -183,9 +183,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       const opened = opening.map((s, i) => s.result(results[i + 1].rows));
       const value = await fn(tx, opened as ResultsOf<S>);
       if (state.phase === 'open') {
-        await state.sending;
-        await client.query([...(await takePending(state)), 'COMMIT'].join('; '));
-        state.phase = 'committed';
+        await commitFused(state);
       }
       return value;
     } catch (err) {

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { Mutex } from 'src/common/mutex';
 import { executable } from './fused';
 import { holdsNul } from './literals';
 import { PreparedTexts } from './prepared-texts';
@@ -19,22 +20,20 @@ export class EmbeddedStatements {
   /** The names prepared on the database's one connection. */
   private readonly prepared = new Set<string>();
 
-  /** The statement sent last: each waits for it, so statements run in the order they were called. */
-  private tail: Promise<unknown> = Promise.resolve();
+  /**
+   * Statements run one at a time in the order they were called: statements not waited for one by
+   * one must not overtake each other, nor interleave a first-time PREPARE's savepoint with another.
+   */
+  private readonly order = new Mutex();
 
   query(m: EntityManager, text: string, params: unknown[]): Promise<unknown> {
-    // Statements not waited for one by one must not overtake each other, nor interleave a
-    // first-time PREPARE's savepoint with another statement.
-    const run = async (): Promise<unknown> => {
+    return this.order.run(async (): Promise<unknown> => {
       if (params.some(holdsNul)) {
         return m.query(text, params); // no literal can carry it (see holdsNul)
       }
       const inTransaction = m.queryRunner?.isTransactionActive === true;
       const name = await this.texts.prepare((sql) => m.query(sql), this.prepared, text, inTransaction);
       return name === undefined ? m.query(text, params) : m.query(executable(text, params, name));
-    };
-    const result = this.tail.then(run, run);
-    this.tail = result.catch(() => undefined);
-    return result;
+    });
   }
 }

@@ -89,16 +89,7 @@ export async function defer(tx: Tx, text: string, params: unknown[] = []): Promi
 function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Promise<T[]> {
   // Taken now: what is deferred after this call goes behind this statement, not in front of it.
   const taken = fused.pending.splice(0);
-  const send = async (): Promise<T[]> => {
-    const front = await executables(fused.client, taken);
-    if (params.some(holdsNul)) {
-      return boundBehind<T>(fused, front, text, params);
-    }
-    const own = executable(text, params, await prepareFused(fused.client, text, true));
-    const results = (await fused.client.query([...front, own].join('; '))) as unknown as
-      QueryResult<T & object> | Array<QueryResult<T & object>>;
-    return Array.isArray(results) ? results[results.length - 1].rows : results.rows;
-  };
+  const send = async () => sendFused<T>(fused, await executables(fused.client, taken), { text, params });
   const turn = (fused.sending ?? Promise.resolve()).then(send, send);
   const sending = turn.then(
     () => undefined,
@@ -113,18 +104,59 @@ function behindPending<T>(fused: FusedTx, text: string, params: unknown[]): Prom
   return turn;
 }
 
-/** The pending statements `front` as one simple query, then the statement with bound parameters (see {@link defer} on NUL). */
-async function boundBehind<T>(
+/**
+ * Sends `front` (pending statements, as `EXECUTE`s), then `own`, then `COMMIT` when `commit`, as
+ * one simple query, and gives `own`'s rows. A statement whose parameters hold U+0000 cannot be
+ * written as literals (see {@link defer}): it goes with bound parameters after `front`, and the
+ * `COMMIT` after it.
+ */
+async function sendFused<T>(
   fused: FusedTx,
   front: string[],
-  text: string,
-  params: unknown[],
+  own?: { text: string; params: unknown[] },
+  commit = false,
 ): Promise<T[]> {
-  if (front.length > 0) {
-    await fused.client.query(front.join('; '));
+  const { client } = fused;
+  if (commit) {
+    fused.phase = 'committing';
   }
-  return (await fused.client.query<T & object>({ name: driverNames.nameOf(text), text, values: params }))
-    .rows;
+  let parts = front;
+  let rows: T[] = [];
+  if (own && own.params.some(holdsNul)) {
+    if (front.length > 0) {
+      await client.query(front.join('; '));
+    }
+    rows = (
+      await client.query<T & object>({
+        name: driverNames.nameOf(own.text),
+        text: own.text,
+        values: own.params,
+      })
+    ).rows;
+    parts = [];
+  } else if (own) {
+    parts = [...front, executable(own.text, own.params, await prepareFused(client, own.text, true))];
+  }
+  const all = commit ? [...parts, 'COMMIT'] : parts;
+  if (all.length > 0) {
+    const results = (await client.query(all.join('; '))) as unknown as QueryResult | QueryResult[];
+    if (own && parts.length > 0) {
+      rows = (Array.isArray(results) ? results[parts.length - 1] : results).rows as T[];
+    }
+  }
+  if (commit) {
+    fused.phase = 'committed';
+  }
+  return rows;
+}
+
+/**
+ * Commits a fused transaction whose last statement did not take the `COMMIT` along: what is still
+ * pending goes with it (DatabaseService.transactionFused).
+ */
+export async function commitFused(fused: FusedTx): Promise<void> {
+  await fused.sending;
+  await sendFused(fused, await takePending(fused), undefined, true);
 }
 
 /**
@@ -142,21 +174,7 @@ export async function queryAndCommit<T>(tx: Tx, text: string, params: unknown[] 
     throw new Error('a statement after the commit of its transaction');
   }
   await fused.sending;
-  const front = await takePending(fused);
-  if (params.some(holdsNul)) {
-    const rows = await boundBehind<T>(fused, front, text, params);
-    fused.phase = 'committing';
-    await fused.client.query('COMMIT');
-    fused.phase = 'committed';
-    return rows;
-  }
-  const prepared = await prepareFused(fused.client, text, true);
-  fused.phase = 'committing';
-  const results = (await fused.client.query(
-    [...front, executable(text, params, prepared), 'COMMIT'].join('; '),
-  )) as unknown as QueryResult[];
-  fused.phase = 'committed';
-  return results[front.length].rows as T[];
+  return sendFused<T>(fused, await takePending(fused), { text, params }, true);
 }
 
 export async function queryOne<T>(tx: Tx, text: string, params: unknown[] = []): Promise<T | undefined> {

@@ -75,11 +75,12 @@ export class MailRepository {
     const body = storableText(m.body);
     // As the uuid column gives it back (a client may name the original in capitals).
     const replyTo = m.replyTo ? m.replyTo.toLowerCase() : null;
+    const createdAt = iso(m.createdAt)!;
+    const readAt = status === 'unread' ? null : createdAt;
     await defer(
       tx,
       `INSERT INTO mail (id, session_id, from_id, to_id, subject, body, priority, status, is_switch, reply_to, thread_id, created_at, read_at, hops)
-       VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid, $11::uuid, $12::timestamptz,
-               CASE WHEN $8 = 'unread' THEN NULL ELSE $12::timestamptz END, $13)`,
+       VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10::uuid, $11::uuid, $12::timestamptz, $13::timestamptz, $14)`,
       [
         messageId,
         m.sessionId,
@@ -92,7 +93,8 @@ export class MailRepository {
         m.isSwitch ?? false,
         replyTo,
         threadId,
-        m.createdAt,
+        createdAt,
+        readAt,
         hops,
       ],
     );
@@ -108,8 +110,8 @@ export class MailRepository {
       replyTo,
       threadId,
       hops,
-      createdAt: iso(m.createdAt)!,
-      readAt: status === 'unread' ? null : iso(m.createdAt),
+      createdAt,
+      readAt,
     };
   }
 

@@ -111,7 +111,6 @@ export class WorkStepRepository {
     // Each CTE below is read once, however many rows the input has (sql.ts rowByKey).
     const isDone = `i.task_id = ANY (ARRAY(SELECT id FROM done))`;
     const claimsNext = keyIn('next', agentKey('r'), agentKey('i'));
-    const mine = rowByKey('me', agentKey('r', 'id'), agentKey('i'));
     return {
       text: `WITH input AS (
          SELECT x.n, x.e->>'session_id' AS session_id, x.e->>'agent_id' AS agent_id,
@@ -151,13 +150,13 @@ export class WorkStepRepository {
          FROM spent sp WHERE s.id = sp.session_id AND sp.t > 0 RETURNING s.id)
        SELECT ${isDone} AS done,
          (SELECT b.state FROM agent b WHERE b.session_id = i.session_id AND b.id = i.agent_id) AS previous,
-         ${mine} ->> 'state' AS state,
+         m.row ->> 'state' AS state,
          ${rowByKey('claimed', agentKey('r'), agentKey('i'))} AS next_item,
-         CASE WHEN ${claimsNext} THEN ${mine} END AS next_agent,
+         CASE WHEN ${claimsNext} THEN m.row END AS next_agent,
          EXISTS (SELECT 1 FROM work_item w
                  WHERE w.session_id = i.session_id AND w.agent_id = i.agent_id AND w.state = 'queued'
                    AND w.id <> i.task_id) AS more_queued
-       FROM input i
+       FROM input i CROSS JOIN LATERAL (SELECT ${rowByKey('me', agentKey('r', 'id'), agentKey('i'))} AS row) m
        ORDER BY i.n`,
       params: [json(input), at],
       result: (rows) => (rows as StepEndRow[]).map(toStepEnd),
